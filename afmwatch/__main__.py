@@ -1,0 +1,3 @@
+from afmwatch.cli import main
+
+raise SystemExit(main())

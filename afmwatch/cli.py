@@ -1,0 +1,43 @@
+"""Command line: argument parsing only. Each subcommand lives in `afmwatch.commands.<name>`
+with `add_arguments(parser)` and `run(args) -> exit status`, imported only when used (so
+`afmwatch inspect` never pays for importing torch)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from afmwatch import __version__
+from afmwatch.log import configure_logging
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check-config": ("afmwatch.commands.check_config", "validate a config file and print the effective settings"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="afmwatch", description="Watch an AFM export folder; classify, sort and report every scan."
+    )
+    parser.add_argument("--version", action="version", version=f"afmwatch {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(_module=module_name)
+        importlib.import_module(module_name).add_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,265 @@
+"""The typed settings, loaded once at the edge from YAML and passed down explicitly.
+
+Every dataclass field below is a setting; `config.example.yaml` documents each one. Loading checks
+every key against these types: an unknown key, a wrong type or a missing folder is a ConfigError
+naming the key, the file and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+# Height channels in order of preference; matched case-insensitively, forward/trace before retrace.
+DEFAULT_CHANNELS: tuple[str, ...] = (
+    "Z-Axis",
+    "Topography",
+    "Height",
+    "height_trace",
+    "HeightTrace",
+    "HeightRetrace",
+    "ZSensor",
+    "ZSensorTrace",
+    "ZSensorRetrace",
+    "Z-Axis Sensor",
+)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `errors` lists every problem, each naming its key."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: " + "; ".join(errors))
+
+
+@dataclass(frozen=True)
+class ReadingConfig:
+    """How files become Scans."""
+
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    data_area: Literal["auto", "crop-right-30", "whole"] = "auto"
+    level_polynomial: int = 0
+    max_pixels: int = 64_000_000
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """Which files the observer sees."""
+
+    observer: Literal["native", "polling"] = "native"
+    polling_interval_seconds: float = 2.0
+    recursive: bool = True
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ("*.tmp", "*.part", "*.partial", "~*", ".*", "*.afmwatch.json", "*.afmwatch.png")
+
+
+@dataclass(frozen=True)
+class SettleConfig:
+    """When a file counts as completely written."""
+
+    settle_seconds: float = 2.0
+    max_attempts: int = 5
+    backoff_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    """Queue sizes, reader pool and batching."""
+
+    read_workers: int = 2
+    queue_size: int = 64
+    batch_size: int = 16
+    max_batch_wait_ms: int = 50
+    drain_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class DenoiseConfig:
+    """Optional denoising of each sorted scan."""
+
+    enabled: bool = False
+    model: Path | None = None
+    formats: tuple[str, ...] = ("tiff",)
+    location: Literal["beside", "tree"] = "beside"
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """A rule on a quality metric: when `metric` `op` `threshold`, decide `decision` because `reason`."""
+
+    metric: str
+    threshold: float
+    op: Literal["<", "<=", ">", ">="] = ">"
+    decision: Literal["bad", "review"] = "bad"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the service and the commands need, validated."""
+
+    watch_folder: Path | None = None
+    output_root: Path | None = None
+    state_folder: Path | None = None
+    model_folder: Path | None = None
+    model: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    sort: Literal["move", "copy", "none"] = "move"
+    previews: bool = True
+    duplicates: Literal["skip", "process"] = "skip"
+    multiframe_rule: Literal["any-bad", "majority", "first"] = "any-bad"
+    metrics_port: int | None = None
+    reading: ReadingConfig = field(default_factory=ReadingConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    settle: SettleConfig = field(default_factory=SettleConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
+    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
+    rules: tuple[RuleConfig, ...] | None = None
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {Path: "a path", bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(value: Any, tp: Any, key: str, errors: list[str], base: Path) -> Any:
+    """Check `value` against type `tp`; return the converted value or append an error."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            trial: list[str] = []
+            converted = _convert(value, arg, key, trial, base)
+            if not trial:
+                return converted
+        errors.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return None
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            errors.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            errors.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
+            return ()
+        item_type = typing.get_args(tp)[0]
+        return tuple(_convert(v, item_type, f"{key}[{i}]", errors, base) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            errors.append(f"{key}: expected a mapping, got {value!r}")
+            return None
+        return _build(tp, value, f"{key}.", errors, base)
+    if tp is bool:
+        if not isinstance(value, bool):
+            errors.append(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(f"{key}: expected a number, got {value!r}")
+            return value
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            errors.append(f"{key}: expected a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            errors.append(f"{key}: expected a path, got {value!r}")
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base / path)
+    raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, errors: list[str], base: Path) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for unknown in sorted(set(data) - names):
+        errors.append(f"{prefix}{unknown}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _convert(data[f.name], hints[f.name], f"{prefix}{f.name}", errors, base)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            errors.append(f"{prefix}{f.name}: required key is missing")
+    if any(e.startswith(prefix) for e in errors):
+        return None
+    return cls(**kwargs)
+
+
+def _check_folders(config: Config, errors: list[str]) -> None:
+    if config.watch_folder is not None and not config.watch_folder.is_dir():
+        errors.append(f"watch_folder: folder {config.watch_folder} does not exist")
+    if config.model_folder is not None and not config.model_folder.is_dir():
+        errors.append(f"model_folder: folder {config.model_folder} does not exist")
+    if config.model is not None and not config.model.exists():
+        errors.append(f"model: file {config.model} does not exist")
+    if config.denoise.enabled and config.denoise.model is None:
+        errors.append("denoise.model: required when denoise.enabled is true")
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>", base: Path | None = None) -> Config:
+    """Validate a mapping into a Config; relative paths are taken relative to `base`."""
+    errors: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"expected a mapping at the top level, got {type(data).__name__}"])
+    config = _build(Config, data, "", errors, base or Path.cwd())
+    if config is not None:
+        _check_folders(config, errors)
+    if errors:
+        raise ConfigError(source, errors)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate a YAML config file (relative paths are relative to the file's folder)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    return config_from_dict(data, str(path), path.resolve().parent)
+
+
+def config_to_dict(config: Any) -> Any:
+    """The effective configuration as plain YAML/JSON-able data (for `check-config`)."""
+    if dataclasses.is_dataclass(config):
+        return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, tuple):
+        return [config_to_dict(v) for v in config]
+    if isinstance(config, Path):
+        return str(config)
+    return config
