@@ -1,0 +1,1 @@
+"""Network definitions, input pipelines, model files and the model store."""
