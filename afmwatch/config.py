@@ -227,6 +227,13 @@ def _check_folders(config: Config, errors: list[str]) -> None:
         errors.append("denoise.model: required when denoise.enabled is true")
 
 
+def _check_rules(config: Config, errors: list[str]) -> None:
+    if config.rules is not None:
+        from afmwatch.rules import rule_errors  # rules sit above config (they import RuleConfig)
+
+        errors.extend(rule_errors(config.rules))
+
+
 def config_from_dict(data: dict[str, Any], source: str = "<config>", base: Path | None = None) -> Config:
     """Validate a mapping into a Config; relative paths are taken relative to `base`."""
     errors: list[str] = []
@@ -235,6 +242,7 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>", base: Path 
     config = _build(Config, data, "", errors, base or Path.cwd())
     if config is not None:
         _check_folders(config, errors)
+        _check_rules(config, errors)
     if errors:
         raise ConfigError(source, errors)
     return config

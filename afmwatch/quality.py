@@ -1,0 +1,381 @@
+"""Explainable scan-quality metrics: physical measurements a microscopist can check by eye.
+
+Each metric is a number with units (see `METRICS`); `measure(scan, retrace)` returns them all as
+`{name: value}`, with None where a metric does not apply (no retrace, no pixel size, nothing read).
+They are plain numpy over one Scan, a few milliseconds for a 256 x 256 scan, so the daemon runs
+them on every file. Rows that were never acquired (all NaN or all exactly zero, as instruments leave
+an aborted scan) count as missing and are left out of every other metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import structlog
+
+from afmwatch.level import align_rows
+from afmwatch.scan import Scan, ScanError
+
+log = structlog.get_logger(__name__)
+
+# A scar or a flat run must be at least this long along the fast axis (pixels), and at least
+# 1/SCAR_MIN_FRACTION of the row: Gwyddion's "Mark Scars" uses 16 px by default.
+SCAR_MIN_PIXELS = 8
+SCAR_MIN_FRACTION = 16
+# A scar pixel jumps from the rows above and below by more than this many robust standard deviations
+# of the row-to-row step.
+SCAR_THRESHOLD_SIGMA = 4.0
+SCAR_MAX_ROWS = 3
+# Trace and retrace may be offset along the fast axis by the tip's lag; shifts up to this fraction of
+# the row are tried when aligning them.
+MAX_SHIFT_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What one metric means: its units and a sentence for the README, `afmwatch quality` and sidecars."""
+
+    units: str
+    description: str
+
+
+METRICS: dict[str, MetricInfo] = {
+    "completeness": MetricInfo(
+        "fraction", "lines acquired / lines set; below 1 the scan was stopped early (an aborted scan)"
+    ),
+    "lines_set": MetricInfo("lines", "lines the operator set (from the file's metadata, else the rows in the file)"),
+    "lines_acquired": MetricInfo(
+        "lines", "lines actually recorded: the line where the scan stopped (rows of NaN or zeros are missing)"
+    ),
+    "line_artefact_ratio": MetricInfo(
+        "ratio",
+        "RMS height step between neighbouring lines (slow axis) / RMS step between neighbouring pixels "
+        "along a line (fast axis), after median line alignment; about 1 on an even surface, "
+        "higher with scars, skips and line noise",
+    ),
+    "scar_fraction": MetricInfo(
+        "fraction of lines", "lines holding a scar: a streak along the line that jumps from both neighbouring lines"
+    ),
+    "streak_fraction": MetricInfo("fraction of area", "area covered by scars and streaks (1 to 3 lines high)"),
+    "saturation_fraction": MetricInfo(
+        "fraction of pixels", "pixels sitting at the very top or bottom of the recorded z range (clipping)"
+    ),
+    "constant_run_fraction": MetricInfo(
+        "fraction of pixels",
+        "pixels in runs of identical values along a line: the z signal stopped moving (lost contact, "
+        "saturated feedback)",
+    ),
+    "noise_rms": MetricInfo(
+        "nm", "high-frequency noise: robust RMS of what a 4-neighbour mean does not explain, per pixel"
+    ),
+    "signal_to_noise": MetricInfo(
+        "ratio", "Sq / noise RMS; near 1 the scan holds only noise (blank scan, tip not engaged)"
+    ),
+    "tilt_deg": MetricInfo("degrees", "sample tilt before levelling (best-fit plane); needs the pixel size"),
+    "bow": MetricInfo("nm", "scanner bow before levelling: peak-to-valley of the quadratic background"),
+    "trace_retrace_mismatch": MetricInfo(
+        "ratio",
+        "RMS difference between trace and retrace after levelling and aligning them, / their RMS "
+        "roughness; 0 = identical, about 1.4 = unrelated (the tip lost the surface)",
+    ),
+    "sq": MetricInfo("nm", "Sq, RMS roughness after levelling (plane + median line alignment)"),
+    "sa": MetricInfo("nm", "Sa, mean absolute roughness after levelling"),
+    "skewness": MetricInfo("", "Ssk, skewness of the levelled heights: > 0 peaks (particles), < 0 pits"),
+    "z_range": MetricInfo("nm", "Sz, peak-to-valley of the levelled heights"),
+}
+
+
+@dataclass(frozen=True)
+class Surface:
+    """A scan prepared once for all metrics: missing lines removed, raw and levelled heights."""
+
+    raw: np.ndarray  # acquired lines only, float64, remaining NaN filled with the median
+    levelled: np.ndarray  # float32, plane removed, each line's median removed (as level.py does)
+    line_aligned: np.ndarray  # float32, plane removed, lines aligned by the median of differences
+    background: np.ndarray  # quadratic fit of raw: 1, x, y, x^2, xy, y^2 over x, y in [-1, 1]
+    pixel_size_nm: float | None
+    is_height: bool
+
+
+def _missing_rows(z: np.ndarray) -> np.ndarray:
+    """Rows never acquired: all NaN, or all exactly zero (how instruments pad an aborted scan)."""
+    finite = np.isfinite(z)
+    return ~finite.any(axis=1) | np.all(np.where(finite, z, 0.0) == 0.0, axis=1)
+
+
+def _metadata_int(metadata: dict[str, Any], key: str) -> int | None:
+    value = metadata.get(key)
+    try:
+        return int(value) if value is not None and int(value) > 0 else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _quadratic_fit(z: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients of 1, x, y, x^2, xy, y^2 (x, y scaled to [-1, 1]), fitted on a
+    pixel subsample of about 4000 points: plenty for a background, and fast."""
+    rows, cols = z.shape
+    row_step = max(1, rows // 64)
+    col_step = max(1, cols // 64)
+    y, x = np.mgrid[0:rows:row_step, 0:cols:col_step].astype(np.float64)
+    x = x / max(cols - 1, 1) * 2 - 1
+    y = y / max(rows - 1, 1) * 2 - 1
+    design = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
+    normal = design.T @ design  # normal equations: 6 x 6, far faster than lstsq on the full design
+    if np.linalg.matrix_rank(normal) < 6:
+        return np.array([np.mean(z), 0, 0, 0, 0, 0], dtype=np.float64)
+    return np.linalg.solve(normal, design.T @ z[::row_step, ::col_step].ravel())
+
+
+def _align_lines(z: np.ndarray) -> np.ndarray:
+    """Median-of-differences line alignment (Gwyddion's Align Rows, "median of differences"): each line
+    is shifted by the median step from the line before, which features crossing many lines do not bias."""
+    steps = np.median(np.diff(z, axis=0), axis=1)
+    offsets = np.concatenate([[0.0], np.cumsum(steps)])
+    aligned = z - offsets[:, None]
+    return aligned - np.median(aligned)
+
+
+def completeness(scan: Scan) -> dict[str, float | int]:
+    """How much of the scan was recorded: lines set (metadata), lines acquired, and their ratio.
+
+    Lines set come from the file's `lines_set` metadata (the operator's setting), else the rows in
+    the file; lines acquired from `lines_acquired` metadata and the rows that hold data, whichever
+    is smaller. An aborted scan reads e.g. 118 of 256, completeness 0.46."""
+    z = scan.height
+    acquired = int((~_missing_rows(z)).sum())
+    if (meta_acquired := _metadata_int(scan.metadata, "lines_acquired")) is not None:
+        acquired = min(acquired, meta_acquired)
+    lines_set = max(_metadata_int(scan.metadata, "lines_set") or z.shape[0], acquired)
+    return {"completeness": acquired / lines_set, "lines_set": lines_set, "lines_acquired": acquired}
+
+
+def surface(scan: Scan) -> Surface | None:
+    """Prepare `scan` for the metrics; None when fewer than 3 lines with data were acquired."""
+    z = scan.height.astype(np.float64)
+    raw = z[~_missing_rows(z)]
+    if raw.shape[0] < 3 or raw.shape[1] < 3:
+        return None
+    finite = np.isfinite(raw)
+    if not finite.all():
+        raw = np.where(finite, raw, np.median(raw[finite]))
+    background = _quadratic_fit(raw)
+    rows, cols = raw.shape
+    x = np.linspace(-1, 1, cols)[None, :]
+    y = np.linspace(-1, 1, rows)[:, None]
+    plane = background[0] + background[1] * x + background[2] * y
+    tilt_removed = (raw - plane).astype(np.float32)
+    return Surface(
+        raw=raw,
+        levelled=align_rows(tilt_removed),
+        line_aligned=_align_lines(tilt_removed),
+        background=background,
+        pixel_size_nm=scan.pixel_size_nm,
+        is_height=scan.is_height,
+    )
+
+
+def _robust_sigma(values: np.ndarray) -> float:
+    """Standard deviation estimated from the median absolute deviation (ignores outliers and edges),
+    over at most ~16000 evenly spaced values: the estimate needs no more, and medians are slow."""
+    values = values.ravel()[:: max(1, values.size // 16384)]
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def _runs(mask: np.ndarray, min_length: int) -> np.ndarray:
+    """Boolean map of the pixels that lie in runs of True at least `min_length` long along each row."""
+    rows, cols = mask.shape
+    padded = np.zeros((rows, cols + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    r_start, c_start = np.nonzero(edges == 1)
+    r_end, c_end = np.nonzero(edges == -1)  # row-major order pairs each start with its end
+    keep = (c_end - c_start) >= min_length
+    out = np.zeros((rows, cols + 1), dtype=np.int8)  # +1 where a long run starts, -1 where it ends
+    out[r_start[keep], c_start[keep]] = 1
+    out[r_end[keep], c_end[keep]] = -1
+    return np.cumsum(out, axis=1, dtype=np.int8)[:, :cols] > 0
+
+
+def _scar_map(levelled: np.ndarray) -> np.ndarray:
+    """Pixels in scars: bands 1-3 lines high that sit above (or below) both the line before and after
+    by more than SCAR_THRESHOLD_SIGMA robust sigmas of the line-to-line step, for a stretch of the line."""
+    rows, cols = levelled.shape
+    threshold = SCAR_THRESHOLD_SIGMA * _robust_sigma(np.diff(levelled, axis=0))
+    min_length = max(SCAR_MIN_PIXELS, cols // SCAR_MIN_FRACTION)
+    scars = np.zeros_like(levelled, dtype=bool)
+    if threshold <= 0:
+        return scars
+    for height in range(1, SCAR_MAX_ROWS + 1):
+        if rows < height + 2:
+            break
+        before = levelled[: rows - height - 1]
+        after = levelled[height + 1 :]
+        band = np.stack([levelled[1 + k : rows - height + k] for k in range(height)])
+        low, high = band.min(axis=0), band.max(axis=0)
+        up = (low - np.maximum(before, after)) > threshold
+        down = (np.minimum(before, after) - high) > threshold
+        marked = _runs(up | down, min_length)
+        for k in range(height):
+            scars[1 + k : rows - height + k] |= marked
+    return scars
+
+
+def line_artefacts(surf: Surface) -> dict[str, float]:
+    """Line artefacts after median line alignment: the slow/fast roughness ratio, scar lines, streak area.
+
+    Lines are aligned by the median of differences so that features crossing many lines do not leave
+    bands that would read as scars."""
+    z = surf.line_aligned
+    slow = np.sqrt(np.mean(np.diff(z, axis=0) ** 2))
+    fast = np.sqrt(np.mean(np.diff(z, axis=1) ** 2))
+    scars = _scar_map(z)
+    return {
+        "line_artefact_ratio": float(slow / fast) if fast > 0 else 1.0,
+        "scar_fraction": float(scars.any(axis=1).mean()),
+        "streak_fraction": float(scars.mean()),
+    }
+
+
+def clipping(surf: Surface) -> dict[str, float | None]:
+    """Saturation at the ends of the z range and flat runs of identical values along lines."""
+    z = surf.raw
+    if not surf.is_height:  # an export's colour scale clips by design; says nothing about the z piezo
+        return {"saturation_fraction": None, "constant_run_fraction": None}
+    low, high = float(z.min()), float(z.max())
+    span = high - low
+    if span <= 0:
+        return {"saturation_fraction": 1.0, "constant_run_fraction": 1.0}
+    tol = span * 1e-6
+    at_ends = (z <= low + tol) | (z >= high - tol)
+    flat = np.zeros_like(z, dtype=bool)
+    flat[:, 1:] = np.diff(z, axis=1) == 0
+    flat[:, :-1] |= flat[:, 1:]
+    min_length = max(SCAR_MIN_PIXELS, z.shape[1] // SCAR_MIN_FRACTION)
+    return {
+        "saturation_fraction": float(at_ends.mean()),
+        "constant_run_fraction": float(_runs(flat, min_length).mean()),
+    }
+
+
+def _noise_rms(z: np.ndarray) -> float:
+    residual = z[1:-1, 1:-1] - (z[:-2, 1:-1] + z[2:, 1:-1] + z[1:-1, :-2] + z[1:-1, 2:]) / 4
+    # white noise of sigma s leaves a residual of sigma s * sqrt(1 + 4/16); coarsely quantised data
+    # (8-bit exports) has a median deviation of 0, and then the plain RMS is the honest estimate
+    sigma = _robust_sigma(residual) or float(np.sqrt(np.mean(residual.astype(np.float64) ** 2)))
+    return sigma / np.sqrt(1.25)
+
+
+def noise(surf: Surface) -> dict[str, float]:
+    """High-frequency noise (robust RMS, scan units) and Sq over it (near 1 = a blank scan)."""
+    rms = _noise_rms(surf.levelled)
+    sq = float(np.std(surf.levelled))
+    return {"noise_rms": rms, "signal_to_noise": sq / rms if rms > 0 else float("inf")}
+
+
+def tilt_and_bow(surf: Surface) -> dict[str, float | None]:
+    """Tilt (degrees, needs calibrated heights and the pixel size) and bow (scan units) before levelling."""
+    rows, cols = surf.raw.shape
+    c = surf.background
+    x = np.linspace(-1, 1, cols)[None, :]
+    y = np.linspace(-1, 1, rows)[:, None]
+    quadratic = c[3] * x * x + c[4] * x * y + c[5] * y * y
+    tilt = None
+    if surf.is_height and surf.pixel_size_nm:
+        slope_x = c[1] / ((cols - 1) / 2) / surf.pixel_size_nm  # nm of height per nm along the row
+        slope_y = c[2] / ((rows - 1) / 2) / surf.pixel_size_nm
+        tilt = float(np.degrees(np.arctan(np.hypot(slope_x, slope_y))))
+    return {"tilt_deg": tilt, "bow": float(quadratic.max() - quadratic.min())}
+
+
+def surface_statistics(surf: Surface) -> dict[str, float]:
+    """Sq, Sa, skewness and peak-to-valley of the levelled heights (ISO 25178 names)."""
+    z = surf.levelled - surf.levelled.mean()
+    sq = float(np.sqrt(np.mean(z**2)))
+    return {
+        "sq": sq,
+        "sa": float(np.mean(np.abs(z))),
+        "skewness": float(np.mean(z**3) / sq**3) if sq > 0 else 0.0,
+        "z_range": float(z.max() - z.min()),
+    }
+
+
+def trace_retrace(surf: Surface, retrace: Surface) -> dict[str, float | None]:
+    """Disagreement between the two scan directions after levelling and the best fast-axis shift.
+
+    Both are levelled and line-aligned; the retrace is shifted along the line (tip lag) by the offset
+    that minimises the difference, each line's median difference is removed, and the RMS difference
+    is divided by the two directions' mean RMS roughness."""
+    a, b = surf.levelled, retrace.levelled
+    rows = min(a.shape[0], b.shape[0])
+    if a.shape[1] != b.shape[1] or rows < 3:
+        return {"trace_retrace_mismatch": None}
+    a, b = a[:rows], b[:rows]
+    cols = a.shape[1]
+    margin = max(1, int(cols * MAX_SHIFT_FRACTION))
+    if cols <= 4 * margin:
+        return {"trace_retrace_mismatch": None}
+    # the lag: the peak of the line-by-line cross-correlation, summed over lines, within +-margin
+    size = 2 * cols
+    spectrum = np.fft.rfft(a - a.mean(axis=1, keepdims=True), size) * np.conj(
+        np.fft.rfft(b - b.mean(axis=1, keepdims=True), size)
+    )
+    correlation = np.fft.irfft(spectrum.sum(axis=0), size)
+    lags = np.arange(-margin, margin + 1)
+    shift = int(lags[np.argmax(correlation[lags])])  # correlation[k] peaks where b shifted by -k fits a
+    core = a[:, margin : cols - margin]
+    moved = b[:, margin - shift : cols - margin - shift]
+    diff = core - moved
+    diff = diff - np.median(diff, axis=1, keepdims=True)
+    roughness = np.sqrt((np.var(core) + np.var(moved)) / 2)
+    rms = float(np.sqrt(np.mean(diff**2)))
+    return {"trace_retrace_mismatch": rms / roughness if roughness > 0 else None}
+
+
+def measure(scan: Scan, retrace: Scan | None = None) -> dict[str, float | int | None]:
+    """Every metric in METRICS for `scan` (None where one does not apply), in METRICS order."""
+    values: dict[str, float | int | None] = dict.fromkeys(METRICS)
+    values.update(completeness(scan))
+    surf = surface(scan)
+    if surf is None:
+        return values
+    for group in (line_artefacts, clipping, noise, tilt_and_bow, surface_statistics):
+        values.update(group(surf))
+    if retrace is not None and (retrace_surf := surface(retrace)) is not None:
+        values.update(trace_retrace(surf, retrace_surf))
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}
+
+
+def load_retrace(scan: Scan) -> Scan | None:
+    """The retrace (backward) channel of the same file when the reader named one, else None.
+
+    A retrace that cannot be read is logged and skipped: the trace's own metrics still stand."""
+    name = scan.metadata.get("retrace_channel")
+    if not name or name == scan.channel:
+        return None
+    from afmwatch.readers import read_scan  # readers sit below quality; imported late to keep this module light
+
+    try:
+        retrace = read_scan(scan.path, channel=name)
+    except ScanError as exc:
+        log.warning("retrace_unreadable", file=str(scan.path), channel=name, reason=exc.reason)
+        return None
+    return retrace if retrace.shape == scan.shape else None
+
+
+def measure_file_scan(scan: Scan) -> dict[str, float | int | None]:
+    """`measure` with the retrace loaded from the same file when it has one."""
+    return measure(scan, load_retrace(scan))
+
+
+def format_value(name: str, value: float | int | None) -> str:
+    """A metric value as a person reads it: 3 significant digits with its units, fractions in percent."""
+    if value is None:
+        return "n/a"
+    units = METRICS[name].units if name in METRICS else ""
+    if units.startswith("fraction"):
+        return f"{value * 100:.3g} %{units[len('fraction'):]}"
+    text = str(value) if isinstance(value, int) else f"{value:.3g}"
+    return f"{text} {units}".strip()
