@@ -1,0 +1,232 @@
+"""What every reader shares: checks before a library sees the file, turning library failures into
+ScanErrors, channel choice, unit conversion and the size guard."""
+
+from __future__ import annotations
+
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from afmwatch.config import ReadingConfig
+from afmwatch.scan import ScanError
+
+# Bytes read up front: enough for every format's signature and for the text headers we check.
+HEAD_BYTES = 64 * 1024
+
+FORWARD = "forward"
+BACKWARD = "backward"
+
+# Length units to nanometres; "" means the file gives no unit.
+NM_PER_UNIT = {
+    "m": 1e9,
+    "mm": 1e6,
+    "um": 1e3,
+    "µm": 1e3,
+    "μm": 1e3,
+    "~m": 1e3,
+    "nm": 1.0,
+    "pm": 1e-3,
+    "a": 0.1,
+    "å": 0.1,
+    "angstrom": 0.1,
+}
+
+# File signatures, to say what a file really is when its extension lies.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"II*\x00", "a TIFF file"),
+    (b"MM\x00*", "a TIFF file"),
+    (b"II+\x00", "a BigTIFF file"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file"),
+    (b"GWYP", "a Gwyddion .gwy file"),
+    (b"[DataSet]", "a Nanosurf .nid file"),
+    (b"\\*File list", "a Bruker Nanoscope file"),
+    (b"WSxM file copyright", "a WSxM file"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"%PDF", "a PDF document"),
+)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One image channel in a file: `name` is unique in the file and is what `channel=` accepts;
+    `quantity` is the measured quantity without direction (matched against preferences)."""
+
+    name: str
+    quantity: str
+    direction: str = FORWARD
+
+
+def describe_content(head: bytes) -> str:
+    """What the first bytes of a file look like, in words ("a PNG image", "text", ...)."""
+    for signature, what in _SIGNATURES:
+        if head.startswith(signature):
+            return what
+    if not head.strip(b"\x00"):
+        return "only zero bytes"
+    sample = head[:4096]
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in sample)
+    return "text" if printable > 0.95 * len(sample) else "unrecognised binary data"
+
+
+def preflight(path: Path) -> bytes:
+    """Check the file is there, regular, non-empty and readable; return its first bytes."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ScanError(path, "the file does not exist (it may have been moved or deleted)") from None
+    except OSError as exc:
+        raise ScanError(path, f"cannot look at the file: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ScanError(path, "this is a folder, not a scan file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ScanError(path, "not a regular file")
+    if info.st_size == 0:
+        raise ScanError(path, "the file is empty (0 bytes); the export may have failed")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(HEAD_BYTES)
+    except FileNotFoundError:
+        raise ScanError(path, "the file vanished before it could be read") from None
+    except PermissionError:
+        raise ScanError(path, "no permission to read the file") from None
+    except OSError as exc:
+        raise ScanError(path, f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def require_signature(path: Path, head: bytes, signatures: Sequence[bytes], expected: str) -> None:
+    """Refuse a file whose content is not what its extension promises, saying what it looks like."""
+    if not any(head.startswith(signature) for signature in signatures):
+        raise ScanError(path, f"not {expected}: the content looks like {describe_content(head)}")
+
+
+@contextmanager
+def library_call(path: Path, library: str, expected: str) -> Iterator[None]:
+    """Run a third-party parser, turning whatever it raises on a bad file into a ScanError.
+
+    Only library calls go inside; our own code stays outside so its bugs are not disguised as bad
+    files. Parsers raise anything from struct.error to IndexError on malformed input.
+    """
+    try:
+        yield
+    except ScanError:
+        raise
+    except FileNotFoundError:
+        raise ScanError(path, "the file vanished while it was being read") from None
+    except PermissionError:
+        raise ScanError(path, "no permission to read the file") from None
+    except MemoryError:
+        raise ScanError(path, "the file is too large to read into memory") from None
+    except Exception as exc:  # noqa: BLE001 - the reader boundary: any parser failure means a bad file
+        message = str(exc).strip() or type(exc).__name__
+        raise ScanError(
+            path, f"cannot be read as {expected} (it may be truncated or damaged); {library} said: {message}"
+        ) from exc
+
+
+def check_pixels(path: Path, rows: int, cols: int, reading: ReadingConfig, frames: int = 1) -> None:
+    """Refuse absurd dimensions before anything allocates memory for them."""
+    if rows <= 0 or cols <= 0:
+        raise ScanError(path, f"the file declares an image of {rows} x {cols} pixels, which is impossible")
+    if rows * cols > reading.max_pixels:
+        raise ScanError(
+            path,
+            f"the image is {rows} x {cols} pixels, more than reading.max_pixels = {reading.max_pixels}; "
+            "refusing it as a likely corrupt or malicious file",
+        )
+    if frames * rows * cols > 4 * reading.max_pixels:
+        raise ScanError(path, f"{frames} frames of {rows} x {cols} pixels are too many to read safely")
+
+
+def header_int(path: Path, text: str, pattern: str, what: str) -> int:
+    """An integer from a text header (for size checks before the library reads the data)."""
+    match = re.search(pattern, text)
+    if match is None:
+        raise ScanError(path, f"the header does not say {what}; the file may be truncated")
+    return int(match.group(1))
+
+
+def nm_factor(unit: str) -> float | None:
+    """Nanometres per `unit`, or None when `unit` is not a length."""
+    return NM_PER_UNIT.get(unit.strip().lower().replace("\u00b5", "µ"))
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def choose_channel(
+    path: Path, channels: Sequence[Channel], preferences: Sequence[str], forced: str | None = None
+) -> Channel:
+    """The channel to read: `forced` by name, else the first preference that matches (a preference
+    matches a channel's name or its quantity, ignoring case and punctuation), forward before backward."""
+    names = ", ".join(c.name for c in channels) or "none"
+    if forced is not None:
+        for candidate in channels:
+            if candidate.name == forced:
+                return candidate
+        for candidate in channels:
+            if _normalised(candidate.name) == _normalised(forced):
+                return candidate
+        raise ScanError(path, f"no channel named {forced!r}; channels found: {names}")
+    for preference in preferences:
+        wanted = _normalised(preference)
+        matches = [c for c in channels if wanted in (_normalised(c.name), _normalised(c.quantity))]
+        if matches:
+            return min(matches, key=lambda c: c.direction != FORWARD)
+    if len(channels) == 1:
+        return channels[0]  # a file with one channel (e.g. a Gwyddion export) holds the scan itself
+    raise ScanError(path, f"no height channel; channels found: {names} (reading.channels lists the names tried)")
+
+
+def opposite_direction(chosen: Channel, channels: Sequence[Channel]) -> Channel | None:
+    """The same quantity scanned the other way (trace <-> retrace), if the file has it."""
+    for candidate in channels:
+        if (
+            candidate.direction != chosen.direction
+            and _normalised(candidate.quantity) == _normalised(chosen.quantity)
+        ):
+            return candidate
+    return None
+
+
+def direction_metadata(chosen: Channel, channels: Sequence[Channel]) -> dict[str, str]:
+    """`retrace_channel` (for a forward channel) naming its backward partner, when present."""
+    partner = opposite_direction(chosen, channels)
+    if partner is None:
+        return {}
+    key = "retrace_channel" if chosen.direction == FORWARD else "trace_channel"
+    return {key: partner.name}
+
+
+def finite_or_error(path: Path, height: np.ndarray) -> np.ndarray:
+    """A float32 copy; refuse a map that holds no measured value at all."""
+    height = np.asarray(height, dtype=np.float32)
+    if height.ndim != 2:
+        raise ScanError(path, f"expected a 2-D image, the file holds an array of shape {height.shape}")
+    if not np.isfinite(height).any():
+        raise ScanError(path, "the image holds no measured values (every pixel is empty or NaN)")
+    return height
+
+
+def small_json(value: object, limit: int = 200) -> object:
+    """Vendor header values made JSON-able and short (bytes decoded, long text cut)."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", errors="replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        return [small_json(v, limit) for v in value[:16]]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    text = str(value).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
