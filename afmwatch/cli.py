@@ -14,6 +14,7 @@ from afmwatch.log import configure_logging
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("afmwatch.commands.check_config", "validate a config file and print the effective settings"),
+    "quality": ("afmwatch.commands.quality", "quality metrics of scans (aborted, scars, clipping, noise...) and the rules"),
 }
 
 

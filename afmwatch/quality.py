@@ -365,16 +365,13 @@ def load_retrace(scan: Scan) -> Scan | None:
     return retrace if retrace.shape == scan.shape else None
 
 
-def measure_file_scan(scan: Scan) -> dict[str, float | int | None]:
-    """`measure` with the retrace loaded from the same file when it has one."""
-    return measure(scan, load_retrace(scan))
-
-
-def format_value(name: str, value: float | int | None) -> str:
-    """A metric value as a person reads it: 3 significant digits with its units, fractions in percent."""
+def format_value(name: str, value: float | int | None, height_units: str = "nm") -> str:
+    """A metric value as a person reads it: 3 significant digits with its units, fractions in percent;
+    heights in `height_units` (the scan's: "a.u." for uncalibrated image exports)."""
     if value is None:
         return "n/a"
     units = METRICS[name].units if name in METRICS else ""
+    units = height_units if units == "nm" else units
     if units.startswith("fraction"):
         return f"{value * 100:.3g} %{units[len('fraction'):]}"
     text = str(value) if isinstance(value, int) else f"{value:.3g}"

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from afmwatch.config import RuleConfig
-from afmwatch.quality import METRICS
+from afmwatch.quality import METRICS, load_retrace, measure
+from afmwatch.scan import Scan
 
 OWN_FIELDS = ("value", "threshold", "metric")
 
@@ -126,13 +127,19 @@ def fires(rule: RuleConfig, metrics: Mapping[str, Any]) -> bool:
 def apply_rules(metrics: Mapping[str, Any], rules: Iterable[RuleConfig] | None = None) -> RuleOutcome:
     """Evaluate `rules` (DEFAULT_RULES when None) on one scan's metrics; bad outranks review."""
     rules = DEFAULT_RULES if rules is None else tuple(rules)
-    fired = tuple(rule for rule in rules if fires(rule, metrics))
+    strongest: dict[str, RuleConfig] = {}  # per metric: a milder rule on the same metric says nothing new
+    for rule in rules:
+        if fires(rule, metrics):
+            held = strongest.get(rule.metric)
+            if held is None or (rule.decision == "bad" and held.decision != "bad"):
+                strongest[rule.metric] = rule
+    fired = tuple(strongest.values())
     deciding = next((r for r in fired if r.decision == "bad"), None) or next(iter(fired), None)
     if deciding is None:
         return RuleOutcome(None, None, (), ())
     ordered = (deciding,) + tuple(r for r in fired if r is not deciding)
     reasons = tuple(dict.fromkeys(reason_text(r, metrics) for r in ordered))
-    return RuleOutcome(deciding.decision, deciding, fired, reasons)
+    return RuleOutcome(deciding.decision, deciding, ordered, reasons)
 
 
 def final_decision(network_decision: str, outcome: RuleOutcome) -> str:
@@ -157,3 +164,19 @@ def rule_errors(rules: Iterable[RuleConfig], key: str = "rules") -> list[str]:
             if base not in known:
                 errors.append(f"{key}[{i}].reason: unknown placeholder {{{name}}} (use a metric name or value)")
     return errors
+
+
+def quality_block(metrics: Mapping[str, Any], outcome: RuleOutcome) -> dict[str, Any]:
+    """Metrics and the rules' verdict as JSON-able data (`afmwatch quality --json`, `inspect --json`)."""
+    return {
+        "metrics": dict(metrics),
+        "decision": outcome.decision,
+        "rule": rule_to_dict(outcome.rule) if outcome.rule else None,
+        "reasons": list(outcome.reasons),
+    }
+
+
+def assess(scan: Scan, rules: Iterable[RuleConfig] | None = None) -> dict[str, Any]:
+    """Measure `scan` (with its retrace when the file holds one) and apply `rules` (None = defaults)."""
+    metrics = measure(scan, load_retrace(scan))
+    return quality_block(metrics, apply_rules(metrics, rules))

@@ -1,0 +1,58 @@
+"""`afmwatch quality FILE... [--json] [--config FILE]`: the quality metrics of each scan and what the rules say."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="scan files (any format afmwatch reads)")
+    parser.add_argument("--json", action="store_true", help="one JSON document: a list with one object per file")
+    parser.add_argument("--config", help="take the reading settings and rules from this config file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from afmwatch.config import ConfigError, load_config
+    from afmwatch.readers import read_scan
+    from afmwatch.rules import assess
+    from afmwatch.scan import ScanError
+
+    try:
+        config = load_config(args.config) if args.config else None
+    except ConfigError as exc:
+        print(f"{exc.source}: invalid configuration", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  - {error}", file=sys.stderr)
+        return 1
+    reports, status = [], 0
+    for name in args.files:
+        try:
+            scan = read_scan(name, config.reading if config else None)
+        except ScanError as exc:
+            status = 1
+            reports.append({"file": name, "error": exc.reason})
+            if not args.json:
+                print(f"{name}: cannot read: {exc.reason}", file=sys.stderr)
+            continue
+        block = assess(scan, config.rules if config else None)
+        reports.append({"file": name, "channel": scan.channel, "units": scan.units, **block})
+        if not args.json:
+            print(_as_text(name, scan.channel, scan.units, block))
+    if args.json:
+        json.dump(reports, sys.stdout, indent=2)
+        print()
+    return status
+
+
+def _as_text(name: str, channel: str, units: str, block: dict) -> str:
+    from afmwatch.quality import METRICS, format_value
+
+    verdict = block["decision"] or "no rule fired"
+    lines = [f"{name} ({channel}): {verdict}"]
+    lines += [f"  ! {reason}" for reason in block["reasons"]]
+    width = max(len(k) for k in METRICS)
+    for key, value in block["metrics"].items():
+        lines.append(f"  {key:<{width}}  {format_value(key, value, units)}")
+    return "\n".join(lines)

@@ -1,0 +1,215 @@
+"""Quality metrics: each moves with the severity of its artefact and stays quiet on clean surfaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from afmwatch import quality
+from afmwatch.rules import apply_rules
+from afmwatch.scan import Scan
+
+SIZE = 128
+PIXEL_NM = 4.0
+
+
+def clean_surface(rng: np.random.Generator, noise_nm: float = 0.2, size: int = SIZE) -> np.ndarray:
+    """Round particles (5-15 nm high) on a flat substrate with white noise, raw: tilted and offset."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    z = np.zeros((size, size))
+    for _ in range(25):
+        cy, cx = rng.uniform(0, size, 2)
+        radius = rng.uniform(3, 8)
+        height = rng.uniform(5, 15)
+        z += height * np.clip(1 - ((x - cx) ** 2 + (y - cy) ** 2) / radius**2, 0, None) ** 0.5
+    z += rng.normal(0, noise_nm, z.shape)
+    return z + 0.02 * x - 0.01 * y + 300.0
+
+
+def scan_of(z: np.ndarray, **changes) -> Scan:
+    fields = dict(height=z, pixel_size_nm=PIXEL_NM, channel="Height", path=Path("synthetic.tiff"), format="tiff")
+    fields.update(changes)
+    return Scan(**fields)
+
+
+def metrics_of(z: np.ndarray, retrace: np.ndarray | None = None, **changes) -> dict:
+    return quality.measure(scan_of(z, **changes), None if retrace is None else scan_of(retrace, **changes))
+
+
+def add_scars(z: np.ndarray, rng: np.random.Generator, count: int, jump_nm: float = 8.0) -> np.ndarray:
+    """Scars: stretches of one line, 20-60 px long, lifted or dropped as when the tip skips."""
+    z = z.copy()
+    rows = rng.choice(np.arange(2, z.shape[0] - 2), size=count, replace=False)
+    for row in rows:
+        start = rng.integers(0, z.shape[1] - 60)
+        z[row, start : start + rng.integers(20, 60)] += jump_nm * rng.choice([-1, 1])
+    return z
+
+
+def test_clean_surface_is_quiet(rng):
+    m = metrics_of(clean_surface(rng))
+    assert set(m) == set(quality.METRICS)
+    assert m["completeness"] == 1.0 and m["lines_acquired"] == SIZE == m["lines_set"]
+    assert m["scar_fraction"] == 0.0 and m["streak_fraction"] == 0.0
+    assert m["constant_run_fraction"] == 0.0
+    assert m["saturation_fraction"] < 0.001
+    assert 0.8 < m["line_artefact_ratio"] < 1.25
+    assert m["signal_to_noise"] > 5
+    assert m["trace_retrace_mismatch"] is None  # no retrace given
+    assert apply_rules(m).decision is None
+
+
+def test_every_metric_has_units_and_a_description():
+    for name, info in quality.METRICS.items():
+        assert info.description, name
+        assert isinstance(info.units, str)
+    assert quality.METRICS["noise_rms"].units == "nm"
+
+
+@pytest.mark.parametrize("fill", [0.0, np.nan])
+def test_completeness_counts_unfinished_lines_as_missing(rng, fill):
+    z = clean_surface(rng)
+    previous = 1.01
+    for stopped_at in (SIZE, 100, 60, 20):
+        aborted = z.copy()
+        aborted[stopped_at:] = fill
+        m = metrics_of(aborted)
+        assert m["lines_acquired"] == stopped_at
+        assert m["lines_set"] == SIZE
+        assert m["completeness"] < previous
+        previous = m["completeness"]
+        # the missing lines do not pass for clipping, flat runs or scars
+        assert m["saturation_fraction"] < 0.001 and m["constant_run_fraction"] == 0.0
+        assert m["scar_fraction"] == 0.0
+
+
+def test_completeness_takes_lines_set_and_acquired_from_metadata(rng):
+    z = clean_surface(rng)[:90]  # the file holds only the lines that were scanned
+    m = metrics_of(z, metadata={"lines_set": SIZE})
+    assert (m["lines_acquired"], m["lines_set"]) == (90, SIZE)
+    assert m["completeness"] == pytest.approx(90 / SIZE)
+    m = metrics_of(clean_surface(rng), metadata={"lines_set": SIZE, "lines_acquired": 77})
+    assert m["lines_acquired"] == 77
+
+
+def test_scar_metrics_rise_with_the_number_of_scars(rng):
+    z = clean_surface(rng)
+    values = [metrics_of(add_scars(z, np.random.default_rng(7), count)) for count in (0, 4, 12, 30)]
+    scar = [v["scar_fraction"] for v in values]
+    streak = [v["streak_fraction"] for v in values]
+    ratio = [v["line_artefact_ratio"] for v in values]
+    assert scar[0] == 0.0 and all(a < b for a, b in zip(scar, scar[1:]))
+    assert scar[-1] >= 25 / SIZE
+    assert all(a < b for a, b in zip(streak, streak[1:]))
+    assert all(a < b for a, b in zip(ratio, ratio[1:]))
+
+
+def test_line_artefact_ratio_rises_with_line_noise(rng):
+    """Noise that differs from line to line and varies along each line survives median alignment."""
+    z = clean_surface(rng)
+    x = np.arange(SIZE)
+    wobble = np.stack([np.sin(x / rng.uniform(5, 20) + rng.uniform(0, 6)) for _ in range(SIZE)])
+    ratios = [metrics_of(z + amplitude * wobble)["line_artefact_ratio"] for amplitude in (0, 0.5, 1.5, 4)]
+    assert all(a < b for a, b in zip(ratios, ratios[1:]))
+    assert ratios[-1] > 2 * ratios[0]
+
+
+def test_saturation_rises_as_the_z_range_clips(rng):
+    z = clean_surface(rng)
+    levels = [100, 99, 95, 85]
+    fractions = [metrics_of(np.minimum(z, np.percentile(z, p)))["saturation_fraction"] for p in levels]
+    assert fractions[0] < 0.001
+    assert all(a < b for a, b in zip(fractions, fractions[1:]))
+    assert fractions[-1] == pytest.approx(0.15, abs=0.02)
+    assert apply_rules(metrics_of(np.minimum(z, np.percentile(z, 85)))).decision == "bad"
+
+
+def test_constant_runs_rise_with_lost_contact(rng):
+    z = clean_surface(rng)
+    fractions = []
+    for lines in (0, 5, 20, 40):
+        lost = z.copy()
+        lost[10 : 10 + lines, 30:110] = lost[10 : 10 + lines, 30:31]  # the z signal holds its last value
+        fractions.append(metrics_of(lost)["constant_run_fraction"])
+    assert fractions[0] == 0.0
+    assert all(a < b for a, b in zip(fractions, fractions[1:]))
+
+
+def test_noise_rms_follows_white_noise_in_nm(rng):
+    values = [metrics_of(clean_surface(np.random.default_rng(3), noise_nm=s))["noise_rms"] for s in (0.1, 0.5, 2.0)]
+    assert all(a < b for a, b in zip(values, values[1:]))
+    assert values[1] == pytest.approx(0.5, rel=0.15)
+    assert values[2] == pytest.approx(2.0, rel=0.15)
+
+
+def test_blank_scan_reads_as_noise_only(rng):
+    blank = rng.normal(0, 0.3, (SIZE, SIZE)) + 50.0
+    m = metrics_of(blank)
+    assert m["signal_to_noise"] < 1.5
+    assert m["noise_rms"] == pytest.approx(0.3, rel=0.15)
+    assert apply_rules(m).decision == "review"
+    assert metrics_of(clean_surface(rng))["signal_to_noise"] > 5
+
+
+def test_tilt_and_bow_measure_the_raw_background(rng):
+    flat = rng.normal(0, 0.2, (SIZE, SIZE))
+    y, x = np.mgrid[0:SIZE, 0:SIZE] * PIXEL_NM  # nm
+    tilts = [metrics_of(flat + np.tan(np.radians(angle)) * x)["tilt_deg"] for angle in (0.0, 0.5, 2.0)]
+    assert tilts == pytest.approx([0.0, 0.5, 2.0], abs=0.02)
+    span = SIZE * PIXEL_NM
+    bows = [metrics_of(flat + depth * ((x / span - 0.5) ** 2 + (y / span - 0.5) ** 2))["bow"] for depth in (0, 20, 80)]
+    assert bows[0] < 0.1 and bows[1] < bows[2]
+    assert bows[2] == pytest.approx(80 * 0.5, rel=0.1)  # (0.25 + 0.25) x depth from centre to corner
+    assert metrics_of(flat, pixel_size_nm=None)["tilt_deg"] is None
+    assert metrics_of(flat, units="a.u.")["tilt_deg"] is None
+
+
+def test_surface_statistics_of_known_distributions(rng):
+    gaussian = rng.normal(0, 2.0, (SIZE, SIZE))
+    m = metrics_of(gaussian)
+    assert m["sq"] == pytest.approx(2.0, rel=0.05)
+    assert m["sa"] == pytest.approx(2.0 * np.sqrt(2 / np.pi), rel=0.05)
+    assert abs(m["skewness"]) < 0.1
+    assert m["z_range"] > 6 * m["sq"]
+    assert metrics_of(clean_surface(rng))["skewness"] > 1  # particles stand up
+    assert metrics_of(-clean_surface(rng))["skewness"] < -1  # pits
+
+
+def test_trace_retrace_mismatch_rises_as_the_tip_loses_the_surface(rng):
+    trace = clean_surface(rng)
+    lagged = np.roll(trace, 3, axis=1) + rng.normal(0, 0.2, trace.shape)  # tip lag: 3 px
+    unrelated = clean_surface(np.random.default_rng(99))
+    values = []
+    for lost_lines in (0, 30, 70, SIZE):
+        retrace = lagged.copy()
+        retrace[:lost_lines] = unrelated[:lost_lines]
+        values.append(metrics_of(trace, retrace)["trace_retrace_mismatch"])
+    assert values[0] < 0.2
+    assert all(a < b for a, b in zip(values, values[1:]))
+    assert values[-1] > 1.25
+    m = metrics_of(trace, unrelated)
+    assert apply_rules(m).decision == "review"
+    assert "trace and retrace disagree" in apply_rules(m).reasons[0]
+
+
+def test_image_exports_skip_clipping_metrics(rng):
+    m = metrics_of(np.round(clean_surface(rng)), units="a.u.", pixel_size_nm=None)
+    assert m["saturation_fraction"] is None and m["constant_run_fraction"] is None
+    assert m["sq"] > 0 and m["noise_rms"] > 0
+
+
+def test_too_little_data_gives_none_not_an_error():
+    m = metrics_of(np.full((64, 64), np.nan))
+    assert m["lines_acquired"] == 0 and m["completeness"] == 0.0
+    assert m["sq"] is None and m["scar_fraction"] is None
+    assert apply_rules(m).decision == "bad"
+
+
+def test_format_value_reads_like_a_person_writes():
+    assert quality.format_value("scar_fraction", 0.125) == "12.5 % of lines"
+    assert quality.format_value("sq", 1.23456) == "1.23 nm"
+    assert quality.format_value("sq", 1.23456, "a.u.") == "1.23 a.u."
+    assert quality.format_value("lines_set", 256) == "256 lines"
+    assert quality.format_value("tilt_deg", None) == "n/a"

@@ -1,0 +1,99 @@
+"""Rules: fire on a threshold, decide, explain in words; validated when the config loads."""
+
+from __future__ import annotations
+
+import pytest
+
+from afmwatch.config import ConfigError, RuleConfig, config_from_dict, load_config
+from afmwatch.rules import DEFAULT_RULES, apply_rules, final_decision, rule_errors
+
+ABORTED = {"completeness": 118 / 256, "lines_acquired": 118, "lines_set": 256, "scar_fraction": 0.0}
+
+
+def test_aborted_scan_is_bad_with_the_line_it_stopped_at():
+    outcome = apply_rules(ABORTED)
+    assert outcome.decision == "bad"
+    assert outcome.rule.metric == "completeness"
+    assert outcome.reasons == ("scan stopped at line 118 of 256",)  # the milder rule on it says nothing new
+    record = outcome.to_dict()
+    assert record["decision"] == "bad"
+    assert record["rule"] == {
+        "metric": "completeness",
+        "op": "<",
+        "threshold": 0.9,
+        "decision": "bad",
+        "reason": "scan stopped at line {lines_acquired} of {lines_set}",
+    }
+    assert record["reasons"] == ["scan stopped at line 118 of 256"]
+
+
+def test_nearly_complete_scan_goes_to_review():
+    outcome = apply_rules({"completeness": 250 / 256, "lines_acquired": 250, "lines_set": 256})
+    assert outcome.decision == "review"
+    assert outcome.reasons == ("scan stopped at line 250 of 256 (nearly complete)",)
+
+
+def test_bad_outranks_review_and_every_fired_rule_gives_a_reason():
+    metrics = {"scar_fraction": 0.05, "saturation_fraction": 0.3, "completeness": 1.0}
+    outcome = apply_rules(metrics)
+    assert outcome.decision == "bad"
+    assert outcome.rule.metric == "saturation_fraction"
+    assert outcome.reasons == ("z range clipped: 30.0% of pixels at its top or bottom", "scars on 5% of the lines")
+    assert [r.metric for r in outcome.fired] == ["saturation_fraction", "scar_fraction"]
+
+
+def test_unavailable_metric_does_not_fire():
+    outcome = apply_rules({"trace_retrace_mismatch": None, "completeness": 1.0})
+    assert outcome.decision is None and outcome.rule is None and outcome.reasons == ()
+    assert outcome.to_dict() == {"decision": None, "rule": None, "reasons": []}
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "fired"), [("<", 1.0, False), ("<=", 1.0, True), (">", 1.0, False), (">=", 1.0, True)]
+)
+def test_operators_compare_at_the_threshold(op, value, fired):
+    rule = RuleConfig("sq", 1.0, op, "review", "Sq {value} nm")
+    assert (apply_rules({"sq": value}, [rule]).decision == "review") is fired
+
+
+def test_reason_placeholders_format_numbers_readably():
+    rule = RuleConfig("noise_rms", 0.5, ">", "review", "noisy: {value} nm over {threshold}; Sq {sq:.1f} nm")
+    outcome = apply_rules({"noise_rms": 0.87654, "sq": 3.14159}, [rule])
+    assert outcome.reasons == ("noisy: 0.877 nm over 0.5; Sq 3.1 nm",)
+    bare = RuleConfig("noise_rms", 0.5)
+    assert apply_rules({"noise_rms": 0.87654}, [bare]).reasons == ("noise_rms = 0.877 (> 0.5)",)
+
+
+def test_a_rule_that_fires_decides_over_the_network():
+    assert final_decision("good", apply_rules(ABORTED)) == "bad"
+    assert final_decision("bad", apply_rules({"completeness": 1.0})) == "bad"
+    assert final_decision("good", apply_rules({"completeness": 1.0})) == "good"
+
+
+def test_default_rules_name_only_known_metrics():
+    assert rule_errors(DEFAULT_RULES) == []
+
+
+def test_unknown_metric_in_a_rule_is_a_config_error_naming_it(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("rules:\n  - metric: scar_fracton\n    threshold: 0.1\n    reason: scars\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "scar_fracton" in str(caught.value)
+    assert "rules[0].metric" in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_unknown_placeholder_in_a_reason_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.reason: unknown placeholder \{lines_done\}"):
+        config_from_dict({"rules": [{"metric": "completeness", "threshold": 1, "op": "<", "reason": "{lines_done}"}]})
+
+
+def test_configured_rules_replace_the_defaults():
+    config = config_from_dict(
+        {"rules": [{"metric": "sq", "threshold": 5.0, "op": ">", "decision": "review", "reason": "rough: {sq} nm"}]}
+    )
+    assert config.rules == (RuleConfig("sq", 5.0, ">", "review", "rough: {sq} nm"),)
+    outcome = apply_rules({**ABORTED, "sq": 7.5}, config.rules)
+    assert outcome.decision == "review" and outcome.reasons == ("rough: 7.5 nm",)
+    assert config_from_dict({}).rules is None  # None: the defaults apply
