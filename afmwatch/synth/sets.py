@@ -1,0 +1,220 @@
+"""Writing synthetic sets to disk: labelled classification sets and denoising pairs, with a manifest.
+
+Layout of a classification set (only the scans themselves sit in `good/` and `bad/`, so anything that
+reads every file there reads each scan once):
+
+    DIR/good/NAME.tif, DIR/bad/NAME.tif     trace height maps, float32 nm, pixel size stored
+    DIR/retrace/{good,bad}/NAME.tif         the retrace of the same scan (channel "Height retrace")
+    DIR/gwy/{good,bad}/NAME.gwy             the trace for Gwyddion (option)
+    DIR/previews/{good,bad}/NAME.png        levelled colour previews with the artefacts in the caption
+    DIR/manifest.json                       every file's generation parameters
+
+A denoising set has `clean/` and `noisy/` in place of `good/` and `bad/` (and no retrace).
+File i of a set depends only on the set's seed and i, never on how many files the set has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from afmwatch import __version__
+from afmwatch.durable import atomic_write_bytes
+from afmwatch.level import level_array
+from afmwatch.render import write_preview
+from afmwatch.synth.artefacts import line_noise_field
+from afmwatch.synth.scans import BAD, GOOD, file_rng, synth_scan
+from afmwatch.synth.surfaces import DENOISE_SHAPES, deposited_shapes
+from afmwatch.writers import write_gwy, write_tiff
+
+log = structlog.get_logger(__name__)
+
+MANIFEST = "manifest.json"
+DENOISE_SCAN_NM = 10000.0  # Gwyddion's example: 10 µm particles at 256 px
+
+
+def _json_ready(value: Any) -> Any:
+    """Numbers rounded for a readable manifest; numpy scalars as plain Python."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(f"{float(value):.6g}")
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _write_outputs(
+    out: Path,
+    folder: str,
+    name: str,
+    height: np.ndarray,
+    pixel_size_nm: float,
+    metadata: dict[str, Any],
+    caption: str,
+    gwy: bool,
+    previews: bool,
+) -> dict[str, str]:
+    """One height map as TIFF (+ .gwy, + preview); returns the written paths relative to `out`."""
+    paths = {"tiff": f"{folder}/{name}.tif"}
+    write_tiff(out / paths["tiff"], height, pixel_size_nm, metadata=_json_ready(metadata))
+    if gwy:
+        paths["gwy"] = f"gwy/{folder}/{name}.gwy"
+        write_gwy(out / paths["gwy"], np.nan_to_num(height, nan=0.0), pixel_size_nm)
+    if previews:
+        paths["preview"] = f"previews/{folder}/{name}.png"
+        with warnings.catch_warnings():  # rows never acquired (aborted scans) are all NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            levelled = level_array(height)
+        write_preview(out / paths["preview"], levelled, pixel_size_nm, caption)
+    return paths
+
+
+def _caption(label: str, params: dict[str, Any]) -> str:
+    artefacts = ", ".join(f"{a['name']} {a['severity']:.2f}" for a in params["artefacts"])
+    return f"{label}: {params['surface']['kind']}" + (f" | {artefacts}" if artefacts else "")
+
+
+def classify_file(out: Path, seed: int, index: int, size: int, gwy: bool, previews: bool, retrace: bool) -> dict:
+    """Generate and write file `index` of a classification set (even index good, odd bad)."""
+    label = GOOD if index % 2 == 0 else BAD
+    scan = synth_scan(file_rng(seed, index), size, label)
+    name = f"s{seed}-{index:05d}-{scan.params['surface']['kind']}"
+    metadata = scan.metadata
+    if retrace:
+        metadata["retrace_file"] = f"../retrace/{label}/{name}.tif"
+    entry = {"name": name, "index": index, "label": label, **_write_outputs(
+        out, label, name, scan.trace, scan.pixel_size_nm, metadata, _caption(label, scan.params), gwy, previews)}
+    if retrace:
+        entry["retrace"] = f"retrace/{label}/{name}.tif"
+        back = dict(scan.metadata, direction="backward", trace_file=f"../../{label}/{name}.tif")
+        write_tiff(out / entry["retrace"], scan.retrace, scan.pixel_size_nm,
+                   channel="Height retrace", metadata=_json_ready(back))
+    entry["seed"] = [seed, index]
+    entry.update(scan.params)
+    return _json_ready(entry)
+
+
+def denoise_file(out: Path, seed: int, index: int, size: int, shape: str, noise: float, gwy: bool, previews: bool) -> dict:
+    """Generate and write pair `index` of a denoising set: the clean surface and the same with noise."""
+    rng = file_rng(seed, index)
+    surface = deposited_shapes(rng, size, shape, DENOISE_SCAN_NM)
+    noise_rms = noise * surface.feature_height_nm
+    line_rms = 0.5 * noise * surface.feature_height_nm
+    noisy = (
+        surface.height
+        + rng.normal(0.0, noise_rms, surface.height.shape)
+        + line_noise_field(surface.height.shape, rng, 1.0, line_rms, cumulative=False)
+    )
+    name = f"s{seed}-{index:05d}-{shape}"
+    entry: dict[str, Any] = {"name": name, "index": index, "seed": [seed, index]}
+    base = {"instrument": "afmwatch synthetic", "scan_size_nm": [size * surface.pixel_size_nm] * 2,
+            "lines_set": size, "points_set": size, "lines_acquired": size}
+    for folder, height in (("clean", surface.height), ("noisy", noisy)):
+        meta = dict(base, synthetic={"pair": folder, "shape": shape, "noise_rms_nm": noise_rms,
+                                     "line_noise_rms_nm": line_rms})
+        paths = _write_outputs(out, folder, name, height.astype(np.float32), surface.pixel_size_nm, meta,
+                               f"{folder}: {shape}", gwy, previews)
+        entry[folder] = paths
+    entry.update({"surface": surface.params, "pixel_size_nm": surface.pixel_size_nm,
+                  "noise_level": noise, "noise_rms_nm": noise_rms, "line_noise_rms_nm": line_rms,
+                  "line_noise_changes_per_row": 1.0, "line_noise_cumulative": False})
+    return _json_ready(entry)
+
+
+def _run(job: Callable[..., dict], args: Iterable[tuple], workers: int) -> list[dict]:
+    """Run the per-file jobs, in worker processes when asked; results in file order."""
+    args = list(args)
+    if workers <= 1 or len(args) < 2:
+        return [job(*a) for a in args]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(job, *zip(*args), chunksize=max(1, len(args) // (4 * workers))))
+
+
+def _write_manifest(out: Path, header: dict[str, Any], files: list[dict]) -> Path:
+    manifest = {"generator": "afmwatch.synth", "version": __version__, **header, "files": files}
+    path = out / MANIFEST
+    atomic_write_bytes(path, json.dumps(_json_ready(manifest), indent=1).encode())
+    return path
+
+
+def default_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 1) - 1))
+
+
+def generate_classify_set(
+    out: str | Path,
+    n: int,
+    seed: int = 1,
+    size: int = 256,
+    *,
+    gwy: bool = True,
+    previews: bool = True,
+    retrace: bool = True,
+    workers: int = 1,
+) -> Path:
+    """Write a labelled set of `n` scans (half good, half bad) under `out`; returns the manifest path."""
+    if n < 1:
+        raise ValueError(f"the number of scans must be at least 1, got {n}")
+    if size < 32:
+        raise ValueError(f"the image size must be at least 32 pixels, got {size}")
+    out = Path(out)
+    log.info("synth_classify_start", out=str(out), n=n, seed=seed, size=size, workers=workers)
+    files = _run(classify_file, ((out, seed, i, size, gwy, previews, retrace) for i in range(n)), workers)
+    header = {"kind": "classify", "seed": seed, "n": n, "size": size,
+              "labels": {GOOD: sum(f["label"] == GOOD for f in files), BAD: sum(f["label"] == BAD for f in files)},
+              "layout": {"scans": "good/, bad/", "retrace": "retrace/<label>/ (same name; channel 'Height retrace')",
+                         "gwy": "gwy/<label>/", "previews": "previews/<label>/"},
+              "severity": "0 none .. 1 ruined; bad scans carry at least one artefact at 0.5 or more, "
+                          "good scans at most one below 0.1"}
+    path = _write_manifest(out, header, files)
+    log.info("synth_classify_done", out=str(out), n=n, manifest=str(path))
+    return path
+
+
+def generate_denoise_set(
+    out: str | Path,
+    n: int,
+    seed: int = 1,
+    shapes: str = "particles",
+    *,
+    noise: float = 0.1,
+    size: int = 256,
+    gwy: bool = True,
+    previews: bool = True,
+    workers: int = 1,
+) -> Path:
+    """Write `n` clean/noisy pairs (Gwyddion's neural-network example) under `out`; returns the manifest.
+
+    `noise` is the random-noise RMS as a fraction of the objects' height; the non-cumulative line noise
+    is half of it. `shapes` "stars" and "donuts" make test sets of shapes a particle-trained denoiser
+    never saw.
+    """
+    if shapes not in DENOISE_SHAPES:
+        raise ValueError(f"unknown shapes {shapes!r}; choose from {', '.join(DENOISE_SHAPES)}")
+    if n < 1:
+        raise ValueError(f"the number of pairs must be at least 1, got {n}")
+    if noise < 0:
+        raise ValueError(f"the noise level must not be negative, got {noise}")
+    out = Path(out)
+    log.info("synth_denoise_start", out=str(out), n=n, seed=seed, shapes=shapes, noise=noise)
+    files = _run(denoise_file, ((out, seed, i, size, shapes, noise, gwy, previews) for i in range(n)), workers)
+    header = {"kind": "denoise", "seed": seed, "n": n, "size": size, "shapes": shapes, "noise_level": noise,
+              "scan_size_nm": DENOISE_SCAN_NM,
+              "layout": {"pairs": "clean/NAME.tif, noisy/NAME.tif", "gwy": "gwy/<clean|noisy>/",
+                         "previews": "previews/<clean|noisy>/"}}
+    path = _write_manifest(out, header, files)
+    log.info("synth_denoise_done", out=str(out), n=n, manifest=str(path))
+    return path
