@@ -15,6 +15,7 @@ from afmwatch.log import configure_logging
 COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("afmwatch.commands.check_config", "validate a config file and print the effective settings"),
     "quality": ("afmwatch.commands.quality", "quality metrics of scans (aborted, scars, clipping, noise...) and the rules"),
+    "synth": ("afmwatch.commands.synth", "write synthetic scan sets: labelled good/bad, or denoising pairs"),
 }
 
 
