@@ -3,19 +3,19 @@
 Each metric is a number with units (see `METRICS`); `measure(scan, retrace)` returns them all as
 `{name: value}`, with None where a metric does not apply (no retrace, no pixel size, nothing read).
 They are plain numpy over one Scan, a few milliseconds for a 256 x 256 scan, so the daemon runs
-them on every file. Rows that were never acquired (all NaN or all exactly zero, as instruments leave
-an aborted scan) count as missing and are left out of every other metric.
+them on every file. Rows that were never acquired (all NaN, or all exactly zero in a height channel,
+as instruments leave an aborted scan) count as missing and are left out of every other metric.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import structlog
 
-from afmwatch.level import align_rows
 from afmwatch.scan import Scan, ScanError
 
 log = structlog.get_logger(__name__)
@@ -92,17 +92,25 @@ class Surface:
     """A scan prepared once for all metrics: missing lines removed, raw and levelled heights."""
 
     raw: np.ndarray  # acquired lines only, float64, remaining NaN filled with the median
-    levelled: np.ndarray  # float32, plane removed, each line's median removed (as level.py does)
-    line_aligned: np.ndarray  # float32, plane removed, lines aligned by the median of differences
+    levelled: np.ndarray  # float32, plane removed, each line's median removed (level.align_rows)
     background: np.ndarray  # quadratic fit of raw: 1, x, y, x^2, xy, y^2 over x, y in [-1, 1]
     pixel_size_nm: float | None
     is_height: bool
 
+    @cached_property
+    def line_aligned(self) -> np.ndarray:
+        """Plane removed, lines aligned by the median of differences (only line artefacts need it)."""
+        return _align_lines(self.levelled)
 
-def _missing_rows(z: np.ndarray) -> np.ndarray:
-    """Rows never acquired: all NaN, or all exactly zero (how instruments pad an aborted scan)."""
-    finite = np.isfinite(z)
-    return ~finite.any(axis=1) | np.all(np.where(finite, z, 0.0) == 0.0, axis=1)
+
+def _missing_rows(scan: Scan) -> np.ndarray:
+    """Rows never acquired: all NaN, or all exactly zero in a height channel (how instruments pad an
+    aborted scan; in an image export a black row is just dark)."""
+    finite = np.isfinite(scan.height)
+    missing = ~finite.any(axis=1)
+    if scan.is_height:
+        missing |= np.all(np.where(finite, scan.height, 0.0) == 0.0, axis=1)
+    return missing
 
 
 def _metadata_int(metadata: dict[str, Any], key: str) -> int | None:
@@ -134,8 +142,7 @@ def _align_lines(z: np.ndarray) -> np.ndarray:
     is shifted by the median step from the line before, which features crossing many lines do not bias."""
     steps = np.median(np.diff(z, axis=0), axis=1)
     offsets = np.concatenate([[0.0], np.cumsum(steps)])
-    aligned = z - offsets[:, None]
-    return aligned - np.median(aligned)
+    return z - offsets[:, None].astype(z.dtype)
 
 
 def completeness(scan: Scan) -> dict[str, float | int]:
@@ -145,7 +152,7 @@ def completeness(scan: Scan) -> dict[str, float | int]:
     the file; lines acquired from `lines_acquired` metadata and the rows that hold data, whichever
     is smaller. An aborted scan reads e.g. 118 of 256, completeness 0.46."""
     z = scan.height
-    acquired = int((~_missing_rows(z)).sum())
+    acquired = int((~_missing_rows(scan)).sum())
     if (meta_acquired := _metadata_int(scan.metadata, "lines_acquired")) is not None:
         acquired = min(acquired, meta_acquired)
     lines_set = max(_metadata_int(scan.metadata, "lines_set") or z.shape[0], acquired)
@@ -155,7 +162,7 @@ def completeness(scan: Scan) -> dict[str, float | int]:
 def surface(scan: Scan) -> Surface | None:
     """Prepare `scan` for the metrics; None when fewer than 3 lines with data were acquired."""
     z = scan.height.astype(np.float64)
-    raw = z[~_missing_rows(z)]
+    raw = z[~_missing_rows(scan)]
     if raw.shape[0] < 3 or raw.shape[1] < 3:
         return None
     finite = np.isfinite(raw)
@@ -169,8 +176,7 @@ def surface(scan: Scan) -> Surface | None:
     tilt_removed = (raw - plane).astype(np.float32)
     return Surface(
         raw=raw,
-        levelled=align_rows(tilt_removed),
-        line_aligned=_align_lines(tilt_removed),
+        levelled=tilt_removed - np.median(tilt_removed, axis=1, keepdims=True),
         background=background,
         pixel_size_nm=scan.pixel_size_nm,
         is_height=scan.is_height,

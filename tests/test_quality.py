@@ -213,3 +213,69 @@ def test_format_value_reads_like_a_person_writes():
     assert quality.format_value("sq", 1.23456, "a.u.") == "1.23 a.u."
     assert quality.format_value("lines_set", 256) == "256 lines"
     assert quality.format_value("tilt_deg", None) == "n/a"
+
+
+# --- real instrument files -------------------------------------------------------------------
+
+REAL_IMAGES = [
+    "nid/circles.nid",
+    "nid/sapphire.nid",
+    "nid/SBS-PMMA.nid",
+    "nid/image.nid",
+    "nid/grid1.nid",
+    "gwy/test.gwy",
+    "jpk/sample_0.jpk",
+    "jpk/sample_0.h5-jpk",
+    "wsxm/sample_0.stp",
+    "wsxm/sample_0.top",
+    "bruker/old_bruker.002",
+    "bruker/old_bruker.004",
+    "ibw/ARHeight_0000.ibw",
+    "png/minicircle_colorbar_afmhot.png",
+    "png/flattening_raw_afm_image.png",
+    "png/flattening_scarred_image.png",  # two scars on 680 lines: below the review threshold
+]
+
+
+@pytest.mark.parametrize("name", REAL_IMAGES)
+def test_default_rules_stay_quiet_on_real_good_scans(samples, name):
+    from afmwatch.readers import read_frames
+
+    for frame in read_frames(samples / name):
+        metrics = quality.measure(frame, quality.load_retrace(frame))
+        outcome = apply_rules(metrics)
+        assert outcome.decision is None, (frame.frame, outcome.reasons, metrics)
+        assert metrics["completeness"] == 1.0
+
+
+@pytest.mark.parametrize("name", ["nid/sapphire.nid", "jpk/sample_0.jpk", "bruker/old_bruker.002"])
+def test_completeness_reads_lines_set_from_real_metadata(samples, name):
+    from afmwatch.readers import read_scan
+
+    scan = read_scan(samples / name)
+    lines_set = scan.metadata["lines_set"]
+    assert quality.measure(scan)["lines_set"] == lines_set
+    # the same scan stopped early: the instrument leaves the unfinished lines empty
+    stopped = scan.height.copy()
+    stopped[100:] = np.nan
+    metrics = quality.measure(scan.with_height(stopped))
+    assert (metrics["lines_acquired"], metrics["lines_set"]) == (100, lines_set)
+    outcome = apply_rules(metrics)
+    assert outcome.decision == "bad"
+    assert outcome.reasons[0] == f"scan stopped at line 100 of {lines_set}"
+    # a file that holds only the scanned lines, with lines_set in its metadata
+    cut = scan.with_height(scan.height[:100])
+    assert quality.measure(cut)["completeness"] == pytest.approx(100 / lines_set)
+
+
+def test_trace_retrace_agreement_on_a_real_file_with_both_directions(samples):
+    from afmwatch.readers import read_scan
+
+    trace = read_scan(samples / "nid" / "circles.nid")
+    retrace = quality.load_retrace(trace)
+    assert retrace is not None and retrace.direction == "backward"
+    agreeing = quality.measure(trace, retrace)["trace_retrace_mismatch"]
+    assert 0 < agreeing < 0.5
+    # a retrace from elsewhere on the sample (here: the image turned over) disagrees
+    lost = quality.measure(trace, retrace.with_height(retrace.height[::-1]))["trace_retrace_mismatch"]
+    assert lost > 1.25 > agreeing
