@@ -1,0 +1,322 @@
+"""Acting on a classified scan: decide, preview, denoise, sort, write the sidecar, record it.
+
+Exactly once: the complete sidecar (with the planned final path) is committed to the journal as
+`acting` *before* anything is moved. `carry_out` then makes the folders match the plan and is
+idempotent, so after a crash at any instant `afmwatch.daemon.reconcile` runs it again and every
+input ends in exactly one place with exactly one sidecar.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from afmwatch import __version__
+from afmwatch.config import Config
+from afmwatch.daemon.job import Job
+from afmwatch.daemon.journal import Journal
+from afmwatch.daemon.metrics import Metrics
+from afmwatch.daemon.pool import STOP
+from afmwatch.daemon.sidecar import SCHEMA_VERSION, iso_utc, plain, preview_path, sidecar_path, write_sidecar
+from afmwatch.durable import fsync_dir, safe_move, sha256_file
+from afmwatch.level import level
+from afmwatch.render import write_preview
+from afmwatch.rules import apply_rules, rule_to_dict
+
+log = structlog.get_logger("afmwatch.act")
+
+DECISION_FOLDERS = ("good", "bad", "review", "failed")
+
+
+class ActError(Exception):
+    """The plan for one file cannot be carried out (its original changed or vanished, a name is taken)."""
+
+
+# -- decisions --------------------------------------------------------------------------------------
+def combine_frames(predictions: list[Any], rule: str) -> dict[str, Any]:
+    """One result for a multi-frame file from its per-frame predictions.
+
+    any-bad: bad if any frame is bad, else review if any is, else good; majority: the most common
+    frame decision (a tie is review); first: the first frame decides.
+    """
+    decisions = [p.decision for p in predictions]
+    if rule == "first" or len(predictions) == 1:
+        chosen = predictions[0]
+        return {"label": chosen.label, "decision": chosen.decision, "confidence": chosen.confidence,
+                "probabilities": dict(chosen.probabilities)}
+    if rule == "any-bad":
+        decision = "bad" if "bad" in decisions else "review" if "review" in decisions else "good"
+    else:
+        ranked = Counter(decisions).most_common()
+        decision = ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else "review"
+    labels = [p.label for p in predictions]
+    label = "bad" if (decision == "bad" or (decision == "review" and labels.count("bad") * 2 >= len(labels))) else "good"
+    agreeing = [p.confidence for p in predictions if p.decision == decision] or [p.confidence for p in predictions]
+    probabilities = {k: sum(p.probabilities[k] for p in predictions) / len(predictions) for k in ("good", "bad")}
+    return {"label": label, "decision": decision, "confidence": sum(agreeing) / len(agreeing),
+            "probabilities": probabilities}
+
+
+def relative_path(path: Path, watch_folder: Path) -> Path:
+    try:
+        return path.relative_to(watch_folder)
+    except ValueError:
+        return Path(path.name)
+
+
+def destination(path: Path, config: Config, decision: str) -> Path:
+    """Where a scan goes: output_root/<decision>/<its subfolder below the watch folder>/<name>."""
+    if config.sort == "none":
+        return path
+    return config.output_root / decision / relative_path(path, config.watch_folder)
+
+
+def free_destination(dest: Path) -> Path:
+    """`dest`, or `name-1.ext`, `name-2.ext`, ...: the first where neither the scan nor its sidecar exists."""
+    stem, dot, suffix = dest.name.partition(".")
+    candidate, n = dest, 0
+    while candidate.exists() or sidecar_path(candidate).exists():
+        n += 1
+        candidate = dest.with_name(f"{stem}-{n}{dot}{suffix}")
+    return candidate
+
+
+# -- carrying out a plan (shared with reconcile) ----------------------------------------------------
+def _same_file(original: Path, final: Path, sha256: str | None) -> bool:
+    try:
+        if os.path.samefile(original, final):
+            return True
+        if sha256 is not None:
+            return sha256_file(original) == sha256
+        return original.stat().st_size == final.stat().st_size
+    except OSError:
+        return False
+
+
+def carry_out(sidecar: dict[str, Any], *, verify: bool) -> dict[str, Any]:
+    """Make the folders match the plan in `sidecar` and write the sidecar; safe to repeat.
+
+    `verify` (after a crash) checks content by hash before trusting what is on disk. Returns the
+    sidecar as written (its final path changes only if the planned name was taken meanwhile).
+    """
+    original = Path(sidecar["original_path"])
+    final = Path(sidecar["final_path"])
+    sort, sha256 = sidecar["sort"], sidecar["sha256"]
+    if sort != "none":
+        if final.exists():
+            if verify and sha256 is not None and sha256_file(final) != sha256:
+                raise ActError(f"{final} holds a different file than planned")
+            if sort == "move" and original.exists() and _same_file(original, final, sha256):
+                os.unlink(original)  # the move was interrupted between link and unlink
+                fsync_dir(original.parent)
+        else:
+            if not original.exists():
+                raise ActError(f"{original.name} vanished before it could be sorted")
+            if verify and sha256 is not None and sha256_file(original) != sha256:
+                raise ActError(f"{original.name} changed before it could be sorted")
+            placed = safe_move(original, final, copy_only=sort == "copy")
+            if placed != final:
+                sidecar = dict(sidecar, final_path=str(placed))
+                final = placed
+    elif not original.exists():
+        raise ActError(f"{original.name} vanished before its sidecar was written")
+    write_sidecar(final, sidecar)
+    return sidecar
+
+
+# -- the act thread ---------------------------------------------------------------------------------
+class Actor:
+    """One thread: act queue -> decision, preview, denoise, sort, sidecar, journal."""
+
+    def __init__(
+        self,
+        get_config: Callable[[], Config],
+        journal: Journal,
+        act_queue: queue.Queue,
+        finished: Callable[[Path], None],
+        metrics: Metrics,
+        device: str,
+    ):
+        self.get_config = get_config
+        self.journal = journal
+        self.act_queue = act_queue
+        self.finished = finished
+        self.metrics = metrics
+        self.device = device
+        self.heartbeat = time.monotonic()
+        self._denoiser: tuple[Path, Any] | None = None
+        self.thread = threading.Thread(target=self.run, name="afmwatch-act", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def alive(self, within_seconds: float = 60.0) -> bool:
+        return self.thread.is_alive() and time.monotonic() - self.heartbeat < within_seconds
+
+    def run(self) -> None:
+        while True:
+            self.heartbeat = time.monotonic()
+            try:
+                job = self.act_queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if job is STOP:
+                return
+            try:
+                self.act(job)
+            except Exception:  # disk full, permissions: the plan stays in the journal for the next start
+                log.exception("act_failed", file=str(job.path))
+                self.journal.update(job.arrival.entry_id, error="could not sort the file; retried at the next start")
+            finally:
+                self.finished(job.path)
+
+    def act(self, job: Job) -> None:
+        config = self.get_config()
+        started = time.monotonic()
+        errors = list(job.arrival.errors)
+        result, rule, reasons = self._decide(job, config)
+        decision = result["decision"]
+        final = free_destination(destination(job.path, config, decision)) if config.sort != "none" else job.path
+        preview = None
+        if config.previews and job.frames:
+            try:
+                preview = self._preview(job, final, result, rule)
+            except (OSError, ValueError) as exc:
+                errors.append(f"preview not written: {exc}")
+        denoised = self._denoise(job, config, final, decision) if config.denoise.enabled and job.frames else None
+        job.add_time("act", time.monotonic() - started)
+        now = time.time()
+        job.add_time("total", max(0.0, now - job.arrival.seen_at))
+        sidecar = plain({
+            "schema_version": SCHEMA_VERSION,
+            "afmwatch_version": __version__,
+            "original_path": str(job.path),
+            "final_path": str(final),
+            "relative_path": relative_path(job.path, config.watch_folder).as_posix(),
+            "sort": config.sort,
+            "sha256": job.sha256,
+            "size_bytes": job.size,
+            **_scan_fields(job),
+            **result,
+            "rule": rule,
+            "reasons": reasons,
+            "quality": job.quality,
+            "denoised": denoised,
+            "duplicate_of": job.duplicate_of.final_path if job.duplicate_of else None,
+            "preview": str(preview) if preview else None,
+            "timings_ms": dict(job.timings_ms),
+            "settle_attempts": job.arrival.attempts,
+            "errors": errors + ([job.failure] if job.failure and job.failure not in " ".join(errors) else []),
+            "seen_at": iso_utc(job.arrival.seen_at),
+            "settled_at": iso_utc(job.arrival.settled_at),
+            "processed_at": iso_utc(now),
+        })
+        state = "failed" if decision == "failed" else "done"
+        entry_id = job.arrival.entry_id
+        self.journal.update(entry_id, state="acting", final_path=str(final), sidecar=sidecar, decision=decision)
+        try:
+            written = carry_out(sidecar, verify=False)
+        except ActError as exc:
+            log.info("scan_vanished", file=str(job.path), reason=str(exc))
+            self.journal.update(entry_id, state="vanished", error=str(exc))
+            return
+        self.journal.update(entry_id, state=state, final_path=written["final_path"], sidecar=written,
+                            error=job.failure)
+        self.metrics.count(decision)
+        for stage, ms in job.timings_ms.items():
+            self.metrics.observe(stage, ms / 1000.0)
+        log.info("scan_sorted", file=str(job.path), decision=decision, label=result["label"],
+                 confidence=result["confidence"], to=written["final_path"], rule=rule["metric"] if rule else None,
+                 error=job.failure)
+
+    def _decide(self, job: Job, config: Config) -> tuple[dict[str, Any], dict[str, Any] | None, list[str]]:
+        """The network's result, the rule that overrides it (if any), and the reasons."""
+        if job.duplicate_of is not None:
+            earlier = job.duplicate_of.sidecar or {}
+            keys = ("label", "decision", "confidence", "probabilities", "network_decision", "model", "frames",
+                    "multiframe_rule")
+            result = {k: earlier.get(k) for k in keys}
+            result["decision"] = job.duplicate_of.decision or earlier.get("decision", "review")
+            job.quality = earlier.get("quality")
+            reason = f"identical content (sha256) to {job.duplicate_of.final_path}, processed before; not classified again"
+            return result, earlier.get("rule"), [reason, *earlier.get("reasons", [])]
+        if job.failure:
+            result = {"label": None, "decision": "failed", "confidence": None, "probabilities": None,
+                      "network_decision": None, "model": job.model, "frames": None, "multiframe_rule": None}
+            return result, None, [f"could not be processed: {job.failure}"]
+        result = combine_frames(job.predictions, config.multiframe_rule)
+        result["network_decision"] = result["decision"]
+        result["model"] = job.model
+        result["frames"] = None
+        result["multiframe_rule"] = None
+        if len(job.predictions) > 1:
+            result["multiframe_rule"] = config.multiframe_rule
+            result["frames"] = [
+                {"frame": frame.frame if frame.frame is not None else i, "label": p.label, "decision": p.decision,
+                 "confidence": p.confidence, "probabilities": dict(p.probabilities)}
+                for i, (frame, p) in enumerate(zip(job.frames, job.predictions))
+            ]
+        outcome = apply_rules(job.quality or {}, config.rules)
+        if outcome.rule is None:
+            return result, None, []
+        result["decision"] = outcome.decision
+        return result, rule_to_dict(outcome.rule), list(outcome.reasons)
+
+    def _preview(self, job: Job, final: Path, result: dict[str, Any], rule: dict[str, Any] | None) -> Path:
+        scan = job.frames[0]
+        confidence = result.get("confidence")
+        caption = result["decision"] + (f" {confidence:.2f}" if confidence is not None else "")
+        if rule:
+            caption += f" (rule: {rule['metric']})"
+        if len(job.frames) > 1:
+            caption += f", {len(job.frames)} frames"
+        levelled = level(scan, self.get_config().reading.level_polynomial)
+        return write_preview(preview_path(final), levelled.height, scan.pixel_size_nm, caption)
+
+    def _denoise(self, job: Job, config: Config, final: Path, decision: str) -> dict[str, Any]:
+        """Denoise the (first) frame; a failure never blocks sorting, it is recorded in the sidecar."""
+        from afmwatch.denoise import load_denoiser, write_denoised
+        from afmwatch.networks.model_file import ModelError
+
+        model = config.denoise.model
+        started = time.monotonic()
+        try:
+            if self._denoiser is None or self._denoiser[0] != model:
+                self._denoiser = (model, load_denoiser(model, device=self.device))
+            denoiser = self._denoiser[1]
+            if config.denoise.location == "tree":
+                out_dir = config.output_root / "denoised" / decision / relative_path(job.path, config.watch_folder).parent
+            else:
+                out_dir = final.parent
+            paths = write_denoised(denoiser.denoise(job.frames[0]), out_dir, config.denoise.formats)
+            block = {"paths": [str(p) for p in paths], "model": str(model), "error": None}
+        except (ModelError, OSError, ValueError, RuntimeError) as exc:
+            log.warning("denoise_failed", file=str(job.path), error=str(exc))
+            block = {"paths": [], "model": str(model), "error": str(exc)}
+        job.add_time("denoise", time.monotonic() - started)
+        return block
+
+
+def _scan_fields(job: Job) -> dict[str, Any]:
+    keys = ("format", "channel", "channels", "units", "shape", "pixel_size_nm")
+    if job.duplicate_of is not None and job.duplicate_of.sidecar:
+        return {k: job.duplicate_of.sidecar.get(k) for k in keys}
+    if not job.frames:
+        return {"format": None, "channel": None, "channels": [], "units": None, "shape": None, "pixel_size_nm": None}
+    scan = job.frames[0]
+    return {
+        "format": scan.format,
+        "channel": scan.channel,
+        "channels": list(scan.channels),
+        "units": scan.units,
+        "shape": list(scan.shape),
+        "pixel_size_nm": scan.pixel_size_nm,
+    }

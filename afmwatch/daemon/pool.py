@@ -1,0 +1,143 @@
+"""The reader pool: a few threads that hash, read, measure and preprocess settled files.
+
+Each reader takes an Arrival from the bounded read queue and puts a Job on the bounded inference
+queue (or straight on the act queue when the file failed or is a known duplicate). A parse failure
+while the file may still be growing sends it back to settle, with exponential backoff, until
+`settle.max_attempts` is reached; then it goes to failed/ with the reasons.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from afmwatch.config import Config
+from afmwatch.daemon.job import Job
+from afmwatch.daemon.journal import Journal
+from afmwatch.daemon.settle import Arrival, Settler
+from afmwatch.durable import sha256_file
+from afmwatch.scan import ScanError
+
+log = structlog.get_logger("afmwatch.read")
+
+STOP = None  # sentinel on a queue: the consumer finishes
+
+
+def read_job(job: Job, config: Config, classifier: Any) -> None:
+    """Read every frame, measure quality and preprocess for `classifier`; raises ScanError."""
+    from afmwatch.quality import load_retrace, measure
+    from afmwatch.readers import read_frames
+
+    started = time.monotonic()
+    job.frames = read_frames(job.path, config.reading)
+    if not job.frames:
+        raise ScanError(job.path, "the file holds no image frames")
+    retrace = load_retrace(job.frames[0])
+    job.add_time("read", time.monotonic() - started)
+    started = time.monotonic()
+    job.quality = measure(job.frames[0], retrace)
+    job.add_time("quality", time.monotonic() - started)
+    preprocess(job, classifier)
+
+
+def preprocess(job: Job, classifier: Any) -> None:
+    """The model's own input pipeline for every frame (again if the model changed meanwhile)."""
+    started = time.monotonic()
+    job.inputs = [classifier.preprocess(frame) for frame in job.frames]
+    job.preprocessed_by = classifier
+    job.add_time("preprocess", time.monotonic() - started)
+
+
+class ReaderPool:
+    """`read_workers` threads between the read queue and the inference/act queues."""
+
+    def __init__(
+        self,
+        get_config: Callable[[], Config],
+        get_classifier: Callable[[], Any],
+        journal: Journal,
+        settler: Settler,
+        read_queue: queue.Queue,
+        infer_queue: queue.Queue,
+        act_queue: queue.Queue,
+        vanished: Callable[[Arrival], None],
+    ):
+        self.get_config = get_config
+        self.get_classifier = get_classifier
+        self.journal = journal
+        self.settler = settler
+        self.read_queue = read_queue
+        self.infer_queue = infer_queue
+        self.act_queue = act_queue
+        self.vanished = vanished
+        self.threads: list[threading.Thread] = []
+
+    def start(self, count: int) -> None:
+        for n in range(count):
+            thread = threading.Thread(target=self._run, name=f"afmwatch-read-{n}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _run(self) -> None:
+        while True:
+            arrival = self.read_queue.get()
+            if arrival is STOP:
+                return
+            self.process(arrival)
+
+    def process(self, arrival: Arrival) -> None:
+        config = self.get_config()
+        job = Job(arrival=arrival)
+        job.add_time("settle", max(0.0, (arrival.settled_at or time.time()) - arrival.seen_at))
+        self.journal.update(arrival.entry_id, state="processing", attempts=arrival.attempts)
+        try:
+            started = time.monotonic()
+            job.size = arrival.path.stat().st_size
+            job.sha256 = sha256_file(arrival.path)
+            job.add_time("hash", time.monotonic() - started)
+        except FileNotFoundError:
+            self.vanished(arrival)
+            return
+        except OSError as exc:
+            self._failed_attempt(job, config, f"cannot read the file: {exc.strerror or exc}")
+            return
+        self.journal.update(arrival.entry_id, sha256=job.sha256, size=job.size)
+        if config.duplicates == "skip":
+            earlier = self.journal.finished_with_hash(job.sha256, arrival.entry_id)
+            if earlier is not None:
+                job.duplicate_of = earlier
+                self.act_queue.put(job)
+                return
+        classifier = self.get_classifier()
+        try:
+            read_job(job, config, classifier)
+        except ScanError as exc:
+            self._failed_attempt(job, config, exc.reason)
+            return
+        except MemoryError:
+            self._failed_attempt(job, config, "not enough memory to read the file")
+            return
+        except Exception as exc:  # a reader bug must cost one file, not the service; logged with traceback
+            log.exception("reader_crashed", file=str(arrival.path))
+            self._failed_attempt(job, config, f"unexpected error while reading ({type(exc).__name__}: {exc})")
+            return
+        job.queued_at = time.monotonic()
+        self.infer_queue.put(job)
+
+    def _failed_attempt(self, job: Job, config: Config, reason: str) -> None:
+        arrival = job.arrival
+        arrival.errors.append(f"attempt {arrival.attempts}: {reason}")
+        if arrival.attempts < config.settle.max_attempts:
+            backoff = config.settle.backoff_seconds * 2 ** (arrival.attempts - 1)
+            log.info("read_retry", file=str(arrival.path), attempt=arrival.attempts, backoff_s=backoff, reason=reason)
+            self.journal.update(arrival.entry_id, state="seen", attempts=arrival.attempts, error=reason)
+            self.settler.retry(arrival, backoff)
+            return
+        job.failure = reason
+        job.frames, job.inputs = [], []
+        self.act_queue.put(job)

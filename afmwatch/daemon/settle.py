@@ -1,0 +1,157 @@
+"""Settling: a file is handed on only when it has stopped changing.
+
+The watcher (and the start-up folder scan) only `touch` paths. The settler thread stats every
+pending path a few times per `settle_seconds`; a file whose size and mtime have not changed for
+`settle_seconds` is ready and goes to the bounded read queue (a full queue blocks the settler:
+back-pressure instead of unbounded memory). A file that the reader could not parse while it may
+still have been growing comes back through `retry` and has to settle again after a backoff.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("afmwatch.settle")
+
+
+@dataclass
+class Arrival:
+    """One input file on its way through the daemon (mutable: it collects its history)."""
+
+    path: Path
+    entry_id: int
+    seen_at: float
+    size: int | None = None
+    mtime_ns: int | None = None
+    stable_since: float = 0.0
+    settled_at: float | None = None
+    attempts: int = 0
+    not_before: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+# admit(path, stat) -> journal entry id, or None when the file needs no processing (already done)
+Admit = Callable[[Path, os.stat_result], "int | None"]
+
+
+class Settler:
+    """Owns the set of paths that are waiting to stop changing; one thread, no file reading."""
+
+    def __init__(
+        self,
+        settle_seconds: float,
+        admit: Admit,
+        ready: Callable[[Arrival], None],
+        vanished: Callable[[Arrival], None],
+    ):
+        self.settle_seconds = settle_seconds
+        self._admit = admit
+        self._ready = ready
+        self._vanished = vanished
+        self._lock = threading.Lock()
+        self._touched: set[Path] = set()
+        self._waiting: dict[Path, Arrival] = {}
+        self._busy: set[Path] = set()  # handed on, not yet finished
+        self._changed_while_busy: set[Path] = set()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+
+    # -- called from other threads --------------------------------------------------------------
+    def touch(self, path: Path) -> None:
+        """Record that `path` appeared or changed (cheap: safe to call from the watchdog handler)."""
+        with self._lock:
+            self._touched.add(path)
+        self._wake.set()
+
+    def retry(self, arrival: Arrival, backoff_seconds: float) -> None:
+        """The file could not be parsed yet: let it settle again after `backoff_seconds`."""
+        arrival.not_before = time.monotonic() + backoff_seconds
+        arrival.size = arrival.mtime_ns = None
+        with self._lock:
+            self._busy.discard(arrival.path)
+            self._waiting[arrival.path] = arrival
+
+    def finished(self, path: Path) -> None:
+        """The file has left the pipeline (sorted, failed or vanished)."""
+        with self._lock:
+            self._busy.discard(path)
+            if path in self._changed_while_busy:  # copy/none: it changed while we read it; look again
+                self._changed_while_busy.discard(path)
+                self._touched.add(path)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._waiting) + len(self._touched)
+
+    # -- the thread -------------------------------------------------------------------------------
+    def run(self) -> None:
+        tick = max(0.02, min(0.25, self.settle_seconds / 4))
+        while not self._stop.is_set():
+            self._take_touched()
+            self._check_waiting()
+            self._wake.wait(tick)
+            self._wake.clear()
+
+    def _take_touched(self) -> None:
+        with self._lock:
+            touched, self._touched = self._touched, set()
+            self._changed_while_busy |= touched & self._busy
+            touched -= self._busy
+            touched -= set(self._waiting)
+        for path in sorted(touched):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue  # gone again before we looked (a temp file renamed away): nothing to do
+            if not path.is_file():
+                continue
+            entry_id = self._admit(path, stat)
+            if entry_id is None:
+                continue
+            now = time.monotonic()
+            arrival = Arrival(path=path, entry_id=entry_id, seen_at=time.time(), stable_since=now)
+            arrival.size, arrival.mtime_ns = stat.st_size, stat.st_mtime_ns
+            with self._lock:
+                self._waiting[path] = arrival
+
+    def _check_waiting(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            candidates = [a for a in self._waiting.values() if a.not_before <= now]
+        for arrival in candidates:
+            if self._stop.is_set():
+                return
+            try:
+                stat = arrival.path.stat()
+            except FileNotFoundError:
+                with self._lock:
+                    self._waiting.pop(arrival.path, None)
+                self._vanished(arrival)
+                continue
+            except OSError as exc:
+                log.warning("stat_failed", file=str(arrival.path), error=str(exc))
+                continue
+            signature = (stat.st_size, stat.st_mtime_ns)
+            if signature != (arrival.size, arrival.mtime_ns):
+                arrival.size, arrival.mtime_ns = signature
+                arrival.stable_since = now
+                continue
+            if now - arrival.stable_since < self.settle_seconds:
+                continue
+            arrival.settled_at = time.time()
+            arrival.attempts += 1
+            with self._lock:
+                self._waiting.pop(arrival.path, None)
+                self._busy.add(arrival.path)
+            self._ready(arrival)  # blocks while the read queue is full
