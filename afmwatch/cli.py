@@ -14,6 +14,9 @@ from afmwatch.log import configure_logging
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("afmwatch.commands.check_config", "validate a config file and print the effective settings"),
+    "run": ("afmwatch.commands.run", "run the watch-folder daemon: settle, classify, sort, write sidecars"),
+    "status": ("afmwatch.commands.status", "show the daemon's journal: counts, queue, model, throughput, errors"),
+    "demo": ("afmwatch.commands.demo", "run the daemon with the shipped model on a generated inbox (make run)"),
     "quality": ("afmwatch.commands.quality", "quality metrics of scans (aborted, scars, clipping, noise...) and the rules"),
     "synth": ("afmwatch.commands.synth", "write synthetic scan sets: labelled good/bad, or denoising pairs"),
 }

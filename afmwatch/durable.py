@@ -12,6 +12,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; outputs (sidecars, previews) get the usual umask-based mode instead,
+# so that operators in the group can open them
+FILE_MODE = 0o666 & ~_process_umask()
+
+
 def fsync_dir(path: Path) -> None:
     """Persist a directory entry (a rename or unlink) across a power cut."""
     fd = os.open(path, os.O_RDONLY)
@@ -29,6 +40,7 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
