@@ -22,6 +22,8 @@ from afmwatch.readers.common import (
     FORWARD,
     Channel,
     check_pixels,
+    check_tiff_complete,
+    check_tiff_data,
     choose_channel,
     direction_metadata,
     finite_or_error,
@@ -107,9 +109,11 @@ def _jpk_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], dict
     import tifffile
 
     require_signature(path, preflight(path), TIFF_SIGNATURES, "a JPK .jpk file")
+    check_tiff_complete(path)
     tags = _afmreader("jpk")._load_jpk_tags()
     with library_call(path, "tifffile", "a JPK .jpk file"):
         with tifffile.TiffFile(path) as tif:
+            check_tiff_data(path, tif.pages)
             channels = []
             for page in tif.pages[1:]:  # page 0 is the thumbnail with the shared metadata
                 check_pixels(path, *page.shape[:2], reading)

@@ -3,17 +3,27 @@ ScanErrors, channel choice, unit conversion and the size guard."""
 
 from __future__ import annotations
 
+import logging
 import re
 import stat
+import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+# These libraries report damaged files through `logging` (igor2 with whole data buffers); without a
+# handler Python prints that to stderr. We report the failure ourselves, as a ScanError.
+for _library in ("tifffile", "igor2", "h5py"):
+    logging.getLogger(_library).addHandler(logging.NullHandler())
+
 from afmwatch.config import ReadingConfig
 from afmwatch.scan import ScanError
+
+_MAX_LIBRARY_MESSAGE = 300  # some parsers put whole buffers in their messages
 
 # Bytes read up front: enough for every format's signature and for the text headers we check.
 HEAD_BYTES = 64 * 1024
@@ -124,10 +134,41 @@ def library_call(path: Path, library: str, expected: str) -> Iterator[None]:
     except MemoryError:
         raise ScanError(path, "the file is too large to read into memory") from None
     except Exception as exc:  # noqa: BLE001 - the reader boundary: any parser failure means a bad file
-        message = str(exc).strip() or type(exc).__name__
+        message = str(exc).strip().splitlines()[0][:_MAX_LIBRARY_MESSAGE] if str(exc).strip() else ""
+        message = message or type(exc).__name__
         raise ScanError(
             path, f"cannot be read as {expected} (it may be truncated or damaged); {library} said: {message}"
         ) from exc
+
+
+def check_tiff_complete(path: Path) -> None:
+    """Follow a classic TIFF's chain of image directories; a truncated file points past its end
+    (tifffile then only logs a warning and quietly returns fewer pages)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        order = {b"II": "<", b"MM": ">"}.get(handle.read(2))
+        if order is None or struct.unpack(order + "H", handle.read(2))[0] != 42:
+            return  # BigTIFF or not TIFF: tifffile checks those itself
+        offset, seen = struct.unpack(order + "I", handle.read(4))[0], set()
+        while offset and offset not in seen and len(seen) < 100_000:
+            seen.add(offset)
+            if offset + 2 > size:
+                raise ScanError(path, "the file is truncated: an image directory lies beyond its end")
+            handle.seek(offset)
+            count = struct.unpack(order + "H", handle.read(2))[0]
+            if offset + 2 + 12 * count + 4 > size:
+                raise ScanError(path, "the file is truncated: an image directory is cut off")
+            handle.seek(offset + 2 + 12 * count)
+            offset = struct.unpack(order + "I", handle.read(4))[0]
+
+
+def check_tiff_data(path: Path, pages: Sequence[Any]) -> None:
+    """Every page's pixel data lies inside the file (a truncated file cuts off the last pages' data)."""
+    size = path.stat().st_size
+    for page in pages:
+        ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts)]
+        if ends and max(ends) > size:
+            raise ScanError(path, "the file is truncated: image data runs past its end")
 
 
 def check_pixels(path: Path, rows: int, cols: int, reading: ReadingConfig, frames: int = 1) -> None:
@@ -166,7 +207,9 @@ def choose_channel(
 ) -> Channel:
     """The channel to read: `forced` by name, else the first preference that matches (a preference
     matches a channel's name or its quantity, ignoring case and punctuation), forward before backward."""
-    names = ", ".join(c.name for c in channels) or "none"
+    if not channels:
+        raise ScanError(path, "the file holds no named image channels")
+    names = ", ".join(c.name for c in channels)
     if forced is not None:
         for candidate in channels:
             if candidate.name == forced:
@@ -206,8 +249,10 @@ def direction_metadata(chosen: Channel, channels: Sequence[Channel]) -> dict[str
 
 
 def finite_or_error(path: Path, height: np.ndarray) -> np.ndarray:
-    """A float32 copy; refuse a map that holds no measured value at all."""
-    height = np.asarray(height, dtype=np.float32)
+    """A float32 copy (infinities become NaN); refuse a map that holds no measured value at all."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        height = np.array(height, dtype=np.float32)
+    height[np.isinf(height)] = np.nan  # beyond float32: not a measurement
     if height.ndim != 2:
         raise ScanError(path, f"expected a 2-D image, the file holds an array of shape {height.shape}")
     if not np.isfinite(height).any():

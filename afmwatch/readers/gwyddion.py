@@ -4,6 +4,7 @@ reshapes non-square fields wrongly, so gwyfile (which keeps each field's SI unit
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,22 @@ def _unit(field: Any, key: str) -> str:
     return str(unit.get("unitstr", "")) if unit is not None else ""
 
 
+def _check_complete(path: Path, head: bytes) -> None:
+    """The top-level object states its size; a truncated file (on which gwyfile can loop forever)
+    is shorter than that."""
+    name_end = head.find(b"\0", 4, 4 + 256)
+    if name_end < 0 or len(head) < name_end + 5:
+        raise ScanError(path, "the .gwy header is damaged (no top-level object)")
+    declared = name_end + 5 + struct.unpack("<I", head[name_end + 1 : name_end + 5])[0]
+    actual = path.stat().st_size
+    if actual < declared:
+        raise ScanError(path, f"the file is truncated: {actual} bytes of the {declared} its header declares")
+
+
 def _load(path: Path, reading: ReadingConfig) -> tuple[dict[str, Any], list[Channel]]:
-    require_signature(path, preflight(path), [b"GWYP"], EXPECTED)
+    head = preflight(path)
+    require_signature(path, head, [b"GWYP"], EXPECTED)
+    _check_complete(path, head)
     import gwyfile
 
     with library_call(path, "gwyfile", EXPECTED):

@@ -13,6 +13,8 @@ from afmwatch.config import ReadingConfig
 from afmwatch.readers import data_area
 from afmwatch.readers.common import (
     check_pixels,
+    check_tiff_complete,
+    check_tiff_data,
     finite_or_error,
     library_call,
     nm_factor,
@@ -137,11 +139,13 @@ def read_tiff(path: Path, reading: ReadingConfig, channel: str | None = None) ->
     import tifffile
 
     require_signature(path, preflight(path), TIFF_SIGNATURES, "a TIFF file")
+    check_tiff_complete(path)
     with library_call(path, "tifffile", "a TIFF file"):
         with tifffile.TiffFile(path) as tif:
             if not tif.pages:
                 raise ScanError(path, "the TIFF holds no image")
             page = tif.pages[0]
+            check_tiff_data(path, [page])
             shape = page.shape
             check_pixels(path, int(shape[0]), int(shape[1]) if len(shape) > 1 else 1, reading)
             pixels = page.asarray()

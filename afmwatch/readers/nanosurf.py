@@ -26,6 +26,7 @@ from afmwatch.readers.common import (
 from afmwatch.scan import ScanError, Scan
 
 FORMAT = "nid"
+_MAX_HEADER = 16 * 1024 * 1024
 EXPECTED = "a Nanosurf .nid file"
 
 # NSFopen's direction keys -> (our direction, suffix in the channel name; forward keeps the bare name)
@@ -42,12 +43,34 @@ _VENDOR_KEYS = ("Op. mode", "Date", "Time", "Time/Line", "Cantilever type", "Mea
                 "Setpoint", "Scan direction", "Software ver.")
 
 
+def _check_sizes(path: Path, head: bytes, reading: ReadingConfig) -> None:
+    """Image sizes within limits, and all the data the header announces present. NSFopen reads the
+    data backwards from the end of the file, so a truncated file would silently shift header bytes
+    into the image."""
+    marker = head.find(b"#!")
+    if marker < 0:
+        with open(path, "rb") as handle:
+            whole_header = handle.read(_MAX_HEADER)
+        marker = whole_header.find(b"#!")
+        if marker < 0:
+            raise ScanError(path, "the header never ends (no '#!' data marker); the file is truncated or damaged")
+        head = whole_header
+    text = head[:marker].decode("latin-1")
+    required = 0
+    for section in re.split(r"\r?\n(?=\[)", text):
+        fields = dict(re.findall(r"^(Points|Lines|SaveBits)=(\d+)", section, flags=re.MULTILINE))
+        if section.startswith("[DataSet-") and {"Points", "Lines", "SaveBits"} <= fields.keys():
+            check_pixels(path, int(fields["Lines"]), int(fields["Points"]), reading)
+            required += int(fields["Points"]) * int(fields["Lines"]) * int(fields["SaveBits"]) // 8
+    present = path.stat().st_size - (marker + 2)
+    if present < required:
+        raise ScanError(path, f"the file is truncated: {present} bytes of data, the header announces {required}")
+
+
 def _load(path: Path, reading: ReadingConfig) -> Any:
     head = preflight(path)
     require_signature(path, head, [b"[DataSet]"], EXPECTED)
-    text = head.decode("latin-1")
-    for points, lines in zip(re.findall(r"\nPoints=(\d+)", text), re.findall(r"\nLines=(\d+)", text)):
-        check_pixels(path, int(lines), int(points), reading)
+    _check_sizes(path, head, reading)
     from NSFopen.read import read as nsf_read
 
     with library_call(path, "NSFopen", EXPECTED):
