@@ -24,3 +24,25 @@ def samples() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def make_classifier_file():
+    """Factory: write a small, untrained (seeded) classifier model file; for tests that need any valid model."""
+
+    def make(path: Path, arch: str = "convnet", crop: int = 32, review_band=(0.4, 0.6), seed: int = 0) -> Path:
+        import torch
+
+        from afmwatch.networks.architectures import get_architecture
+        from afmwatch.networks.classifier import save_classifier
+        from afmwatch.networks.pipeline import make_pipeline
+
+        torch.manual_seed(seed)
+        architecture = get_architecture(arch)
+        model = architecture.build(2, crop, None)
+        spec = make_pipeline(architecture.channels, architecture.normalise, resize=crop + crop // 8, crop=crop)
+        meta = {"name": Path(path).name.split(".")[0], "arch": arch, "pipeline": spec,
+                "class_names": ["good", "bad"], "temperature": 1.0, "review_band": list(review_band)}
+        return save_classifier(path, model, meta)
+
+    return make

@@ -1,0 +1,52 @@
+"""`afmwatch evaluate --model M --data DIR`: a model's metrics on a labelled folder, with plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from afmwatch.commands.classify import add_model_arguments, load_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="folder with good/ and bad/")
+    add_model_arguments(parser)
+    parser.add_argument("--out", default=None,
+                        help="folder for evaluation.json, confusion.png, roc.png (default: evaluation-MODELNAME)")
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from afmwatch.config import ConfigError
+    from afmwatch.networks.model_file import ModelError
+    from afmwatch.training.evaluate import evaluate_folder, write_evaluation
+
+    try:
+        classifier, reading = load_from_args(args)
+        report = evaluate_folder(classifier, args.data, batch_size=args.batch_size, reading=reading)
+    except (ModelError, ConfigError, ValueError, RuntimeError) as exc:
+        print(f"afmwatch evaluate: {exc}", file=sys.stderr)
+        return 2
+    paths = write_evaluation(report, args.out or f"evaluation-{classifier.name}")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    m, d = report["metrics"], report["decisions"]
+    ci = m["balanced_accuracy_95ci"]
+    print(f"model {classifier.name} ({classifier.arch}) on {args.data}: {m['count']} scans, "
+          f"{len(report['data']['unreadable'])} unreadable")
+    print(f"balanced accuracy {_fmt(m['balanced_accuracy'])}"
+          + (f" (95% bootstrap interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+          + f", accuracy {_fmt(m['accuracy'])}, ROC AUC {_fmt(m['roc_auc'])}")
+    for name in ("good", "bad"):
+        print(f"  {name}: precision {_fmt(m['precision'][name])}, recall {_fmt(m['recall'][name])}")
+    print(f"confusion (rows true good/bad, columns predicted good/bad): {m['confusion_matrix']}")
+    print(f"decisions: {d['good']} good, {d['bad']} bad, {d['review']} review; "
+          f"accuracy of the sorted (non-review) scans {_fmt(d['accuracy_of_sorted'])}")
+    print(f"report: {paths['report']}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,74 @@
+"""`afmwatch models list|show|promote`: the model store of the configured model folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-folder", default=None, help="model store folder (default: model_folder in --config)")
+    parser.add_argument("--config", default=None, help="config file whose model_folder is the store")
+    parser.add_argument("--json", action="store_true")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub.add_parser("list", help="name, architecture, creation time and validation metrics of each model")
+    show = sub.add_parser("show", help="everything stored about one model")
+    show.add_argument("model", help="model name, file name in the store, or a path")
+    promote = sub.add_parser("promote", help="verify a model, then install it as the store's active model")
+    promote.add_argument("model", help="model file (or a name in the store)")
+
+
+def _folder(args: argparse.Namespace) -> Path | None:
+    if args.model_folder:
+        return Path(args.model_folder)
+    if args.config:
+        from afmwatch.config import load_config
+
+        return load_config(args.config).model_folder
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from afmwatch.config import ConfigError
+    from afmwatch.networks import store
+    from afmwatch.networks.model_file import ModelError, read_metadata
+
+    try:
+        folder = _folder(args)
+        if args.action in ("list", "promote") and folder is None:
+            print("afmwatch models: give --model-folder DIR or --config FILE with model_folder", file=sys.stderr)
+            return 2
+        if args.action == "list":
+            rows = store.list_models(folder)
+            default = store.default_model_path()
+            if default.exists():
+                rows.append({**store.model_summary(default, read_metadata(default), None), "shipped_default": True})
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            for row in rows if not args.json else []:
+                flag = "*" if row.get("active") else " "
+                if "error" in row:
+                    print(f"{flag} {row['name']:<28} not usable: {row['error']}")
+                    continue
+                bacc = row["balanced_accuracy"]
+                print(f"{flag} {row['name']:<28} {row['arch']:<18} {row['created'] or '':<26} "
+                      f"val. balanced accuracy {'n/a' if bacc is None else f'{bacc:.3f}'}  {row['file']}")
+            return 0
+        if args.action == "show":
+            path = Path(args.model)
+            if not path.exists():
+                path = store.find_model(args.model, folder) if folder else store.resolve_model(args.model)
+            meta = read_metadata(path)
+            print(json.dumps({"file": str(path), **meta}, indent=2))
+            return 0
+        path = Path(args.model)
+        if not path.exists():
+            path = store.find_model(args.model, folder)
+        active = store.promote(path, folder)
+        print(f"promoted {path} -> {active} (verified: loads and classifies a probe scan)")
+        return 0
+    except (ModelError, ConfigError) as exc:
+        print(f"afmwatch models: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,89 @@
+"""`afmwatch train --data DIR --out MODEL`: train a good/bad classifier on a folder with good/ and bad/."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from afmwatch.training.options import TrainOptions
+
+    d = TrainOptions()
+    parser.add_argument("--data", required=True, help="folder with good/ and bad/ (e.g. afmwatch's sorted output)")
+    parser.add_argument("--out", required=True, help="model file to write (.safetensors); report and plots go beside it")
+    parser.add_argument("--arch", default=None,
+                        help="convnet, compact, resnet18-features, resnet18-finetune (default: compact, or the base model's)")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default=d.optimizer)
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
+    parser.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--scheduler", choices=["step", "plateau", "none"], default=d.scheduler,
+                        help="step: lr x0.1 every 7 epochs; plateau: x0.1 after 3 epochs without better validation loss")
+    parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                        help="share of the scans held out for validation (stratified; default 0.25)")
+    parser.add_argument("--folds", type=int, default=d.folds,
+                        help="K >= 2: stratified K-fold cross-validation (mean ± std) before the final model")
+    parser.add_argument("--group-by", default=None, metavar="REGEX",
+                        help="keep scans whose file names give the same match (first group) on one side of every split")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device)
+    parser.add_argument("--base-model", default=None, metavar="MODEL", help="continue training from this model")
+    parser.add_argument("--pretrained", default=None, metavar="PATH",
+                        help="ImageNet weights for the ResNets (torchvision state dict, .pth or .safetensors)")
+    parser.add_argument("--image-size", type=int, default=d.image_size, help="network input (crop) size in pixels")
+    parser.add_argument("--resize", type=int, default=d.resize, help="short edge after resizing, before the crop")
+    parser.add_argument("--normalise", choices=["imagenet", "standardise"], default=None,
+                        help="input normalisation (default: what the architecture expects)")
+    parser.add_argument("--data-area", choices=["auto", "crop-right-30", "whole"], default=d.data_area,
+                        help="for image exports: detected data area, the study's right-30%% crop, or the whole image")
+    parser.add_argument("--jitter", type=float, default=d.jitter, help="intensity jitter in training (e.g. 0.1)")
+    parser.add_argument("--review-band", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="P(bad) band sent to review (default: chosen from validation)")
+    parser.add_argument("--name", default=None, help="model name (default: the output file's name)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from afmwatch.networks.model_file import ModelError
+    from afmwatch.training.options import TrainOptions
+    from afmwatch.training.train import train_folder
+
+    options = TrainOptions(
+        arch=args.arch, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, batch_size=args.batch_size, epochs=args.epochs,
+        scheduler=args.scheduler, val_fraction=args.val_fraction, folds=args.folds, seed=args.seed,
+        device=args.device, base_model=args.base_model, pretrained=args.pretrained, group_by=args.group_by,
+        image_size=args.image_size, resize=args.resize, normalise=args.normalise, data_area=args.data_area,
+        jitter=args.jitter, review_band=tuple(args.review_band) if args.review_band else None,
+        name=args.name, threads=args.threads,
+    )
+    command = shlex.join(["afmwatch", *sys.argv[1:]]) if sys.argv[1:2] == ["train"] else f"train_folder({options})"
+    try:
+        report = train_folder(args.data, args.out, options, command=command)
+    except (ModelError, ValueError, RuntimeError) as exc:
+        print(f"afmwatch train: {exc}", file=sys.stderr)
+        return 1
+    validation = report["validation"] or {}
+    cv = report.get("cross_validation")
+    print(f"model:    {report['model']}  ({report['options']['arch']}, {report['weights_origin']})")
+    print(f"data:     {report['data']['count']} scans {report['data']['per_class']}, "
+          f"{len(report['data']['skipped'])} unreadable")
+    if validation:
+        print(f"validation ({report['split']['validation']} scans): balanced accuracy "
+              f"{validation['balanced_accuracy']:.3f}, ROC AUC {_fmt(validation['roc_auc'])}, "
+              f"confusion [[good->good, good->bad], [bad->good, bad->bad]] = {validation['confusion_matrix']}")
+    if cv:
+        print(f"cross-validation ({cv['folds']} folds): balanced accuracy "
+              f"{_fmt(cv['balanced_accuracy']['mean'])} ± {_fmt(cv['balanced_accuracy']['std'])}")
+    print(f"temperature {report['temperature']:.3f}, review band P(bad) in {report['review_band']}, "
+          f"best epoch {report['best_epoch']}" + ("  (interrupted: best model so far kept)" if report["interrupted"] else ""))
+    print(f"report:   {report['files']['report']}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

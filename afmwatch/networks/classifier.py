@@ -1,0 +1,222 @@
+"""A loaded classifier: the network, its stored input pipeline, its temperature and review band.
+
+`load_classifier(path)` never runs code from the file (safetensors + JSON metadata). `preprocess` is
+pure and thread-safe (reader threads call it); `predict` runs one batch on the classifier's device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from afmwatch.config import ReadingConfig
+from afmwatch.networks import pipeline as input_pipeline
+from afmwatch.networks.architectures import ARCHITECTURES, get_architecture
+from afmwatch.networks.model_file import ModelError, file_sha256, load_model_file, save_model_file
+from afmwatch.scan import Scan, ScanError
+
+CLASS_NAMES = ("good", "bad")
+REQUIRED_METADATA = ("name", "arch", "pipeline", "class_names", "temperature", "review_band")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One scan's result. `label` is the more probable class; `decision` is "review" when P(bad)
+    falls inside the model's review band; `confidence` is the probability of `label`."""
+
+    label: str
+    decision: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+def decide(p_bad: float, review_band: tuple[float, float]) -> str:
+    """good / bad / review for one probability of "bad" (the band's ends count as review)."""
+    low, high = review_band
+    if low <= p_bad <= high:
+        return "review"
+    return "bad" if p_bad > high else "good"
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; asking for "cuda" without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device cuda was asked for, but PyTorch sees no CUDA GPU")
+    return torch.device(device)
+
+
+def check_metadata(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The metadata if it describes a classifier this version can run; otherwise ModelError."""
+    missing = [key for key in REQUIRED_METADATA if key not in meta]
+    if missing:
+        raise ModelError(path, f"not a classifier model: metadata lacks {', '.join(missing)}")
+    if meta["arch"] not in ARCHITECTURES:
+        raise ModelError(path, f"architecture {meta['arch']!r} is unknown to this afmwatch "
+                         f"(known: {', '.join(ARCHITECTURES)})")
+    if tuple(meta["class_names"]) != CLASS_NAMES:
+        raise ModelError(path, f"class names {meta['class_names']!r}; afmwatch classifiers have {CLASS_NAMES}")
+    if not (isinstance(meta["temperature"], (int, float)) and meta["temperature"] > 0):
+        raise ModelError(path, f"invalid temperature {meta['temperature']!r}")
+    band = meta["review_band"]
+    if not (isinstance(band, (list, tuple)) and len(band) == 2 and 0 <= band[0] <= band[1] <= 1):
+        raise ModelError(path, f"invalid review band {band!r} (need [low, high] within 0..1)")
+    meta = dict(meta, pipeline=input_pipeline.check_pipeline(meta["pipeline"], path))
+    return meta
+
+
+def build_network(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: str | Path) -> nn.Module:
+    """The architecture named in the metadata, with exactly the stored weights (no more, no fewer)."""
+    arch = get_architecture(meta["arch"])
+    model = arch.build(len(meta["class_names"]), meta["pipeline"]["crop"], None)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
+    if missing or unexpected or wrong_shape:
+        details = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+            if keys:
+                details.append(f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}")
+        raise ModelError(path, f"weights do not fit architecture {meta['arch']} ({'; '.join(details)})")
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    return model
+
+
+class Classifier:
+    """A model file loaded for inference."""
+
+    def __init__(self, path: Path, model: nn.Module, metadata: dict[str, Any], sha256: str, device: torch.device):
+        self.path = path
+        self.model = model
+        self.metadata = metadata
+        self.sha256 = sha256
+        self.name: str = metadata["name"]
+        self.arch: str = metadata["arch"]
+        self.pipeline: dict[str, Any] = metadata["pipeline"]
+        self.class_names: tuple[str, ...] = tuple(metadata["class_names"])
+        self.temperature = float(metadata["temperature"])
+        self.review_band: tuple[float, float] = (float(metadata["review_band"][0]), float(metadata["review_band"][1]))
+        self.device = device
+
+    def __repr__(self) -> str:
+        return f"Classifier({self.name!r}, arch={self.arch}, device={self.device}, file={self.path.name})"
+
+    def preprocess(self, scan: Scan) -> torch.Tensor:
+        """The stored input pipeline (levelling included): (channels, crop, crop) on the CPU."""
+        return input_pipeline.to_tensor(scan, self.pipeline)
+
+    def reading_config(self, reading: ReadingConfig | None = None) -> ReadingConfig:
+        """The reading settings with this model's data-area mode (how exports are cropped)."""
+        return dataclasses.replace(reading or ReadingConfig(), data_area=self.pipeline["data_area"])
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw network outputs for a (N, channels, crop, crop) batch, on the CPU."""
+        with torch.inference_mode():
+            return self.model(batch.to(self.device)).float().cpu()
+
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Temperature-scaled class probabilities, (N, classes), on the CPU."""
+        return torch.softmax(self.logits(batch) / self.temperature, dim=1)
+
+    def predict(self, batch: torch.Tensor) -> list[Prediction]:
+        """One Prediction per row of the batch (CUDA out-of-memory errors propagate untouched)."""
+        bad = self.class_names.index("bad")
+        results = []
+        for row in self.probabilities(batch).tolist():
+            label_index = max(range(len(row)), key=row.__getitem__)
+            results.append(Prediction(
+                label=self.class_names[label_index],
+                decision=decide(row[bad], self.review_band),
+                confidence=float(row[label_index]),
+                probabilities={name: float(p) for name, p in zip(self.class_names, row)},
+            ))
+        return results
+
+    def predict_scans(self, scans: list[Scan]) -> list[Prediction]:
+        """Preprocess and classify a list of scans as one batch."""
+        if not scans:
+            return []
+        return self.predict(torch.stack([self.preprocess(scan) for scan in scans]))
+
+    def to(self, device: str | torch.device) -> Classifier:
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model.to(self.device)
+        return self
+
+
+def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
+    """Load and check a classifier model file; every problem is a ModelError naming the file."""
+    path = Path(path)
+    tensors, meta = load_model_file(path)
+    meta = check_metadata(meta, path)
+    model = build_network(meta, tensors, path)
+    torch_device = resolve_device(device)
+    return Classifier(path, model.to(torch_device), meta, file_sha256(path), torch_device)
+
+
+def save_classifier(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:
+    """Write a classifier model file (weights + checked metadata), atomically."""
+    check_metadata(metadata, path)
+    return save_model_file(path, model.state_dict(), metadata)
+
+
+def probe(classifier: Classifier) -> Prediction:
+    """Run the classifier on a small synthetic surface: proves the file loads, preprocesses and gives
+    finite probabilities before a model is put into service."""
+    rng = np.random.default_rng(0)
+    height = rng.normal(0, 1, (64, 64)).astype(np.float32)
+    scan = Scan(height=height, pixel_size_nm=10.0, channel="probe", path=Path("probe"), format="probe")
+    prediction = classifier.predict_scans([scan])[0]
+    if not all(np.isfinite(p) for p in prediction.probabilities.values()):
+        raise ModelError(classifier.path, "the probe scan gave non-finite probabilities")
+    return prediction
+
+
+@dataclass(frozen=True)
+class ClassifiedFile:
+    """One file's outcome in `classify_paths`: a prediction, or the reason it could not be read."""
+
+    path: Path
+    prediction: Prediction | None
+    error: str | None
+
+
+def classify_paths(
+    classifier: Classifier, paths: list[Path], *, batch_size: int = 16,
+    reading: ReadingConfig | None = None, workers: int = 2,
+) -> Iterator[ClassifiedFile]:
+    """Read (first frame), preprocess and classify files in batches, in order; a file that cannot be
+    read yields its error and the others go on."""
+    from afmwatch.readers import read_scan
+
+    reading = classifier.reading_config(reading)
+
+    def load(path: Path) -> torch.Tensor | str:
+        try:
+            return classifier.preprocess(read_scan(path, reading))
+        except ScanError as exc:
+            return exc.reason
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            loaded = list(pool.map(load, chunk))
+            good = [i for i, item in enumerate(loaded) if not isinstance(item, str)]
+            predictions = classifier.predict(torch.stack([loaded[i] for i in good])) if good else []
+            by_index = dict(zip(good, predictions))
+            for i, path in enumerate(chunk):
+                if i in by_index:
+                    yield ClassifiedFile(path, by_index[i], None)
+                else:
+                    yield ClassifiedFile(path, None, loaded[i])

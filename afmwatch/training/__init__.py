@@ -1,0 +1,1 @@
+"""Training, splits, metrics, calibration and reports for the classifier."""
