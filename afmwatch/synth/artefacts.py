@@ -169,8 +169,7 @@ def clipped(z: np.ndarray, rng: np.random.Generator, severity: float, surface: S
 def blunt_tip(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
     """A blunt tip: the surface dilated by a paraboloid whose broadening is several feature widths."""
     broadening_nm = 3.0 * severity * surface.feature_width_nm
-    radius_nm = broadening_nm**2 / (2 * surface.feature_height_nm)
-    radius_nm = max(radius_nm, 2 * surface.pixel_size_nm)
+    radius_nm = max(broadening_nm**2 / (2 * surface.feature_height_nm), 1e-6)
     return blunt_tip_image(z, radius_nm, surface.pixel_size_nm), {
         "apex_radius_nm": radius_nm, "broadening_nm": broadening_nm}
 
