@@ -245,6 +245,9 @@ def test_aborted_scan_leaves_rows_unacquired_and_says_so(tmp_path):
     assert np.all(np.isnan(tail)) or np.all(tail == 0)
     assert np.all(np.isfinite(scan.trace[:acquired]))
     assert scan.metadata["lines_acquired"] == acquired and scan.metadata["lines_set"] == 64
+    trace, retrace = scan.scans()
+    assert trace.metadata["lines_acquired"] == acquired and retrace.direction == "backward"
+    assert trace.metadata["retrace_channel"] == retrace.channel
     more = synth_scan(file_rng(1, 3), 64, surface="terraces", artefacts=[("aborted", 1.0)])
     assert more.params["lines_acquired"] < acquired
 

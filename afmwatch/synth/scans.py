@@ -4,10 +4,12 @@ in both scan directions (trace and retrace)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from afmwatch.scan import Scan
 from afmwatch.synth.artefacts import ARTEFACTS, STAGES, applicable, noise_floor
 from afmwatch.synth.surfaces import SURFACES, Surface
 
@@ -44,6 +46,16 @@ class SynthScan:
                 "artefacts": [{"name": a["name"], "severity": a["severity"]} for a in self.params["artefacts"]],
             },
         }
+
+    def scans(self, name: str = "synthetic") -> tuple[Scan, Scan]:
+        """(trace, retrace) as Scans, as a reader would return them from a file holding both directions."""
+        path = Path(f"{name}.tif")
+        channels = ("Height", "Height retrace")
+        trace = Scan(self.trace, self.pixel_size_nm, "Height", path, "synthetic", channels=channels,
+                     metadata={**self.metadata, "retrace_channel": "Height retrace"})
+        retrace = Scan(self.retrace, self.pixel_size_nm, "Height retrace", path, "synthetic", direction="backward",
+                       channels=channels, metadata={**self.metadata, "trace_channel": "Height"})
+        return trace, retrace
 
 
 def file_rng(seed: int, index: int) -> np.random.Generator:

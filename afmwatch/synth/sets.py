@@ -16,7 +16,6 @@ File i of a set depends only on the set's seed and i, never on how many files th
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -150,8 +149,11 @@ def _write_manifest(out: Path, header: dict[str, Any], files: list[dict]) -> Pat
     return path
 
 
-def default_workers() -> int:
-    return max(1, min(8, (os.cpu_count() or 1) - 1))
+def _check_set(n: int, size: int) -> None:
+    if n < 1:
+        raise ValueError(f"the number of scans must be at least 1, got {n}")
+    if size < 32:
+        raise ValueError(f"the image size must be at least 32 pixels, got {size}")
 
 
 def generate_classify_set(
@@ -166,10 +168,7 @@ def generate_classify_set(
     workers: int = 1,
 ) -> Path:
     """Write a labelled set of `n` scans (half good, half bad) under `out`; returns the manifest path."""
-    if n < 1:
-        raise ValueError(f"the number of scans must be at least 1, got {n}")
-    if size < 32:
-        raise ValueError(f"the image size must be at least 32 pixels, got {size}")
+    _check_set(n, size)
     out = Path(out)
     log.info("synth_classify_start", out=str(out), n=n, seed=seed, size=size, workers=workers)
     files = _run(classify_file, ((out, seed, i, size, gwy, previews, retrace) for i in range(n)), workers)
@@ -204,8 +203,7 @@ def generate_denoise_set(
     """
     if shapes not in DENOISE_SHAPES:
         raise ValueError(f"unknown shapes {shapes!r}; choose from {', '.join(DENOISE_SHAPES)}")
-    if n < 1:
-        raise ValueError(f"the number of pairs must be at least 1, got {n}")
+    _check_set(n, size)
     if noise < 0:
         raise ValueError(f"the noise level must not be negative, got {noise}")
     out = Path(out)
