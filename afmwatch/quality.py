@@ -28,6 +28,12 @@ SCAR_MIN_FRACTION = 16
 # of the row-to-row step.
 SCAR_THRESHOLD_SIGMA = 4.0
 SCAR_MAX_ROWS = 3
+STREAK_MAX_ROWS = 5
+# ... and the jump across the lines must be this many times the height's curvature along the line
+SCAR_ISOTROPY = 2.0
+# ... and at least this fraction of the surface's RMS roughness: a 1 nm scar hides nothing on a 60 nm
+# grating but ruins DNA on mica
+SCAR_THRESHOLD_SQ = 0.25
 # Trace and retrace may be offset along the fast axis by the tip's lag; shifts up to this fraction of
 # the row are tried when aligning them.
 MAX_SHIFT_FRACTION = 0.05
@@ -58,7 +64,9 @@ METRICS: dict[str, MetricInfo] = {
     "scar_fraction": MetricInfo(
         "fraction of lines", "lines holding a scar: a streak along the line that jumps from both neighbouring lines"
     ),
-    "streak_fraction": MetricInfo("fraction of area", "area covered by scars and streaks (1 to 3 lines high)"),
+    "streak_fraction": MetricInfo(
+        "fraction of area", "area covered by scars and streaks (bands 1 to 5 lines high that jump from both sides)"
+    ),
     "saturation_fraction": MetricInfo(
         "fraction of pixels", "pixels sitting at the very top or bottom of the recorded z range (clipping)"
     ),
@@ -71,7 +79,7 @@ METRICS: dict[str, MetricInfo] = {
         "nm", "high-frequency noise: robust RMS of what a 4-neighbour mean does not explain, per pixel"
     ),
     "signal_to_noise": MetricInfo(
-        "ratio", "Sq / noise RMS; near 1 the scan holds only noise (blank scan, tip not engaged)"
+        "ratio", "RMS roughness (bow removed too) / noise RMS; near 1 the scan holds only noise (blank scan)"
     ),
     "tilt_deg": MetricInfo("degrees", "sample tilt before levelling (best-fit plane); needs the pixel size"),
     "bow": MetricInfo("nm", "scanner bow before levelling: peak-to-valley of the quadratic background"),
@@ -205,43 +213,64 @@ def _runs(mask: np.ndarray, min_length: int) -> np.ndarray:
     return np.cumsum(out, axis=1, dtype=np.int8)[:, :cols] > 0
 
 
-def _scar_map(levelled: np.ndarray) -> np.ndarray:
-    """Pixels in scars: bands 1-3 lines high that sit above (or below) both the line before and after
-    by more than SCAR_THRESHOLD_SIGMA robust sigmas of the line-to-line step, for a stretch of the line."""
-    rows, cols = levelled.shape
-    threshold = SCAR_THRESHOLD_SIGMA * _robust_sigma(np.diff(levelled, axis=0))
+def _scar_map(z: np.ndarray, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels in scars (bands 1-3 lines high) and in all streaks (bands up to `max_rows` high).
+
+    A band is marked where it sits above (or below) both the line before and the line after by more
+    than SCAR_THRESHOLD_SIGMA robust sigmas of the line-to-line step and SCAR_THRESHOLD_SQ of the RMS
+    roughness, for a stretch of the line, and
+    where that jump is sharper across the lines than the height's curvature along them: the top of a
+    round particle is as curved along the line as across it, a scar is not."""
+    rows, cols = z.shape
+    threshold = max(SCAR_THRESHOLD_SIGMA * _robust_sigma(np.diff(z, axis=0)), SCAR_THRESHOLD_SQ * float(np.std(z)))
     min_length = max(SCAR_MIN_PIXELS, cols // SCAR_MIN_FRACTION)
-    scars = np.zeros_like(levelled, dtype=bool)
+    scars = np.zeros_like(z, dtype=bool)
+    streaks = np.zeros_like(z, dtype=bool)
     if threshold <= 0:
-        return scars
-    for height in range(1, SCAR_MAX_ROWS + 1):
+        return scars, streaks
+    curvature = np.zeros_like(z)  # along the line
+    curvature[:, 1:-1] = np.abs(z[:, :-2] + z[:, 2:] - 2 * z[:, 1:-1]) / 2
+    for height in range(1, max_rows + 1):
         if rows < height + 2:
             break
-        before = levelled[: rows - height - 1]
-        after = levelled[height + 1 :]
-        band = np.stack([levelled[1 + k : rows - height + k] for k in range(height)])
-        low, high = band.min(axis=0), band.max(axis=0)
-        up = (low - np.maximum(before, after)) > threshold
-        down = (np.minimum(before, after) - high) > threshold
-        marked = _runs(up | down, min_length)
+        before, after = z[: rows - height - 1], z[height + 1 :]
+        band = [z[1 + k : rows - height + k] for k in range(height)]
+        bent = [curvature[1 + k : rows - height + k] for k in range(height)]
+        low, high = np.minimum.reduce(band), np.maximum.reduce(band)
+        limit = np.maximum(threshold, SCAR_ISOTROPY * np.maximum.reduce(bent))
+        marked = _runs(
+            ((low - np.maximum(before, after)) > limit) | ((np.minimum(before, after) - high) > limit), min_length
+        )
         for k in range(height):
-            scars[1 + k : rows - height + k] |= marked
-    return scars
+            streaks[1 + k : rows - height + k] |= marked
+            if height <= SCAR_MAX_ROWS:
+                scars[1 + k : rows - height + k] |= marked
+    return scars, streaks
 
 
-def line_artefacts(surf: Surface) -> dict[str, float]:
+def line_artefacts(surf: Surface, retrace: Surface | None = None) -> dict[str, float]:
     """Line artefacts after median line alignment: the slow/fast roughness ratio, scar lines, streak area.
 
     Lines are aligned by the median of differences so that features crossing many lines do not leave
-    bands that would read as scars."""
+    bands that would read as scars. With the retrace, a band found at the same place in both
+    directions is a feature of the surface (a thin ridge along the fast axis), not a scar: a tip that
+    jumps does so differently in each direction."""
     z = surf.line_aligned
     slow = np.sqrt(np.mean(np.diff(z, axis=0) ** 2))
     fast = np.sqrt(np.mean(np.diff(z, axis=1) ** 2))
-    scars = _scar_map(z)
+    scars, streaks = _scar_map(z, STREAK_MAX_ROWS)
+    if retrace is not None and retrace.line_aligned.shape == z.shape and streaks.any():
+        from scipy.ndimage import binary_dilation  # only needed here; keeps the import of this module light
+
+        _, both = _scar_map(retrace.line_aligned, STREAK_MAX_ROWS)
+        margin = max(1, int(z.shape[1] * MAX_SHIFT_FRACTION))
+        features = binary_dilation(both, np.ones((3, 2 * margin + 1), dtype=bool))
+        scars &= ~features
+        streaks &= ~features
     return {
         "line_artefact_ratio": float(slow / fast) if fast > 0 else 1.0,
         "scar_fraction": float(scars.any(axis=1).mean()),
-        "streak_fraction": float(scars.mean()),
+        "streak_fraction": float(streaks.mean()),
     }
 
 
@@ -275,10 +304,19 @@ def _noise_rms(z: np.ndarray) -> float:
 
 
 def noise(surf: Surface) -> dict[str, float]:
-    """High-frequency noise (robust RMS, scan units) and Sq over it (near 1 = a blank scan)."""
+    """High-frequency noise (robust RMS, scan units) and the roughness over it (near 1 = a blank scan).
+
+    The roughness here is taken after the bow along the lines is removed too, so that a blank scan
+    with a bowed scanner still reads as blank."""
     rms = _noise_rms(surf.levelled)
-    sq = float(np.std(surf.levelled))
-    return {"noise_rms": rms, "signal_to_noise": sq / rms if rms > 0 else float("inf")}
+    rows, cols = surf.levelled.shape
+    x = np.linspace(-1, 1, cols, dtype=np.float32)[None, :]
+    y = np.linspace(-1, 1, rows, dtype=np.float32)[:, None]
+    c = surf.background
+    unbowed = surf.levelled - (c[3] * x * x + c[4] * x * y).astype(np.float32)
+    unbowed -= np.median(unbowed, axis=1, keepdims=True)
+    roughness = float(np.std(unbowed))
+    return {"noise_rms": rms, "signal_to_noise": roughness / rms if rms > 0 else float("inf")}
 
 
 def tilt_and_bow(surf: Surface) -> dict[str, float | None]:
@@ -347,9 +385,11 @@ def measure(scan: Scan, retrace: Scan | None = None) -> dict[str, float | int | 
     surf = surface(scan)
     if surf is None:
         return values
-    for group in (line_artefacts, clipping, noise, tilt_and_bow, surface_statistics):
+    retrace_surf = surface(retrace) if retrace is not None else None
+    values.update(line_artefacts(surf, retrace_surf))
+    for group in (clipping, noise, tilt_and_bow, surface_statistics):
         values.update(group(surf))
-    if retrace is not None and (retrace_surf := surface(retrace)) is not None:
+    if retrace_surf is not None:
         values.update(trace_retrace(surf, retrace_surf))
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}
 

@@ -36,8 +36,8 @@ DEFAULT_RULES: tuple[RuleConfig, ...] = (
     RuleConfig(
         "constant_run_fraction", 0.01, ">", "review", "z signal stood still on {value:.1%} of the image (lost contact?)"
     ),
-    RuleConfig("scar_fraction", 0.10, ">", "bad", "scars on {value:.0%} of the lines"),
-    RuleConfig("scar_fraction", 0.03, ">", "review", "scars on {value:.0%} of the lines"),
+    RuleConfig("scar_fraction", 0.20, ">", "bad", "scars on {value:.0%} of the lines"),
+    RuleConfig("scar_fraction", 0.08, ">", "review", "scars on {value:.0%} of the lines"),
     RuleConfig(
         "trace_retrace_mismatch",
         1.25,

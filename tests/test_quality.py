@@ -279,3 +279,57 @@ def test_trace_retrace_agreement_on_a_real_file_with_both_directions(samples):
     # a retrace from elsewhere on the sample (here: the image turned over) disagrees
     lost = quality.measure(trace, retrace.with_height(retrace.height[::-1]))["trace_retrace_mismatch"]
     assert lost > 1.25 > agreeing
+
+
+# --- the synthetic generator's artefacts, at rising severity ------------------------------------
+
+SYNTH_METRIC = [
+    ("scars", "particles", "scar_fraction", +1),
+    ("scars", "grains", "streak_fraction", +1),
+    ("streaks", "particles", "streak_fraction", +1),
+    ("clipped", "grains", "saturation_fraction", +1),
+    ("lost_contact", "terraces", "constant_run_fraction", +1),
+    ("random_noise", "grains", "noise_rms", +1),
+    ("aborted", "particles", "completeness", -1),
+    ("unlevelled", "grains", "bow", +1),
+    ("line_ridges", "grains", "line_artefact_ratio", +1),
+    ("ringing", "particles", "trace_retrace_mismatch", +1),
+]
+
+
+def _synth_metrics(artefact: str | None, severity: float, surface: str, seed: int = 5, size: int = 128) -> dict:
+    from afmwatch.synth import synth_scan
+
+    made = synth_scan(
+        np.random.default_rng(seed), size, surface=surface, artefacts=[(artefact, severity)] if severity else []
+    )
+    trace = scan_of(made.trace, pixel_size_nm=made.pixel_size_nm, metadata=made.metadata)
+    return quality.measure(trace, trace.with_height(made.retrace, direction="backward"))
+
+
+@pytest.mark.parametrize(("artefact", "surface", "metric", "sign"), SYNTH_METRIC)
+def test_metric_follows_the_synthetic_artefact_severity(artefact, surface, metric, sign):
+    values = [sign * _synth_metrics(artefact, severity, surface)[metric] for severity in (0.0, 0.3, 0.6, 1.0)]
+    assert all(a < b for a, b in zip(values, values[1:])), values
+
+
+@pytest.mark.parametrize("surface", ["particles", "terraces", "grains", "fibres", "grid"])
+def test_default_rules_stay_quiet_on_clean_synthetic_surfaces(surface):
+    for seed in range(3):
+        metrics = _synth_metrics(None, 0.0, surface, seed=seed, size=256)
+        outcome = apply_rules(metrics)
+        assert outcome.decision is None, (seed, outcome.reasons)
+
+
+def test_blank_synthetic_scan_is_flagged():
+    metrics = _synth_metrics("blank", 1.0, "grains")
+    assert metrics["signal_to_noise"] < 1.5
+    assert apply_rules(metrics).decision == "review"
+
+
+def test_aborted_synthetic_scan_is_bad_and_says_where_it_stopped():
+    metrics = _synth_metrics("aborted", 0.8, "particles")
+    outcome = apply_rules(metrics)
+    assert outcome.decision == "bad"
+    assert outcome.reasons[0] == f"scan stopped at line {metrics['lines_acquired']} of 128"
+    assert metrics["lines_acquired"] < 0.6 * 128

@@ -34,11 +34,11 @@ def test_nearly_complete_scan_goes_to_review():
 
 
 def test_bad_outranks_review_and_every_fired_rule_gives_a_reason():
-    metrics = {"scar_fraction": 0.05, "saturation_fraction": 0.3, "completeness": 1.0}
+    metrics = {"scar_fraction": 0.12, "saturation_fraction": 0.3, "completeness": 1.0}
     outcome = apply_rules(metrics)
     assert outcome.decision == "bad"
     assert outcome.rule.metric == "saturation_fraction"
-    assert outcome.reasons == ("z range clipped: 30.0% of pixels at its top or bottom", "scars on 5% of the lines")
+    assert outcome.reasons == ("z range clipped: 30.0% of pixels at its top or bottom", "scars on 12% of the lines")
     assert [r.metric for r in outcome.fired] == ["saturation_fraction", "scar_fraction"]
 
 
