@@ -56,6 +56,22 @@ CHANNEL_LISTERS: dict[str, Callable[[Path], list[str]]] = {
     ".jpeg": images.channels_jpeg,
 }
 
+# Scan.format -> what to call it
+FORMAT_NAMES: dict[str, str] = {
+    "nid": "Nanosurf .nid",
+    "ibw": "Asylum Research .ibw",
+    "jpk": "JPK .jpk",
+    "h5-jpk": "JPK .h5-jpk (high-speed)",
+    "spm": "Bruker Nanoscope",
+    "gwy": "Gwyddion .gwy",
+    "stp": "WSxM .stp",
+    "top": "WSxM .top",
+    "asd": "high-speed AFM .asd",
+    "tiff": "TIFF",
+    "png": "PNG image",
+    "jpg": "JPEG image",
+}
+
 _BRUKER_NUMBERED = re.compile(r"^\.\d{3}$")
 
 
@@ -115,6 +131,7 @@ def list_channels(path: str | Path) -> list[str]:
 __all__ = [
     "READERS",
     "CHANNEL_LISTERS",
+    "FORMAT_NAMES",
     "read_scan",
     "read_frames",
     "list_channels",

@@ -306,8 +306,20 @@ def _read_wsxm(path: Path, reading: ReadingConfig, channel: str | None, fmt: str
             image, pixel_size = _afmreader("stp").load_stp(path)
         else:
             image, pixel_size = _afmreader("top").load_top(path)
+    if fmt == "top":
+        image = image * _top_z_correction(metadata.get("vendor", {}).get("Z Amplitude", ""))
     return _scans(path, image, fmt=fmt, chosen=chosen, channels=channels, pixel_size_nm=pixel_size,
                   metadata=metadata)
+
+
+def _top_z_correction(z_amplitude: str) -> float:
+    """AFMReader 0.0.7 scales .top heights to the integer part of 'Z Amplitude' in any unit
+    ("59.7449 nm" -> 59); rescale to the full value in nm."""
+    match = re.match(r"(\d+)(\.\d*)?\s*(\S+)", str(z_amplitude))
+    factor = nm_factor(match[3]) if match else None
+    if match is None or factor is None or int(match[1]) == 0:
+        return 1.0
+    return float(match[1] + (match[2] or "")) * factor / int(match[1])
 
 
 def read_stp(path: Path, reading: ReadingConfig, channel: str | None = None) -> list[Scan]:

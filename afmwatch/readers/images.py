@@ -81,7 +81,11 @@ def _pillow_pixels(path: Path, reading: ReadingConfig, expected: str) -> np.ndar
     from PIL import Image
 
     with library_call(path, "Pillow", expected):
-        with Image.open(path) as image:
+        try:
+            opened = Image.open(path)
+        except Image.DecompressionBombError as exc:
+            raise ScanError(path, f"refused as a likely decompression bomb; Pillow said: {exc}") from None
+        with opened as image:
             check_pixels(path, image.height, image.width, reading)
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 pixels = np.asarray(image).astype(np.uint16 if image.mode.startswith("I;16") else np.int64)

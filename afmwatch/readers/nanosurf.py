@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from afmwatch.readers.common import (
     small_json,
 )
 from afmwatch.scan import ScanError, Scan
+
+# NSFopen 2.2.4 calls a pandas method pandas 3 deprecates; the warning is about NSFopen, not the file
+warnings.filterwarnings("ignore", message="The inplace keyword", module=r"NSFopen\.")
 
 FORMAT = "nid"
 _MAX_HEADER = 16 * 1024 * 1024
