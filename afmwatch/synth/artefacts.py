@@ -52,14 +52,14 @@ def line_noise_field(
 
 def line_steps(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
     """Cumulative line noise: the height jumps within rows and stays there (feedback or drift jumps)."""
-    rate, amplitude = 0.3 + 1.5 * severity, 0.8 * severity * surface.feature_height_nm
+    rate, amplitude = 2.0 * severity, 0.8 * severity * surface.feature_height_nm
     return z + line_noise_field(z.shape, rng, rate, amplitude, True), {
         "changes_per_row": rate, "jump_rms_nm": amplitude, "cumulative": True}
 
 
 def line_ridges(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
     """Non-cumulative line noise: row segments sit at random offsets, each independent of the last."""
-    rate, amplitude = 0.3 + 1.5 * severity, 0.8 * severity * surface.feature_height_nm
+    rate, amplitude = 2.0 * severity, 0.8 * severity * surface.feature_height_nm
     return z + line_noise_field(z.shape, rng, rate, amplitude, False), {
         "changes_per_row": rate, "offset_rms_nm": amplitude, "cumulative": False}
 
@@ -67,7 +67,7 @@ def line_ridges(z: np.ndarray, rng: np.random.Generator, severity: float, surfac
 def scars(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
     """Scars: short streaks one to three rows high where the tip jumped, raised or lowered by ~ a feature."""
     rows, cols = z.shape
-    count = max(1, int(round(severity * 0.6 * rows)))
+    count = max(1, int(round(0.5 * severity**1.5 * rows)))  # a trace is a few scars, a ruin is many
     amplitude = 2.0 * severity * surface.feature_height_nm
     out = z.copy()
     for _ in range(count):
