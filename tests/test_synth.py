@@ -45,6 +45,14 @@ def test_same_seed_same_scan_and_file_i_independent_of_n(tmp_path):
     for entry in files_small:
         assert (tmp_path / "small" / entry["tiff"]).read_bytes() == (tmp_path / "large" / entry["tiff"]).read_bytes()
 
+    # worker processes make the same files; regenerating a smaller set removes the earlier extra files
+    parallel = generate_classify_set(tmp_path / "large", 3, seed=7, size=64, gwy=False, previews=False, workers=2)
+    assert json.loads(parallel.read_text())["files"] == files_small
+    written = sorted(p.relative_to(tmp_path / "large").as_posix() for p in (tmp_path / "large").rglob("*.tif"))
+    assert written == sorted([e["tiff"] for e in files_small] + [e["retrace"] for e in files_small])
+    for entry in files_small:
+        assert (tmp_path / "small" / entry["tiff"]).read_bytes() == (tmp_path / "large" / entry["tiff"]).read_bytes()
+
 
 def test_physical_scales_and_sizes():
     for kind in SURFACES:

@@ -142,7 +142,36 @@ def _run(job: Callable[..., dict], args: Iterable[tuple], workers: int) -> list[
         return list(pool.map(job, *zip(*args), chunksize=max(1, len(args) // (4 * workers))))
 
 
+def _written_paths(files: list[dict]) -> set[str]:
+    """Every file path (relative to the set folder) that manifest entries name."""
+    found: set[str] = set()
+    for entry in files:
+        for value in entry.values():
+            if isinstance(value, dict):
+                found |= _written_paths([value])
+            elif isinstance(value, str) and "/" in value and Path(value).suffix in (".tif", ".gwy", ".png"):
+                found.add(value)
+    return found
+
+
+def _remove_stale(out: Path, files: list[dict]) -> None:
+    """Delete what an earlier generation into the same folder wrote and this one did not (a larger
+    --n before, or previews now off), so good/ and bad/ hold exactly the set the manifest describes."""
+    try:
+        previous = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return
+    if previous.get("generator") != "afmwatch.synth":
+        return
+    stale = _written_paths(previous.get("files", [])) - _written_paths(files)
+    for relative in sorted(stale):
+        (out / relative).unlink(missing_ok=True)
+    if stale:
+        log.info("synth_stale_removed", out=str(out), files=len(stale))
+
+
 def _write_manifest(out: Path, header: dict[str, Any], files: list[dict]) -> Path:
+    _remove_stale(out, files)
     manifest = {"generator": "afmwatch.synth", "version": __version__, **header, "files": files}
     path = out / MANIFEST
     atomic_write_bytes(path, json.dumps(_json_ready(manifest), indent=1).encode())
