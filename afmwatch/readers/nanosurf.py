@@ -86,6 +86,14 @@ def _load(path: Path, reading: ReadingConfig) -> Any:
     return nid, keys, header
 
 
+def _utf8(text: str) -> str:
+    """NSFopen decodes the UTF-8 header as Latin-1 ("Âµm"); undo that where it applies."""
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
 def _image_channels(keys: list[tuple[str, str, str]]) -> list[tuple[Channel, tuple[str, str, str]]]:
     found = []
     for key in keys:
@@ -125,7 +133,7 @@ def read(path: Path, reading: ReadingConfig, channel: str | None = None) -> list
     section = _dataset_headers(header).get((key[1], key[2]), {})
 
     values = np.asarray(nid.data[key], dtype=np.float64)
-    unit = section.get("Dim2Unit", "m")
+    unit = _utf8(section.get("Dim2Unit", "m"))
     factor = nm_factor(unit)
     units = "nm" if factor is not None else unit
     height = finite_or_error(path, values * (factor or 1.0))
@@ -145,7 +153,7 @@ def read(path: Path, reading: ReadingConfig, channel: str | None = None) -> list
             part for part in ("Nanosurf", info.get("Head type", ""), info.get("Scan head", "")) if part
         ),
         **direction_metadata(chosen, all_channels),
-        "vendor": {k: small_json(info[k]) for k in _VENDOR_KEYS if k in info},
+        "vendor": {k: small_json(_utf8(str(info[k]))) for k in _VENDOR_KEYS if k in info},
     }
     if "CurLine" in section:
         # CurLine is the index of the last line recorded: counting up from 0 or down from the top
