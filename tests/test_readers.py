@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import shutil
 import struct
@@ -101,6 +102,7 @@ def test_every_sample_reads_its_height_channel(samples, relative, fmt, channel, 
     if frames > 1:
         assert [s.frame for s in scans] == list(range(frames))
         assert not np.array_equal(scans[0].height, scans[1].height)
+    json.dumps(scan.metadata, allow_nan=False)  # goes into sidecars as it is
     assert read_scan(samples / relative).channel == channel
 
 

@@ -42,10 +42,10 @@ def _background(rgb: np.ndarray) -> np.ndarray | None:
     return colour if near.mean() >= 0.6 else None
 
 
-def _trim_sparse(mask: np.ndarray, box: Box) -> Box:
-    """Shrink a component's box past rows/columns it only touches with tick marks or labels."""
+def _trim_sparse(sub: np.ndarray, box: Box) -> Box:
+    """Shrink a component's box past rows/columns it only touches with tick marks or labels
+    (`sub` is the component's mask within `box`)."""
     top, left, bottom, right = box
-    sub = mask[top:bottom, left:right]
     rows = np.flatnonzero(sub.mean(axis=1) >= 0.5)
     cols = np.flatnonzero(sub.mean(axis=0) >= 0.5)
     if rows.size == 0 or cols.size == 0:
@@ -95,12 +95,13 @@ def _solid_rectangles(mask: np.ndarray) -> list[Box]:
         if slices is None:
             continue
         box = (slices[0].start, slices[1].start, slices[0].stop, slices[1].stop)
-        box = _trim_sparse(labels == index, box)
-        top, left, bottom, right = box
+        if min(box[2] - box[0], box[3] - box[1]) < 4 or max(box[2] - box[0], box[3] - box[1]) < _MIN_SIDE:
+            continue
+        top, left, bottom, right = _trim_sparse(labels[slices] == index, box)
         if min(bottom - top, right - left) < 4 or max(bottom - top, right - left) < _MIN_SIDE:
             continue
         if (labels[top:bottom, left:right] == index).mean() >= _SOLID_FILL:
-            boxes.append(box)
+            boxes.append((top, left, bottom, right))
     return sorted(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
 
 
