@@ -14,9 +14,14 @@ from afmwatch.log import configure_logging
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("afmwatch.commands.check_config", "validate a config file and print the effective settings"),
+    "inspect": ("afmwatch.commands.inspect", "show what afmwatch reads in scan files: format, channels, size, z range"),
     "run": ("afmwatch.commands.run", "run the watch-folder daemon: settle, classify, sort, write sidecars"),
     "status": ("afmwatch.commands.status", "show the daemon's journal: counts, queue, model, throughput, errors"),
     "demo": ("afmwatch.commands.demo", "run the daemon with the shipped model on a generated inbox (make run)"),
+    "train": ("afmwatch.commands.train", "train a good/bad classifier on a folder with good/ and bad/"),
+    "classify": ("afmwatch.commands.classify", "classify scan files good/bad with a model"),
+    "evaluate": ("afmwatch.commands.evaluate", "measure a model on a labelled folder (metrics and plots)"),
+    "models": ("afmwatch.commands.models", "the model store: list, show, promote the active model"),
     "quality": ("afmwatch.commands.quality", "quality metrics of scans (aborted, scars, clipping, noise...) and the rules"),
     "synth": ("afmwatch.commands.synth", "write synthetic scan sets: labelled good/bad, or denoising pairs"),
 }
