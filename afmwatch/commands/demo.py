@@ -17,7 +17,7 @@ from pathlib import Path
 
 DEMO_CONFIG = """\
 # afmwatch demo configuration (written by `afmwatch demo`; see config.example.yaml for every setting)
-watch_folder: inbox
+{model}watch_folder: inbox
 output_root: output
 state_folder: state
 device: {device}
@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=2024, help="generator seed (default 2024)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--samples", help="folder of real scans to add (default: $AFMWATCH_SAMPLES or ../shared/afm-samples)")
+    parser.add_argument("--no-samples", action="store_true", help="only synthetic scans")
+    parser.add_argument("--model", help="model file (default: the shipped default model)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up waiting after this many seconds")
 
 
@@ -63,7 +65,7 @@ def stage(folder: Path, args: argparse.Namespace) -> tuple[list[Path], dict[str,
                           gwy=False, previews=False, retrace=False)
     files = sorted((staging / "synthetic").glob("*/*.tif"))
     truth = {f.name: f.parent.name for f in files}
-    samples = find_samples(args.samples)
+    samples = None if args.no_samples else find_samples(args.samples)
     if samples is not None:
         for path in sorted(samples.rglob("*")):
             if path.is_file() and wanted(path, samples, WatchConfig()):
@@ -99,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(folder / sub, ignore_errors=True)
         (folder / sub).mkdir(parents=True)
     config_path = folder / "config.yaml"
-    config_path.write_text(DEMO_CONFIG.format(device=args.device), encoding="utf-8")
+    model = f"model: {Path(args.model).resolve()}\n" if args.model else ""
+    config_path.write_text(DEMO_CONFIG.format(device=args.device, model=model), encoding="utf-8")
     print(f"afmwatch demo in {folder}: generating {args.scans} synthetic scans ...", flush=True)
     files, truth = stage(folder, args)
     config = load_config(config_path)

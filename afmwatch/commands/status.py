@@ -19,8 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def collect(config: Any, errors: int = 5) -> dict[str, Any]:
     """The status as plain data (what `--json` prints)."""
-    from afmwatch.daemon.journal import OPEN_STATES, Journal, journal_path
-    from afmwatch.daemon.service import state_folder
+    from afmwatch.daemon.journal import OPEN_STATES, Journal, journal_path, state_folder
 
     folder = state_folder(config)
     if not journal_path(folder).exists():

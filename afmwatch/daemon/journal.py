@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from afmwatch.config import Config
+
 JOURNAL_NAME = "journal.sqlite3"
+STATE_FOLDER_NAME = ".afmwatch-state"
 OPEN_STATES = ("seen", "settled", "processing")
 FINAL_STATES = ("done", "failed", "vanished")
 
@@ -61,6 +64,14 @@ class Entry:
     error: str | None
     seen_at: float
     updated_at: float
+
+
+def state_folder(config: Config) -> Path:
+    """The journal's folder: `state_folder`, else `.afmwatch-state` in the output folder."""
+    if config.state_folder is not None:
+        return config.state_folder
+    base = config.output_root if config.output_root is not None else config.watch_folder
+    return base / STATE_FOLDER_NAME
 
 
 def journal_path(state_folder: Path) -> Path:

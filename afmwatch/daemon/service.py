@@ -23,7 +23,7 @@ import structlog
 from afmwatch import __version__
 from afmwatch.config import Config, ConfigError, load_config
 from afmwatch.daemon.act import DECISION_FOLDERS, Actor
-from afmwatch.daemon.journal import FINAL_STATES, OPEN_STATES, Journal
+from afmwatch.daemon.journal import FINAL_STATES, OPEN_STATES, Journal, state_folder
 from afmwatch.daemon.metrics import Metrics, serve_metrics
 from afmwatch.daemon.notify import Notifier
 from afmwatch.daemon.pool import STOP, ReaderPool
@@ -35,18 +35,9 @@ from afmwatch.log import configure_logging
 
 log = structlog.get_logger("afmwatch.service")
 
-STATE_FOLDER_NAME = ".afmwatch-state"
 STATUS_SECONDS = 5.0
 # settings that need a restart to change (SIGHUP keeps the running values and says so)
 RESTART_ONLY = ("watch_folder", "output_root", "state_folder", "watch", "device", "metrics_port")
-
-
-def state_folder(config: Config) -> Path:
-    """The journal's folder: `state_folder`, else `.afmwatch-state` in the output folder."""
-    if config.state_folder is not None:
-        return config.state_folder
-    base = config.output_root if config.output_root is not None else config.watch_folder
-    return base / STATE_FOLDER_NAME
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -85,6 +76,8 @@ def startup_errors(config: Config) -> list[str]:
             errors.append(f"output_root: cannot write in {config.output_root} ({reason})")
     elif reason := _writable(watch):
         errors.append(f"watch_folder: sort: none writes sidecars beside the scans, but {watch} is not writable ({reason})")
+    if errors and config.state_folder is None:
+        return errors  # the default state folder lives in the output folder: one message is enough
     state = state_folder(config)
     if config.state_folder is not None and _inside(state, watch):
         errors.append(f"state_folder: {state} is inside the watch folder {watch}; choose a folder outside it")

@@ -1,0 +1,202 @@
+"""End to end: a real `afmwatch run` process, real files, watchdog's real observers, a real (tiny) model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from afmwatch.daemon.sidecar import preview_path, sidecar_path, validate
+from daemon_support import (
+    Daemon,
+    processed_count,
+    scan_bytes_file,
+    sha256,
+    sidecars,
+    sorted_files,
+    tiny_model,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _drop(path: Path, seed: int) -> str:
+    """Write a scan under a hidden temporary name, then rename it into place (as careful exporters do)."""
+    staging = path.with_name(f".{path.name}.tmp")
+    scan_bytes_file(staging, seed)
+    digest = sha256(staging)
+    os.replace(staging, path)
+    return digest
+
+
+@pytest.mark.parametrize("observer", ["native", "polling"])
+def test_sorts_nested_renamed_and_real_files_with_valid_sidecars(tmp_path, model, samples, observer):
+    config = write_config(tmp_path, model, watch={"observer": observer, "polling_interval_seconds": 0.2})
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    before = {"already-there.tif": _drop(inbox / "already-there.tif", 1)}  # found by the start-up scan
+    daemon = Daemon(config).wait_ready()
+    try:
+        (inbox / "session" / "a").mkdir(parents=True)
+        before["session/a/nested.tif"] = _drop(inbox / "session" / "a" / "nested.tif", 2)
+        before["renamed.tif"] = _drop(inbox / "renamed.tif", 3)
+        (inbox / "hs").mkdir()
+        shutil.copyfile(samples / "jpk" / "sample_0.h5-jpk", inbox / "hs" / ".movie.part")
+        os.replace(inbox / "hs" / ".movie.part", inbox / "hs" / "movie.h5-jpk")
+        before["hs/movie.h5-jpk"] = sha256(samples / "jpk" / "sample_0.h5-jpk")
+        (inbox / "notes.txt").write_text("not a scan")
+        (inbox / "export.tmp").write_bytes(b"partial")
+        wait_until(lambda: processed_count(out) >= len(before), what="all scans sorted")
+        time.sleep(1.0)  # anything extra (the .txt, the .tmp) would be sorted by now
+    finally:
+        assert daemon.terminate() == 0
+    files = sorted_files(out)
+    assert len(files) == len(before) == len(sidecars(out))
+    for relative, digest in before.items():
+        (sorted_file,) = [f for f in files if f.relative_to(out).as_posix().endswith(relative)]
+        decision_folder = sorted_file.relative_to(out).parts[0]
+        assert sorted_file.relative_to(out / decision_folder).as_posix() == relative  # subfolders kept
+        assert sha256(sorted_file) == digest  # byte-identical to what was written
+        sidecar = _read(sidecar_path(sorted_file))
+        validate(sidecar)
+        assert sidecar["decision"] == decision_folder and sidecar["sha256"] == digest
+        assert sidecar["model"]["name"] == "tiny-test" and sidecar["settle_attempts"] == 1
+        assert preview_path(sorted_file).read_bytes()[:4] == b"\x89PNG"
+    movie = _read(sidecar_path(next(f for f in files if f.name == "movie.h5-jpk")))
+    assert [f["frame"] for f in movie["frames"]] == [0, 1, 2, 3] and movie["multiframe_rule"] == "any-bad"
+    assert (inbox / "notes.txt").exists() and (inbox / "export.tmp").exists()  # not scans: left alone
+    assert not list(inbox.rglob("*.tif"))
+
+
+def test_slowly_written_file_is_processed_once_when_complete(tmp_path, model):
+    config = write_config(tmp_path, model, settle={"settle_seconds": 0.8})
+    out = tmp_path / "out"
+    source = scan_bytes_file(tmp_path / "source.tif", 7, size=128)
+    data = source.read_bytes()
+    daemon = Daemon(config).wait_ready()
+    try:
+        target = tmp_path / "inbox" / "slow.tif"
+        with open(target, "wb") as handle:  # in chunks, with pauses shorter than settle_seconds
+            for start in range(0, len(data), len(data) // 8 + 1):
+                handle.write(data[start:start + len(data) // 8 + 1])
+                handle.flush()
+                time.sleep(0.2)
+        wait_until(lambda: processed_count(out) >= 1, what="the slow file sorted")
+        time.sleep(1.5)
+    finally:
+        assert daemon.terminate() == 0
+    (sorted_file,) = sorted_files(out)
+    sidecar = _read(sidecar_path(sorted_file))
+    assert sidecar["decision"] != "failed" and sidecar["size_bytes"] == len(data)
+    assert sha256(sorted_file) == sha256(source) and len(sidecars(out)) == 1
+    assert len(daemon.events("scan_sorted")) == 1
+
+
+def _bomb_png() -> bytes:
+    import struct
+    import zlib
+
+    header = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + header
+    ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    data = zlib.compress(b"\0" * 1000)
+    idat = struct.pack(">I", len(data)) + b"IDAT" + data + struct.pack(">I", zlib.crc32(b"IDAT" + data))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + idat
+
+
+def test_every_bad_input_lands_in_failed_and_the_daemon_keeps_running(tmp_path, model, samples):
+    config = write_config(tmp_path, model)
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    nid = (samples / "nid" / "image.nid").read_bytes()
+    bad = {
+        "zero.nid": b"",
+        "truncated.nid": nid[: len(nid) // 3],
+        "random.ibw": os.urandom(5000),
+        "png-named.jpk": (samples / "png" / "minicircle_colorbar_afmhot.png").read_bytes(),
+        "thermal.nid": (samples / "nid" / "thermal.nid").read_bytes(),
+        "bomb.png": _bomb_png(),
+    }
+    daemon = Daemon(config).wait_ready()
+    try:
+        for name, data in bad.items():
+            (inbox / f".{name}").write_bytes(data)
+            os.replace(inbox / f".{name}", inbox / name)
+        if os.geteuid() != 0:  # root reads anything
+            bad["locked.tif"] = b""
+            scan_bytes_file(inbox / "locked.tif", 5).chmod(0)
+        vanishing = inbox / "vanishing.tif"
+        scan_bytes_file(vanishing, 6)
+        vanishing.unlink()  # gone before it settled: recorded, not an error
+        wait_until(lambda: processed_count(out) >= len(bad), what="bad inputs sorted to failed/")
+        good = _drop(inbox / "after.tif", 9)  # still alive and working
+        wait_until(lambda: processed_count(out) >= len(bad) + 1, what="a good scan after the bad ones")
+    finally:
+        assert daemon.terminate() == 0
+    for name, data in bad.items():
+        failed = out / "failed" / name
+        assert failed.exists(), f"{name} not in failed/:\n{daemon.log()[-3000:]}"
+        if name != "locked.tif":
+            assert failed.read_bytes() == data  # never modified
+        sidecar = _read(sidecar_path(failed))
+        validate(sidecar)
+        assert sidecar["decision"] == "failed" and sidecar["errors"] and sidecar["settle_attempts"] == 2
+    (after,) = [f for f in sorted_files(out) if f.name == "after.tif"]
+    assert sha256(after) == good and after.parent.name != "failed"
+    assert "Sweep" in _read(sidecar_path(out / "failed" / "thermal.nid"))["errors"][-1]
+
+
+def test_burst_of_500_files_is_sorted_in_batches(tmp_path, model):
+    config = write_config(tmp_path, model, metrics_port=_free_port(), previews=False,
+                          workers={"batch_size": 16, "max_batch_wait_ms": 50, "queue_size": 64})
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    staging = tmp_path / "staging"
+    hashes = {f"scan-{i:03d}.tif": sha256(scan_bytes_file(staging / f"scan-{i:03d}.tif", 1000 + i, size=32))
+              for i in range(500)}
+    daemon = Daemon(config).wait_ready()
+    try:
+        for name in hashes:  # the whole session copied in at once
+            os.replace(staging / name, inbox / name)
+        wait_until(lambda: processed_count(out) >= 500, timeout=300, interval=0.5, what="500 scans sorted")
+        port = _read_config_port(config)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    finally:
+        assert daemon.terminate() == 0
+    files = sorted_files(out)
+    assert sorted(f.name for f in files) == sorted(hashes)
+    assert all(sha256(f) == hashes[f.name] for f in files)
+    batches = _metric(metrics, "afmwatch_batches_total")
+    assert _metric(metrics, "afmwatch_batched_frames_total") == 500 and batches < 500  # batched, not one by one
+    assert 'afmwatch_stage_seconds_count{stage="inference"}' in metrics
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read_config_port(config: Path) -> int:
+    import yaml
+
+    return yaml.safe_load(config.read_text())["metrics_port"]
+
+
+def _metric(text: str, name: str) -> float:
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))

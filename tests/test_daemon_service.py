@@ -1,0 +1,218 @@
+"""The service around the pipeline: start-up checks, systemd notify, hot model reload, SIGHUP, copy mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from afmwatch.config import ConfigError, config_from_dict, load_config
+from afmwatch.daemon.act import combine_frames
+from afmwatch.daemon.notify import Notifier
+from afmwatch.daemon.service import startup_errors
+from afmwatch.daemon.sidecar import preview_path, sidecar_path, validate
+from afmwatch.networks.classifier import Prediction
+from daemon_support import REPO, Daemon, processed_count, scan_bytes_file, sha256, sorted_files, tiny_model, wait_until, write_config
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def _config(tmp_path: Path, **settings):
+    data = {"watch_folder": str(tmp_path / "inbox"), "output_root": str(tmp_path / "out"), **settings}
+    return config_from_dict(data)
+
+
+def test_startup_refuses_bad_folders_with_a_clear_message(tmp_path):
+    (tmp_path / "inbox").mkdir()
+    assert startup_errors(_config(tmp_path)) == []
+    (error,) = startup_errors(_config(tmp_path, output_root=str(tmp_path / "inbox" / "sorted")))
+    assert error.startswith("output_root:") and "inside the watch folder" in error
+    (tmp_path / "file").write_text("x")
+    (error,) = startup_errors(_config(tmp_path, output_root=str(tmp_path / "file" / "out")))
+    assert error.startswith("output_root: cannot write in")
+    (error,) = startup_errors(config_from_dict({"output_root": str(tmp_path / "out")}))
+    assert error.startswith("watch_folder: required")
+    (error,) = startup_errors(_config(tmp_path, state_folder=str(tmp_path / "inbox" / "state")))
+    assert error.startswith("state_folder:") and "inside the watch folder" in error
+
+
+def test_run_refuses_an_invalid_config_with_exit_78(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"watch_folder": str(tmp_path / "nowhere"), "sort": "shuffle"}))
+    done = subprocess.run([sys.executable, "-m", "afmwatch", "run", "--config", str(config)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 78
+    assert "sort: expected one of" in done.stderr and str(config) in done.stderr
+    config.write_text(yaml.safe_dump({"watch_folder": str(tmp_path / "nowhere")}))
+    with pytest.raises(ConfigError, match="watch_folder: folder .*nowhere does not exist"):
+        load_config(config)
+
+
+def _prediction(decision: str, p_bad: float) -> Prediction:
+    label = "bad" if p_bad > 0.5 else "good"
+    return Prediction(label, decision, max(p_bad, 1 - p_bad), {"good": 1 - p_bad, "bad": p_bad})
+
+
+def test_multiframe_rules():
+    frames = [_prediction("good", 0.1), _prediction("bad", 0.9), _prediction("good", 0.2)]
+    assert combine_frames(frames, "any-bad")["decision"] == "bad"
+    assert combine_frames(frames, "majority")["decision"] == "good"
+    assert combine_frames(frames, "first")["decision"] == "good"
+    tie = [_prediction("good", 0.1), _prediction("bad", 0.9)]
+    assert combine_frames(tie, "majority")["decision"] == "review"
+    result = combine_frames(frames, "any-bad")
+    assert result["label"] == "bad" and result["confidence"] == pytest.approx(0.9)
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0)
+
+
+def _receiver(address: str) -> socket.socket:
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind("\0" + address[1:] if address.startswith("@") else address)
+    receiver.settimeout(60)
+    return receiver
+
+
+def test_notify_messages_reach_an_abstract_socket():
+    address = f"@afmwatch-test-{os.getpid()}"
+    with _receiver(address) as receiver:
+        notifier = Notifier(address, watchdog_usec=2_000_000)
+        notifier.ready("3 scans sorted")
+        assert receiver.recv(4096).decode().split("\n")[:2] == ["READY=1", "STATUS=3 scans sorted"]
+        notifier.watchdog()
+        notifier.watchdog()  # rate-limited: one ping per half interval
+        notifier.stopping("draining")
+        assert receiver.recv(4096) == b"WATCHDOG=1"
+        assert receiver.recv(4096) == b"STOPPING=1\nSTATUS=draining"
+    assert not Notifier(None).send("READY=1")  # not under systemd: nothing to do
+
+
+@pytest.mark.slow
+def test_daemon_speaks_the_notify_protocol(tmp_path, model):
+    config = write_config(tmp_path, model)
+    path = tmp_path / "notify.sock"
+    with _receiver(str(path)) as receiver:
+        daemon = Daemon(config, env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"})
+        messages: list[str] = []
+
+        def until(key: str) -> str:
+            while True:
+                message = receiver.recv(4096).decode()
+                messages.append(message)
+                if key in message.split("\n"):
+                    return message
+
+        ready = until("READY=1")
+        assert "STATUS=0 scans sorted" in ready and f"MAINPID={daemon.process.pid}" in ready
+        until("WATCHDOG=1")
+        until("WATCHDOG=1")  # pinged again and again from the worker loop
+        daemon.process.send_signal(signal.SIGHUP)
+        until("RELOADING=1")
+        until("READY=1")
+        daemon.process.send_signal(signal.SIGTERM)
+        until("STOPPING=1")
+        assert daemon.process.wait(60) == 0
+
+
+def _install_active(model_folder: Path, source: Path) -> None:
+    """Put a file in place as the active model bypassing `promote` (a botched manual copy)."""
+    temporary = model_folder / ".active.tmp"
+    temporary.write_bytes(source.read_bytes())
+    os.replace(temporary, model_folder / "active.safetensors")
+
+
+@pytest.mark.slow
+def test_promoted_model_is_picked_up_broken_one_refused_and_sighup_reloads(tmp_path):
+    import torch
+
+    from afmwatch.networks.model_file import ModelError, load_model_file, save_model_file
+    from afmwatch.networks.store import promote
+
+    models, model_folder = tmp_path / "models", tmp_path / "store"
+    promote(tiny_model(models / "a.safetensors", name="tiny-a"), model_folder)
+    config = write_config(tmp_path, None, model_folder=str(model_folder))
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+
+    def model_of_next_scan(n: int) -> dict:
+        scan_bytes_file(tmp_path / f".s{n}", 300 + n).replace(inbox / f"s{n}.tif")
+        wait_until(lambda: processed_count(out) >= n, what=f"scan {n} sorted")
+        (path,) = [p for p in sorted_files(out) if p.name == f"s{n}.tif"]
+        return json.loads(sidecar_path(path).read_text())
+
+    daemon = Daemon(config).wait_ready()
+    try:
+        assert model_of_next_scan(1)["model"]["name"] == "tiny-a"
+        promote(tiny_model(models / "b.safetensors", name="tiny-b", seed=1), model_folder)
+        wait_until(lambda: daemon.events("model_reloaded"), what="model_reloaded")
+        assert model_of_next_scan(2)["model"]["name"] == "tiny-b"
+
+        # a model that loads but gives NaN: promote refuses it, and so does the daemon if it appears anyway
+        tensors, meta = load_model_file(models / "b.safetensors")
+        save_model_file(models / "nan.safetensors", {k: torch.full_like(v, float("nan")) for k, v in tensors.items()},
+                        dict(meta, name="tiny-nan"))
+        with pytest.raises(ModelError):
+            promote(models / "nan.safetensors", model_folder)
+        _install_active(model_folder, models / "nan.safetensors")
+        wait_until(lambda: daemon.events("model_refused"), what="model_refused")
+        (models / "garbage.safetensors").write_bytes(os.urandom(4000))
+        _install_active(model_folder, models / "garbage.safetensors")
+        wait_until(lambda: len(daemon.events("model_refused")) >= 2, what="second model_refused")
+        sidecar = model_of_next_scan(3)
+        assert sidecar["model"]["name"] == "tiny-b" and sidecar["decision"] != "failed"
+
+        # SIGHUP: a valid change applies; an invalid file is refused and the daemon keeps going
+        data = yaml.safe_load(config.read_text())
+        config.write_text(yaml.safe_dump({**data, "previews": False}))
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: daemon.events("config_reloaded"), what="config_reloaded")
+        sidecar = model_of_next_scan(4)
+        assert sidecar["preview"] is None and not preview_path(Path(sidecar["final_path"])).exists()
+        config.write_text(yaml.safe_dump({**data, "sort": "shuffle"}))
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: daemon.events("config_reload_refused"), what="config_reload_refused")
+        assert model_of_next_scan(5)["sort"] == "move"
+    finally:
+        assert daemon.terminate() == 0
+    refused = daemon.events("model_refused")
+    assert all(event["keeps"] == "tiny-b" for event in refused)
+
+
+@pytest.mark.slow
+def test_copy_mode_duplicates_and_restart_do_not_process_twice(tmp_path, model):
+    config = write_config(tmp_path, model, sort="copy", duplicates="skip")
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    first = scan_bytes_file(inbox / "first.tif", 11)
+    daemon = Daemon(config).wait_ready()
+    try:
+        wait_until(lambda: processed_count(out) >= 1, what="first scan sorted")
+        (inbox / "sub").mkdir()
+        (inbox / "sub" / "again.tif").write_bytes(first.read_bytes())  # re-exported, same content
+        wait_until(lambda: processed_count(out) >= 2, what="duplicate recorded")
+    finally:
+        assert daemon.terminate() == 0
+    files = sorted_files(out)
+    assert len(files) == 2 and all(sha256(f) == sha256(first) for f in files)
+    assert (inbox / "first.tif").exists() and (inbox / "sub" / "again.tif").exists()  # copy keeps originals
+    again = json.loads(sidecar_path(next(f for f in files if f.name == "again.tif")).read_text())
+    validate(again)
+    original = next(f for f in files if f.name == "first.tif")
+    assert again["duplicate_of"] == str(original) and again["decision"] == original.parent.name
+    restarted = Daemon(config).wait_ready()
+    time.sleep(2.0)
+    assert restarted.terminate() == 0
+    assert not restarted.events("scan_sorted") and len(sorted_files(out)) == 2
+    status = subprocess.run([sys.executable, "-m", "afmwatch", "status", "--config", str(config), "--json"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["states"] == {"done": 2} and report["model"]["name"] == "tiny-test" and not report["running"]
