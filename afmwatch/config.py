@@ -227,6 +227,32 @@ def _check_folders(config: Config, errors: list[str]) -> None:
         errors.append("denoise.model: required when denoise.enabled is true")
 
 
+# (key, lowest allowed value, whether the lowest value itself is allowed)
+_LIMITS = (
+    ("settle.settle_seconds", 0.0, True),
+    ("settle.max_attempts", 1, True),
+    ("settle.backoff_seconds", 0.0, True),
+    ("watch.polling_interval_seconds", 0.0, False),
+    ("workers.read_workers", 1, True),
+    ("workers.queue_size", 1, True),
+    ("workers.batch_size", 1, True),
+    ("workers.max_batch_wait_ms", 0, True),
+    ("workers.drain_timeout_seconds", 0.0, False),
+    ("metrics_port", 1, True),
+)
+
+
+def _check_limits(config: Config, errors: list[str]) -> None:
+    for key, lowest, inclusive in _LIMITS:
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value is not None and (value < lowest or (value == lowest and not inclusive)):
+            errors.append(f"{key}: expected {'at least' if inclusive else 'more than'} {lowest}, got {value!r}")
+    if config.metrics_port is not None and config.metrics_port > 65535:
+        errors.append(f"metrics_port: expected a TCP port (1-65535), got {config.metrics_port}")
+
+
 def _check_rules(config: Config, errors: list[str]) -> None:
     if config.rules is not None:
         from afmwatch.rules import rule_errors  # rules sit above config (they import RuleConfig)
@@ -242,6 +268,7 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>", base: Path 
     config = _build(Config, data, "", errors, base or Path.cwd())
     if config is not None:
         _check_folders(config, errors)
+        _check_limits(config, errors)
         _check_rules(config, errors)
     if errors:
         raise ConfigError(source, errors)

@@ -216,3 +216,30 @@ def test_copy_mode_duplicates_and_restart_do_not_process_twice(tmp_path, model):
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["states"] == {"done": 2} and report["model"]["name"] == "tiny-test" and not report["running"]
+
+
+def test_config_example_lists_every_setting_and_validates(tmp_path):
+    import dataclasses
+
+    from afmwatch.config import Config
+
+    data = yaml.safe_load((REPO / "config.example.yaml").read_text())
+
+    def missing(cls, section: dict, prefix: str = "") -> list[str]:
+        gaps = []
+        for f in dataclasses.fields(cls):
+            if f.name not in section:
+                gaps.append(prefix + f.name)
+            elif dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+                gaps += missing(f.default_factory, section[f.name], f"{prefix}{f.name}.")
+        return gaps
+
+    assert missing(Config, data) == []
+    for key in ("watch_folder", "output_root", "state_folder", "model_folder"):
+        (tmp_path / key).mkdir()
+        data[key] = str(tmp_path / key)
+    config = config_from_dict(data)
+    assert config == dataclasses.replace(Config(), **{k: tmp_path / k for k in
+                                                      ("watch_folder", "output_root", "state_folder", "model_folder")})
+    with pytest.raises(ConfigError, match="workers.batch_size: expected at least 1"):
+        config_from_dict({"workers": {"batch_size": 0}})
