@@ -232,6 +232,13 @@ def test_truncated_file(samples, tmp_path, relative, fraction):
     assert_scan_error(path)
 
 
+def test_bruker_header_cut_short_is_refused_not_looped_on(samples, tmp_path):
+    # pySPM reads header lines until '*File list end' (at byte 12328 here) and never stops without it
+    path = tmp_path / "cut.002"
+    path.write_bytes((samples / "bruker/old_bruker.002").read_bytes()[:5000])
+    assert_scan_error(path, "Bruker header is incomplete")
+
+
 @pytest.mark.parametrize(
     "source, disguise, says",
     [

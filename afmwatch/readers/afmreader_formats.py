@@ -381,7 +381,10 @@ def read_asd(path: Path, reading: ReadingConfig, channel: str | None = None) -> 
 # --- Bruker Nanoscope .spm and numbered .000-.999 ------------------------------------------------
 
 
-def _bruker_header(path: Path, reading: ReadingConfig) -> tuple[Any, list[tuple[Channel, bool]], dict[str, Any]]:
+def _bruker_header(
+    path: Path, reading: ReadingConfig
+) -> tuple[Any, list[Channel], dict[str, int | None], dict[str, Any]]:
+    """pySPM's parsed file, its image channels, each channel's valid (recorded) line count, metadata."""
     head = preflight(path)
     require_signature(path, head, BRUKER_SIGNATURES, "a Bruker Nanoscope file")
     # pySPM reads header lines until '*File list end' and loops forever on a file without one
@@ -396,24 +399,20 @@ def _bruker_header(path: Path, reading: ReadingConfig) -> tuple[Any, list[tuple[
         bruker = pySPM.Bruker(str(path))
     layers = []
     for layer in bruker.layers:
-        image_data = layer.get(b"@2:Image Data")
-        if not image_data:
-            continue
-        match = re.search(rb'"([^"]*)"', image_data[0])
+        match = re.search(rb'"([^"]*)"', (layer.get(b"@2:Image Data") or [b""])[0])
         if match is None:
             continue
-        quantity = match[1].decode("latin-1")
-        rows = int(layer.get(b"Number of lines", [b"0"])[0])
-        cols = int(layer.get(b"Samps/line", [b"0"])[0])
-        check_pixels(path, rows, cols, reading)
+        check_pixels(path, int(layer.get(b"Number of lines", [b"0"])[0]), int(layer.get(b"Samps/line", [b"0"])[0]),
+                     reading)
         backward = layer.get(b"Line Direction", [b"Trace"])[0].strip() == b"Retrace"
         valid_lines = layer.get(b"Valid data len Y")
-        layers.append((quantity, backward, rows, int(valid_lines[0]) if valid_lines else None))
-    names = [q for q, _, _, _ in layers]
-    channels = []
-    for quantity, backward, _, _ in layers:
-        name = f"{quantity} Retrace" if backward and names.count(quantity) > 1 else quantity
-        channels.append((Channel(name, quantity, BACKWARD if backward else FORWARD), backward))
+        layers.append((match[1].decode("latin-1"), backward, int(valid_lines[0]) if valid_lines else None))
+    quantities = [quantity for quantity, _, _ in layers]
+    channels, valid = [], {}
+    for quantity, backward, valid_lines in layers:
+        name = f"{quantity} Retrace" if backward and quantities.count(quantity) > 1 else quantity
+        channels.append(Channel(name, quantity, BACKWARD if backward else FORWARD))
+        valid[name] = valid_lines
     scanner = bruker.scanners[0] if bruker.scanners else {}
 
     def text(key: bytes) -> str | None:
@@ -426,22 +425,18 @@ def _bruker_header(path: Path, reading: ReadingConfig) -> tuple[Any, list[tuple[
         "instrument": "Bruker Nanoscope",
         "vendor": {k.decode(): text(k) for k in (b"Operating mode", b"Scan rate", b"Scan size")
                    if text(k) is not None},
-        "_valid_lines": {name: valid for (name, _, _, valid) in layers},
     }
-    return bruker, channels, metadata
+    return bruker, channels, valid, metadata
 
 
 def channels_bruker(path: Path) -> list[str]:
-    return [c.name for c, _ in _bruker_header(path, ReadingConfig())[1]]
+    return [c.name for c in _bruker_header(path, ReadingConfig())[1]]
 
 
 def read_bruker(path: Path, reading: ReadingConfig, channel: str | None = None) -> list[Scan]:
-    bruker, pairs, metadata = _bruker_header(path, reading)
-    if not pairs:
-        raise ScanError(path, "the Bruker file holds no image channels")
-    channels = [c for c, _ in pairs]
+    bruker, channels, valid, metadata = _bruker_header(path, reading)
     chosen = choose_channel(path, channels, reading.channels, channel)
-    valid_lines = metadata.pop("_valid_lines").get(chosen.quantity)
+    valid_lines = valid[chosen.name]
     with library_call(path, "pySPM", "a Bruker Nanoscope file"):
         image = bruker.get_channel(chosen.quantity, backward=chosen.direction == BACKWARD)
         (x_step, x_unit), _ = image.pxs()

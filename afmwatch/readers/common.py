@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from afmwatch.config import ReadingConfig
+from afmwatch.scan import ScanError
+
 # These libraries report damaged files through `logging` (igor2 with whole data buffers); without a
 # handler Python prints that to stderr. We report the failure ourselves, as a ScanError.
 for _library in ("tifffile", "igor2", "h5py"):
     logging.getLogger(_library).addHandler(logging.NullHandler())
-
-from afmwatch.config import ReadingConfig
-from afmwatch.scan import ScanError
 
 _MAX_LIBRARY_MESSAGE = 300  # some parsers put whole buffers in their messages
 
@@ -31,7 +31,7 @@ HEAD_BYTES = 64 * 1024
 FORWARD = "forward"
 BACKWARD = "backward"
 
-# Length units to nanometres; "" means the file gives no unit.
+# Length units to nanometres (lower case; "A" is left out: in AFM files it is mostly amperes).
 NM_PER_UNIT = {
     "m": 1e9,
     "mm": 1e6,
@@ -41,7 +41,6 @@ NM_PER_UNIT = {
     "~m": 1e3,
     "nm": 1.0,
     "pm": 1e-3,
-    "a": 0.1,
     "å": 0.1,
     "angstrom": 0.1,
 }
@@ -195,7 +194,7 @@ def header_int(path: Path, text: str, pattern: str, what: str) -> int:
 
 def nm_factor(unit: str) -> float | None:
     """Nanometres per `unit`, or None when `unit` is not a length."""
-    return NM_PER_UNIT.get(unit.strip().lower().replace("\u00b5", "µ"))
+    return NM_PER_UNIT.get(unit.strip().lower())
 
 
 def _normalised(name: str) -> str:
@@ -228,24 +227,16 @@ def choose_channel(
     raise ScanError(path, f"no height channel; channels found: {names} (reading.channels lists the names tried)")
 
 
-def opposite_direction(chosen: Channel, channels: Sequence[Channel]) -> Channel | None:
-    """The same quantity scanned the other way (trace <-> retrace), if the file has it."""
-    for candidate in channels:
-        if (
-            candidate.direction != chosen.direction
-            and _normalised(candidate.quantity) == _normalised(chosen.quantity)
-        ):
-            return candidate
-    return None
-
-
 def direction_metadata(chosen: Channel, channels: Sequence[Channel]) -> dict[str, str]:
-    """`retrace_channel` (for a forward channel) naming its backward partner, when present."""
-    partner = opposite_direction(chosen, channels)
-    if partner is None:
-        return {}
-    key = "retrace_channel" if chosen.direction == FORWARD else "trace_channel"
-    return {key: partner.name}
+    """The same quantity scanned the other way, when the file has it: `retrace_channel` for a
+    forward (trace) channel, `trace_channel` for a backward one."""
+    for candidate in channels:
+        if candidate.direction != chosen.direction and _normalised(candidate.quantity) == _normalised(
+            chosen.quantity
+        ):
+            key = "retrace_channel" if chosen.direction == FORWARD else "trace_channel"
+            return {key: candidate.name}
+    return {}
 
 
 def finite_or_error(path: Path, height: np.ndarray) -> np.ndarray:
