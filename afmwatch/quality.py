@@ -395,18 +395,25 @@ def measure(scan: Scan, retrace: Scan | None = None) -> dict[str, float | int | 
 
 
 def load_retrace(scan: Scan) -> Scan | None:
-    """The retrace (backward) channel of the same file when the reader named one, else None.
+    """The retrace (backward) scan of the same area, else None: the channel the reader named in
+    `retrace_channel`, or the file named in `retrace_file` (relative to the scan's folder, as the
+    synthetic generator writes trace and retrace side by side).
 
     A retrace that cannot be read is logged and skipped: the trace's own metrics still stand."""
-    name = scan.metadata.get("retrace_channel")
-    if not name or name == scan.channel:
-        return None
     from afmwatch.readers import read_scan  # readers sit below quality; imported late to keep this module light
 
+    channel = scan.metadata.get("retrace_channel")
+    other_file = scan.metadata.get("retrace_file")
+    if channel and channel != scan.channel:
+        source, kwargs = scan.path, {"channel": channel}
+    elif isinstance(other_file, str) and (scan.path.parent / other_file).is_file():
+        source, kwargs = scan.path.parent / other_file, {}
+    else:
+        return None
     try:
-        retrace = read_scan(scan.path, channel=name)
+        retrace = read_scan(source, **kwargs)
     except ScanError as exc:
-        log.warning("retrace_unreadable", file=str(scan.path), channel=name, reason=exc.reason)
+        log.warning("retrace_unreadable", file=str(scan.path), retrace=str(source), reason=exc.reason, **kwargs)
         return None
     return retrace if retrace.shape == scan.shape else None
 

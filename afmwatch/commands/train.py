@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="folder with good/ and bad/ (e.g. afmwatch's sorted output)")
     parser.add_argument("--out", required=True, help="model file to write (.safetensors); report and plots go beside it")
     parser.add_argument("--arch", default=None,
-                        help="convnet, compact, resnet18-features, resnet18-finetune (default: compact, or the base model's)")
+                        help="convnet, compact, resnet18-features, resnet18-finetune, or metrics-logistic / "
+                        "metrics-boosted over the quality metrics (default: compact, or the base model's)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default=d.optimizer)
     parser.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
     parser.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         jitter=args.jitter, review_band=tuple(args.review_band) if args.review_band else None,
         name=args.name, threads=args.threads,
     )
-    command = shlex.join(["afmwatch", *sys.argv[1:]]) if sys.argv[1:2] == ["train"] else f"train_folder({options})"
+    command = _command_line(args, options)
     try:
         report = train_folder(args.data, args.out, options, command=command)
     except (ModelError, ValueError, RuntimeError) as exc:
@@ -83,6 +84,23 @@ def run(args: argparse.Namespace) -> int:
           f"best epoch {report['best_epoch']}" + ("  (interrupted: best model so far kept)" if report["interrupted"] else ""))
     print(f"report:   {report['files']['report']}")
     return 0
+
+
+def _command_line(args: argparse.Namespace, options) -> str:
+    """The equivalent `afmwatch train` command (every option that differs from its default), for the
+    model file: enough to redo the training."""
+    from dataclasses import asdict
+
+    from afmwatch.training.options import TrainOptions
+
+    words = ["afmwatch", "train", "--data", str(args.data), "--out", str(args.out)]
+    defaults = asdict(TrainOptions())
+    for key, value in asdict(options).items():
+        if value is None or value == defaults[key]:
+            continue
+        flag = "--" + key.replace("_", "-")
+        words += [flag, *map(str, value)] if isinstance(value, tuple) else [flag, str(value)]
+    return shlex.join(words)
 
 
 def _fmt(value: float | None) -> str:

@@ -159,6 +159,10 @@ def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
     """Load and check a classifier model file; every problem is a ModelError naming the file."""
     path = Path(path)
     tensors, meta = load_model_file(path)
+    if str(meta.get("arch", "")).startswith("metrics-"):  # a classical model over the quality metrics
+        from afmwatch.networks.metrics_model import load_metrics_classifier
+
+        return load_metrics_classifier(path, tensors, meta)
     meta = check_metadata(meta, path)
     model = build_network(meta, tensors, path)
     torch_device = resolve_device(device)

@@ -312,6 +312,10 @@ def train_folder(data: str | Path, out: str | Path, options: TrainOptions, comma
     from afmwatch.training.data import collect_files, fingerprint, load_prepared
     from afmwatch.training.report import write_report
 
+    if (options.arch or "").startswith("metrics-"):  # scikit-learn over the quality metrics
+        from afmwatch.networks.metrics_model import train_metrics_folder
+
+        return train_metrics_folder(data, out, options, command, progress)
     data, out = Path(data), Path(out)
     options, base_pipeline, init = resolve_start(options)
     spec = make_spec(options, base_pipeline)

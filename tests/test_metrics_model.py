@@ -1,0 +1,130 @@
+"""Classical models over the quality metrics: exported without pickle, equal to scikit-learn, usable
+everywhere a network is (train, classify, evaluate, promote, --folds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from afmwatch.networks.classifier import load_classifier
+from afmwatch.networks.metrics_model import (
+    BOOSTED,
+    FEATURES,
+    LOGISTIC,
+    MetricsClassifier,
+    feature_vector,
+    fit_model,
+    logistic_raw,
+    trees_raw,
+)
+
+
+def _rows(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    x = rng.normal(size=(n, len(FEATURES)))
+    y = (x[:, 0] - 0.7 * x[:, 2] + 0.5 * rng.normal(size=n) > 0).astype(int)
+    x[rng.random(x.shape) < 0.1] = np.nan  # metrics that did not apply (no retrace, no pixel size)
+    return x, y
+
+
+def test_exported_trees_predict_exactly_what_sklearn_predicts(rng):
+    x, y = _rows(rng, 80)
+    tensors, model = fit_model(BOOSTED, x, y)
+    test, _ = _rows(rng, 300)
+    np.testing.assert_allclose(trees_raw(tensors, test), model.decision_function(test), rtol=0, atol=1e-9)
+
+
+def test_exported_logistic_predicts_what_sklearn_predicts(rng):
+    x, y = _rows(rng, 80)
+    tensors, model = fit_model(LOGISTIC, x, y)
+    test, _ = _rows(rng, 100)
+    filled = np.where(np.isnan(test), tensors["impute"], test)
+    expected = model.decision_function((filled - tensors["mean"]) / tensors["scale"])
+    np.testing.assert_allclose(logistic_raw(tensors, test), expected, atol=1e-9)
+
+
+def test_feature_vector_takes_logs_of_heights_and_marks_missing_metrics():
+    metrics = dict.fromkeys(FEATURES, 0.5) | {"sq": 100.0, "trace_retrace_mismatch": None, "noise_rms": 0.0}
+    vector = feature_vector(metrics)
+    assert vector[FEATURES.index("sq")] == pytest.approx(2.0)
+    assert np.isnan(vector[FEATURES.index("trace_retrace_mismatch")])
+    assert np.isfinite(vector[FEATURES.index("noise_rms")])  # log of 0 floored, not -inf
+    assert vector[FEATURES.index("completeness")] == 0.5
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory) -> Path:
+    from afmwatch.synth import generate_classify_set
+
+    folder = tmp_path_factory.mktemp("labelled")
+    generate_classify_set(folder, 32, seed=4, size=64, gwy=False, previews=False)
+    return folder
+
+
+@pytest.mark.parametrize("arch", [LOGISTIC, BOOSTED])
+def test_metrics_model_trains_saves_without_pickle_loads_and_classifies(labelled, tmp_path, arch):
+    from afmwatch.cli import main
+
+    out = tmp_path / f"{arch}.safetensors"
+    assert main(["--log-level", "warning", "train", "--data", str(labelled), "--out", str(out),
+                 "--arch", arch, "--folds", "3"]) == 0
+    with safe_open(out, "np") as handle:  # only arrays and a JSON string: nothing to unpickle
+        meta = json.loads(handle.metadata()["afmwatch"])
+        assert all(handle.get_tensor(k).dtype.kind in "fi" for k in handle.keys())
+    assert meta["arch"] == arch and meta["features"] == list(FEATURES)
+    report = json.loads(out.with_name(f"{arch}.report.json").read_text())
+    assert report["cross_validation"]["folds"] == 3 and len(report["cross_validation"]["per_fold"]) == 3
+    assert report["validation"]["count"] > 0
+
+    classifier = load_classifier(out)
+    assert isinstance(classifier, MetricsClassifier)
+    assert classifier.arch == arch and len(classifier.sha256) == 64
+    good = sorted((labelled / "good").glob("*.tif"))[:4]
+    bad = sorted((labelled / "bad").glob("*.tif"))[:4]
+    from afmwatch.readers import read_scan
+
+    predictions = classifier.predict_scans([read_scan(p) for p in good + bad])
+    assert all(p.decision in ("good", "bad", "review") for p in predictions)
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-9 for p in predictions)
+    p_bad = [p.probabilities["bad"] for p in predictions]
+    assert np.mean(p_bad[4:]) > np.mean(p_bad[:4])  # it learned something about the labels
+
+
+def test_metrics_model_evaluates_and_is_promoted_like_a_network(labelled, tmp_path):
+    from afmwatch.networks.store import active_model_path, promote
+    from afmwatch.training.evaluate import evaluate_folder
+    from afmwatch.training.options import TrainOptions
+    from afmwatch.training.train import train_folder
+
+    out = tmp_path / "logistic.safetensors"
+    train_folder(labelled, out, TrainOptions(arch=LOGISTIC, val_fraction=0.25), progress=False)
+    classifier = load_classifier(out)
+    report = evaluate_folder(classifier, labelled)
+    assert report["metrics"]["count"] == 32
+    assert report["metrics"]["balanced_accuracy"] > 0.6
+    assert report["model"]["arch"] == LOGISTIC
+    store = tmp_path / "store"
+    promote(out, store)
+    assert load_classifier(active_model_path(store)).sha256 == classifier.sha256
+
+
+def test_aborted_scan_looks_bad_to_a_model_that_saw_aborted_scans(tmp_path):
+    """The completeness coefficient is learned: stopped scans push P(bad) up."""
+    from afmwatch.scan import Scan
+    from afmwatch.synth import synth_scan
+
+    rows, labels = [], []
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        aborted = seed % 2 == 1
+        made = synth_scan(rng, 64, surface="grains", artefacts=[("aborted", 0.9)] if aborted else [])
+        scan = Scan(made.trace, made.pixel_size_nm, "Height", Path("s.tif"), "tiff", metadata=made.metadata)
+        from afmwatch.quality import measure
+
+        rows.append(feature_vector(measure(scan)))
+        labels.append(int(aborted))
+    tensors, _ = fit_model(LOGISTIC, np.stack(rows), np.array(labels))
+    assert tensors["coef"][FEATURES.index("completeness")] < 0
