@@ -18,6 +18,7 @@ import numpy as np
 Box = tuple[int, int, int, int]
 
 _BACKGROUND_TOLERANCE = 16  # per-channel difference still counted as background (anti-aliasing)
+_GAP_TOLERANCE = 60  # the same, for a gap blurred by JPEG compression
 _MIN_SIDE = 16  # smallest plot or bar side considered, in pixels
 _SOLID_FILL = 0.9  # a rectangle counts as solid when this share of its box is foreground
 _MAX_FRAME = 3  # frame lines stripped per side, at most
@@ -126,6 +127,30 @@ def _find_bar(rgb: np.ndarray, plot: Box, candidates: list[Box]) -> tuple[Box, s
     return box, best[1]
 
 
+def _split_off_bar(rgb: np.ndarray, box: Box, background: np.ndarray) -> list[Box]:
+    """Split a plot that JPEG ringing has joined to its colour bar across the narrow background gap
+    between them; returns the pieces, largest first (just `box` when there is no such gap)."""
+    top, left, bottom, right = box
+    near = np.all(np.abs(rgb[top:bottom, left:right].astype(np.int16) - background) <= _GAP_TOLERANCE, axis=2)
+    for axis in (0, 1):  # columns (a bar on the right), then rows (a bar below)
+        gap = near.mean(axis=axis) > 0.8
+        length = len(gap)
+        in_last_part = np.flatnonzero(gap[int(length * 0.85) : length - 4])
+        if in_last_part.size == 0:
+            continue
+        begin = end = int(length * 0.85) + int(in_last_part[0])
+        while begin > 0 and gap[begin - 1]:
+            begin -= 1
+        while end < length and gap[end]:
+            end += 1
+        if end >= length:
+            continue  # background up to the edge: nothing beyond the gap
+        if axis == 0:
+            return [(top, left, bottom, left + begin), (top, left + end, bottom, right)]
+        return [(top, left, top + begin, right), (top + end, left, bottom, right)]
+    return [box]
+
+
 def find_layout(rgb: np.ndarray) -> ExportLayout:
     """The plot area (and colour bar) of an RGB export; the whole image when it has no figure border."""
     rows, cols = rgb.shape[:2]
@@ -139,6 +164,7 @@ def find_layout(rgb: np.ndarray) -> ExportLayout:
     candidates = _solid_rectangles(foreground)
     if not candidates:
         return whole
+    candidates = _split_off_bar(rgb, candidates[0], background) + candidates[1:]
     plot = candidates[0]
     if min(plot[2] - plot[0], plot[3] - plot[1]) < _MIN_SIDE:
         return whole
