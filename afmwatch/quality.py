@@ -391,7 +391,17 @@ def measure(scan: Scan, retrace: Scan | None = None) -> dict[str, float | int | 
         values.update(group(surf))
     if retrace_surf is not None:
         values.update(trace_retrace(surf, retrace_surf))
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}
+    return {name: _plain(value) for name, value in values.items()}
+
+
+def _plain(value: Any) -> float | int | None:
+    """A JSON-able number: Python int or float, None for missing or non-finite values."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def load_retrace(scan: Scan) -> Scan | None:

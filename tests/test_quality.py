@@ -49,8 +49,10 @@ def add_scars(z: np.ndarray, rng: np.random.Generator, count: int, jump_nm: floa
 
 
 def test_clean_surface_is_quiet(rng):
+    m = metrics_of(clean_surface(rng), clean_surface(rng))
+    assert list(m) == list(quality.METRICS)
+    assert all(type(v) in (int, float) for v in m.values())  # plain numbers: JSON as they stand
     m = metrics_of(clean_surface(rng))
-    assert set(m) == set(quality.METRICS)
     assert m["completeness"] == 1.0 and m["lines_acquired"] == SIZE == m["lines_set"]
     assert m["scar_fraction"] == 0.0 and m["streak_fraction"] == 0.0
     assert m["constant_run_fraction"] == 0.0
@@ -333,3 +335,39 @@ def test_aborted_synthetic_scan_is_bad_and_says_where_it_stopped():
     assert outcome.decision == "bad"
     assert outcome.reasons[0] == f"scan stopped at line {metrics['lines_acquired']} of 128"
     assert metrics["lines_acquired"] < 0.6 * 128
+
+
+def test_inspect_and_quality_commands_show_the_quality_block(samples, capsys):
+    import json
+
+    from afmwatch.cli import main
+
+    sapphire = str(samples / "nid" / "sapphire.nid")
+    assert main(["--log-level", "warning", "inspect", "--json", sapphire]) == 0
+    block = json.loads(capsys.readouterr().out)[0]["quality"]
+    assert block["metrics"]["lines_set"] == 256
+    assert 0 < block["metrics"]["trace_retrace_mismatch"] < 1.25
+    assert block["decision"] is None and block["reasons"] == []
+    assert main(["--log-level", "warning", "quality", "--json", sapphire]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["metrics"] == block["metrics"]
+    assert main(["--log-level", "warning", "quality", sapphire]) == 0
+    text = capsys.readouterr().out
+    assert "no rule fired" in text and "trace_retrace_mismatch" in text
+
+
+def test_quality_command_explains_an_aborted_scan(tmp_path, rng, capsys):
+    import json
+
+    from afmwatch.cli import main
+    from afmwatch.writers import write_tiff
+
+    z = clean_surface(rng).astype(np.float32)
+    z[70:] = np.nan
+    path = tmp_path / "aborted.tif"
+    write_tiff(path, z, PIXEL_NM, metadata={"lines_set": SIZE})
+    assert main(["--log-level", "warning", "quality", "--json", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)[0]
+    assert report["decision"] == "bad"
+    assert report["reasons"] == [f"scan stopped at line 70 of {SIZE}"]
+    assert report["rule"]["metric"] == "completeness"
+    assert main(["--log-level", "warning", "quality", str(tmp_path / "missing.nid")]) == 1

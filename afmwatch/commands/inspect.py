@@ -16,16 +16,28 @@ from typing import Any
 from afmwatch.config import ReadingConfig
 from afmwatch.scan import Scan
 
+
+
+def _quality(frames: list[Scan], reading: ReadingConfig) -> dict[str, Any]:
+    """The first frame's quality metrics and what the default rules say (as `afmwatch quality --json`)."""
+    from afmwatch.rules import assess
+
+    return assess(frames[0])
+
+
 # Extra per-file blocks in the report: name -> function of the file's frames (and the reading
 # settings) returning JSON-able data; filled in by other parts (e.g. quality metrics).
-REPORT_BLOCKS: dict[str, Callable[[list[Scan], ReadingConfig], Any]] = {}
+REPORT_BLOCKS: dict[str, Callable[[list[Scan], ReadingConfig], Any]] = {"quality": _quality}
 
 MIN_CLASSIFIABLE_SIDE = 16
 MIN_MEASURED_FRACTION = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="scan files or image exports")
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE",
+        help="scan files or image exports; a folder stands for every supported file in it (recursively)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON array, an object per file")
     parser.add_argument("--channel", help="read this channel instead of the preferred height channel")
     parser.add_argument("--config", help="take the reading settings (channel preferences, data area) from this file")
@@ -141,6 +153,22 @@ def _text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def expand_folders(names: list[str]) -> list[Path]:
+    """Files as given; a folder becomes the supported files below it, sorted (afmwatch's own
+    previews and sidecars left out)."""
+    from afmwatch.readers import is_supported
+
+    paths: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            paths.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_supported(p)
+                                and ".afmwatch." not in p.name))
+        else:
+            paths.append(path)
+    return paths
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -157,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     if args.data_area:
         reading = dataclasses.replace(reading, data_area=args.data_area)
-    reports = [file_report(name, reading, channel=args.channel)[0] for name in args.files]
+    reports = [file_report(path, reading, channel=args.channel)[0] for path in expand_folders(args.files)]
     if args.json:
         print(json.dumps(reports, indent=2, default=str))
     else:
