@@ -17,7 +17,6 @@ from afmwatch.config import ReadingConfig
 from afmwatch.scan import Scan
 
 
-
 def _quality(frames: list[Scan], reading: ReadingConfig) -> dict[str, Any]:
     """The first frame's quality metrics and what the default rules say (as `afmwatch quality --json`)."""
     from afmwatch.rules import assess
