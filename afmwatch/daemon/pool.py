@@ -94,7 +94,6 @@ class ReaderPool:
         config = self.get_config()
         job = Job(arrival=arrival)
         job.add_time("settle", max(0.0, (arrival.settled_at or time.time()) - arrival.seen_at))
-        self.journal.update(arrival.entry_id, state="processing", attempts=arrival.attempts)
         try:
             started = time.monotonic()
             job.size = arrival.path.stat().st_size
@@ -106,7 +105,8 @@ class ReaderPool:
         except OSError as exc:
             self._failed_attempt(job, config, f"cannot read the file: {exc.strerror or exc}")
             return
-        self.journal.update(arrival.entry_id, sha256=job.sha256, size=job.size)
+        self.journal.update(arrival.entry_id, state="processing", attempts=arrival.attempts, sha256=job.sha256,
+                            size=job.size)
         if config.duplicates == "skip":
             earlier = self.journal.finished_with_hash(job.sha256, arrival.entry_id)
             if earlier is not None:
