@@ -1,0 +1,130 @@
+"""The limit: raw forward throughput (images/s) of the shipped default model and of every network in
+the registry, on tensors already in memory, batch sizes 1 to 64, on the CPU and on the GPU when one
+is present. No file is read: this is as fast as classification can possibly go here.
+
+    python -m benchmarks.forward_limit [--quick] [--batch-sizes 1,2,4,8,16,32,64] [--seconds 2]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import fmt, parser, setup, repeat_rate, report, table
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+QUICK_BATCH_SIZES = (1, 2)
+IMAGE_SIZE = 224  # the study's crop, and the registry networks' default input
+QUICK_IMAGE_SIZE = 64
+
+
+def devices() -> list[str]:
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def forward_rate(model: Any, channels: int, crop: int, batch: int, device: str, min_seconds: float,
+                 min_calls: int = 3) -> float:
+    """Images/s of `model` in inference mode on a random (batch, channels, crop, crop) tensor that is
+    already on `device`."""
+    import torch
+
+    model = model.to(device).eval()
+    x = torch.randn(batch, channels, crop, crop, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def call() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return repeat_rate(call, batch, min_seconds, min_calls, sync)
+
+
+def classifier_forward_rate(model_path: Path, batch: int, device: str, min_seconds: float,
+                            min_calls: int = 3) -> float:
+    """Raw forward images/s of a classifier model file at its own input size (used by daemon_e2e)."""
+    from afmwatch.networks.classifier import load_classifier
+
+    classifier = load_classifier(model_path, device="cpu")
+    pipeline = classifier.pipeline
+    return forward_rate(classifier.model, pipeline["channels"], pipeline["crop"], batch, device, min_seconds,
+                        min_calls)
+
+
+def networks(image_size: int = IMAGE_SIZE) -> list[tuple[str, Any, int, int]]:
+    """(label, module, input channels, crop) for the default model (when present, at its own input
+    size) and every registry entry (at `image_size`)."""
+    from afmwatch.networks.architectures import ARCHITECTURES
+    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.store import default_model_path
+
+    found = []
+    default = default_model_path()
+    if default.is_file():
+        classifier = load_classifier(default, device="cpu")
+        found.append((f"shipped default ({classifier.arch})", classifier.model, classifier.pipeline["channels"],
+                      classifier.pipeline["crop"]))
+    for name, arch in ARCHITECTURES.items():
+        found.append((name, arch.build(2, image_size, None), arch.channels, image_size))
+    return found
+
+
+def measure(batch_sizes: tuple[int, ...], min_seconds: float, min_calls: int,
+            image_size: int = IMAGE_SIZE) -> list[dict[str, Any]]:
+    import torch
+
+    rows = []
+    for label, model, channels, crop in networks(image_size):
+        weights = sum(p.numel() for p in model.parameters())
+        for device in devices():
+            for batch in batch_sizes:
+                try:
+                    rate = forward_rate(model, channels, crop, batch, device, min_seconds, min_calls)
+                except torch.OutOfMemoryError:
+                    rate = None
+                    torch.cuda.empty_cache()
+                rows.append({"network": label, "weights": weights, "input": [channels, crop, crop],
+                             "device": device, "batch": batch, "images_per_s": rate})
+        model.to("cpu")
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], batch_sizes: tuple[int, ...], min_seconds: float) -> str:
+    headers = ["network", "weights", "input", "device"] + [f"batch {b}" for b in batch_sizes]
+    lines = []
+    seen: dict[tuple[str, str], list[Any]] = {}
+    for row in rows:
+        key = (row["network"], row["device"])
+        if key not in seen:
+            c, h, w = row["input"]
+            seen[key] = [row["network"], f"{row['weights'] / 1e6:.2f} M", f"{c}×{h}×{w}", row["device"]]
+            lines.append(seen[key])
+        seen[key].append(fmt(row["images_per_s"], 0) if row["images_per_s"] is not None else "out of memory")
+    return (
+        "Images per second of the network alone (`torch.inference_mode`, float32), on a random batch "
+        f"already in memory on the device; each cell is timed for at least {min_seconds:g} s after a "
+        "warm-up call. Random weights run exactly as fast as trained ones.\n\n"
+        + table(headers, lines)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("Raw forward throughput of every classifier network.")
+    p.add_argument("--batch-sizes", default=None, help="comma-separated (default 1,2,4,8,16,32,64)")
+    p.add_argument("--seconds", type=float, default=2.0, help="least time per measurement (default 2)")
+    args = p.parse_args(argv)
+    setup(args)
+    if args.batch_sizes:
+        batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    else:
+        batch_sizes = QUICK_BATCH_SIZES if args.quick else BATCH_SIZES
+    min_seconds, min_calls = (0.0, 1) if args.quick else (args.seconds, 3)
+    rows = measure(batch_sizes, min_seconds, min_calls, QUICK_IMAGE_SIZE if args.quick else IMAGE_SIZE)
+    return report(args, "forward", "python -m benchmarks.forward_limit", "The limit: network forward throughput",
+                  markdown(rows, batch_sizes, min_seconds), {"rows": rows})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
