@@ -75,6 +75,18 @@ def test_text_report_and_options(samples):
     assert forced["classifiable"] is False and "not a height channel" in forced["not_classifiable_because"]
 
 
+@pytest.mark.slow
+def test_folder_stands_for_the_supported_files_in_it(samples, tmp_path):
+    (tmp_path / "day1").mkdir()
+    for relative in ("wsxm/sample_0.stp", "gwy/test.gwy"):
+        (tmp_path / "day1" / Path(relative).name).write_bytes((samples / relative).read_bytes())
+    (tmp_path / "day1" / "notes.txt").write_text("tip changed at 14:00")
+    (tmp_path / "day1" / "sample_0.afmwatch.png").write_bytes((samples / "png/minicircle_colorbar_afmhot.png").read_bytes())
+    result = inspect("--json", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert [Path(r["path"]).name for r in json.loads(result.stdout)] == ["sample_0.stp", "test.gwy"]
+
+
 def test_file_report_extension_hook(samples):
     from afmwatch.commands import inspect as inspect_command
 
