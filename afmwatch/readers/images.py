@@ -35,7 +35,10 @@ DATA_CHANNEL = "data"
 def _export_scan(path: Path, pixels: np.ndarray, reading: ReadingConfig, fmt: str, channel: str | None) -> Scan:
     """A Scan from a rendered export (H x W grey or H x W x 3 RGB, 8 or 16 bit)."""
     rows, cols = pixels.shape[:2]
-    scale = float(np.iinfo(pixels.dtype).max) if np.issubdtype(pixels.dtype, np.integer) else 1.0
+    if np.issubdtype(pixels.dtype, np.integer):
+        scale = float(np.iinfo(pixels.dtype).max)
+    else:  # 32-bit grey or float pixels: their own maximum is full scale
+        scale = float(np.nanmax(np.abs(pixels))) or 1.0
     rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
     rgb8 = (rgb.astype(np.float64) * (255.0 / scale)).round().clip(0, 255).astype(np.uint8)
 
