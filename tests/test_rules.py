@@ -97,3 +97,59 @@ def test_configured_rules_replace_the_defaults():
     outcome = apply_rules({**ABORTED, "sq": 7.5}, config.rules)
     assert outcome.decision == "review" and outcome.reasons == ("rough: 7.5 nm",)
     assert config_from_dict({}).rules is None  # None: the defaults apply
+
+
+@pytest.mark.slow
+def test_daemon_records_the_rule_that_decided_in_the_sidecar(tmp_path):
+    """A real `afmwatch run`: an aborted scan goes to bad/ on the default rule, a configured rule sends a
+    rough scan to review, and each sidecar says which rule fired, why, and what the network said."""
+    import json
+
+    import numpy as np
+
+    from afmwatch.daemon.sidecar import sidecar_path, validate
+    from afmwatch.writers import write_tiff
+    from daemon_support import Daemon, processed_count, scan_bytes_file, sorted_files, tiny_model, wait_until, write_config
+
+    model = tiny_model(tmp_path / "tiny.safetensors")
+    rules = [
+        {"metric": "completeness", "op": "<", "threshold": 0.9, "decision": "bad",
+         "reason": "scan stopped at line {lines_acquired} of {lines_set}"},
+    ]
+    staging = tmp_path / "staging"
+    clean = scan_bytes_file(staging / "clean.tif", 1, size=64)
+    from afmwatch.quality import measure
+    from afmwatch.readers import read_scan
+
+    clean_sq = measure(read_scan(clean))["sq"]
+    rules.append({"metric": "sq", "op": ">", "threshold": 10 * clean_sq, "decision": "review",
+                  "reason": "rough: Sq {sq:.0f} nm"})
+    config = write_config(tmp_path, model, rules=rules)
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+
+    height = read_scan(clean).height.copy()
+    height[40:] = np.nan  # the instrument stopped after 40 of 64 lines
+    aborted = write_tiff(staging / "aborted.tif", height, 2.0, metadata={"lines_set": 64})
+    rough = write_tiff(staging / "rough.tif", read_scan(clean).height * 100, 2.0)
+    daemon = Daemon(config).wait_ready()
+    try:
+        for path in (clean, aborted, rough):
+            path.replace(inbox / path.name)
+        wait_until(lambda: processed_count(out) >= 3, what="three scans sorted")
+    finally:
+        assert daemon.terminate() == 0
+    by_name = {f.name: f for f in sorted_files(out)}
+    sidecars = {name: json.loads(sidecar_path(f).read_text()) for name, f in by_name.items()}
+    for sidecar in sidecars.values():
+        validate(sidecar)
+        assert sidecar["network_decision"] in ("good", "bad", "review")  # what the network said, kept
+        assert sidecar["quality"]["lines_set"] == 64
+    stopped = sidecars["aborted.tif"]
+    assert by_name["aborted.tif"].parent.name == "bad" and stopped["decision"] == "bad"
+    assert stopped["rule"]["metric"] == "completeness"
+    assert stopped["reasons"] == ["scan stopped at line 40 of 64"]
+    assert stopped["quality"]["lines_acquired"] == 40
+    assert sidecars["rough.tif"]["decision"] == "review" and sidecars["rough.tif"]["rule"]["metric"] == "sq"
+    assert sidecars["rough.tif"]["reasons"][0].startswith("rough: Sq ")
+    assert sidecars["clean.tif"]["rule"] is None and sidecars["clean.tif"]["reasons"] == []
+    assert sidecars["clean.tif"]["decision"] == sidecars["clean.tif"]["network_decision"]
