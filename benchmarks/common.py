@@ -232,20 +232,37 @@ def stamp(command: str, quick: bool) -> str:
     return f"{line}\n\n{QUICK_NOTE}" if quick else line
 
 
+def _block(name: str, text: str = "") -> str:
+    return f"<!-- bench:{name} -->\n{text.strip()}\n<!-- /bench:{name} -->\n".replace("\n\n<!-- /", "\n<!-- /")
+
+
+def _with_all_sections(content: str) -> str:
+    """`content` with an (empty) block for each of our sections it lacks, in SECTIONS order, all
+    before the `## Denoising` section: that one must stay last, since its script replaces
+    everything from its heading to the next `## ` heading."""
+    for index, name in enumerate(SECTIONS):
+        if f"<!-- bench:{name} -->" in content:
+            continue
+        previous = [f"<!-- /bench:{s} -->\n" for s in SECTIONS[:index] if f"<!-- /bench:{s} -->\n" in content]
+        denoising = re.search(r"^## Denoising", content, re.MULTILINE)
+        if previous:
+            at = content.index(previous[-1]) + len(previous[-1])
+            content = content[:at] + "\n" + _block(name) + content[at:]
+        elif denoising:
+            content = content[: denoising.start()] + _block(name) + "\n" + content[denoising.start():]
+        else:
+            content = content.rstrip("\n") + "\n\n" + _block(name)
+    return content
+
+
 def write_section(markdown: Path, name: str, text: str) -> None:
     """Put `text` between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in `markdown`, leaving
-    everything else in the file (other sections, the denoising part) as it is."""
-    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    block = f"{begin}\n{text.strip()}\n{end}"
-    if markdown.exists():
-        content = markdown.read_text(encoding="utf-8")
-    else:
-        content = HEADER + "\n" + "\n".join(f"<!-- bench:{s} -->\n<!-- /bench:{s} -->\n" for s in SECTIONS)
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(content):
-        content = pattern.sub(lambda _: block, content, count=1)
-    else:
-        content = content.rstrip("\n") + "\n\n" + block + "\n"
+    everything else in the file (notes written by hand, the denoising section) as it is."""
+    content = markdown.read_text(encoding="utf-8") if markdown.exists() else HEADER
+    content = _with_all_sections(content)
+    pattern = re.compile(re.escape(f"<!-- bench:{name} -->") + r".*?" + re.escape(f"<!-- /bench:{name} -->\n"),
+                         re.DOTALL)
+    content = pattern.sub(lambda _: _block(name, text), content, count=1)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     tmp = markdown.with_name(f".{markdown.name}.tmp")
     tmp.write_text(content, encoding="utf-8")

@@ -60,6 +60,13 @@ def stage_means(sidecars: list[dict[str, Any]]) -> dict[str, float]:
     return {stage: totals[stage] / counts[stage] for stage in totals}
 
 
+def stage_table(models: list[tuple[str, dict[str, float]]]) -> str:
+    """Mean ms per stage for each (model, stage_ms), stages in pipeline order."""
+    stages = [s for s in STAGES if any(s in ms for _, ms in models)]
+    stages += sorted({s for _, ms in models for s in ms} - set(stages))
+    return table(["model"] + stages, [[name] + [fmt(ms.get(s), 1) for s in stages] for name, ms in models])
+
+
 def daemon_rate(files: list[Path], model: Path, work: Path, *, settle: float, device: str, read_workers: int,
                 batch_size: int, env: dict[str, str]) -> dict[str, Any]:
     """Drop `files` (copies) into a fresh daemon's inbox at once; the rate from the first file settling
@@ -124,8 +131,6 @@ def markdown(rows: list[dict[str, Any]], args: Any, files: int, size: int) -> st
         fmt(r["naive"]), fmt(r["daemon"]["files_per_s"]),
         _verdict(r["ratio_limit"], r["meets_limit_target"]), _verdict(r["ratio_naive"], r["meets_naive_target"]),
     ] for r in rows]
-    stages = [s for s in STAGES if any(s in r["daemon"]["stage_ms"] for r in rows)]
-    stage_lines = [[r["model"]] + [fmt(r["daemon"]["stage_ms"].get(s), 1) for s in stages] for r in rows]
     walls = "; ".join(
         f"{r['model']}: first file event {r['daemon']['first_event_after_drop_s']:.2f} s after the drop, "
         f"first file settled {r['daemon']['settle_wait_s']:.2f} s later, last sidecar "
@@ -145,7 +150,7 @@ def markdown(rows: list[dict[str, Any]], args: Any, files: int, size: int) -> st
                  "daemon / limit", "daemon / naive"], lines)
         + "\n\nMean milliseconds per file in each stage, from the sidecars' `timings_ms` (reading runs in "
         "parallel threads; `wait` is time queued for the inference worker; `total` is first event to sorted):\n\n"
-        + table(["model"] + stages, stage_lines)
+        + stage_table([(r["model"], r["daemon"]["stage_ms"]) for r in rows])
         + f"\n\nWall clock: {walls}."
     )
     if shared:

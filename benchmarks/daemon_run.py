@@ -27,27 +27,31 @@ def epoch(iso: str | None) -> float | None:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() if iso else None
 
 
+def write_config(folder: Path, model: Path, *, settle_seconds: float, device: str, read_workers: int,
+                 batch_size: int) -> Path:
+    """`folder`/config.yaml watching `folder`/inbox, sorting into out/, journal in state/; every other
+    setting (previews, sort: move, duplicates: skip, log level) is the daemon's default."""
+    (folder / "inbox").mkdir(parents=True, exist_ok=True)
+    config = {
+        "watch_folder": str(folder / "inbox"), "output_root": str(folder / "out"),
+        "state_folder": str(folder / "state"), "model": str(model), "device": device,
+        "settle": {"settle_seconds": settle_seconds},
+        "workers": {"read_workers": read_workers, "batch_size": batch_size},
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
 class DaemonProcess:
     """`afmwatch run --config FILE` in `folder` (inbox/, out/, state/, config.yaml, daemon.log)."""
 
     def __init__(self, folder: Path, model: Path, *, settle_seconds: float, device: str = "auto",
-                 read_workers: int | None = None, batch_size: int = 16, env: dict[str, str] | None = None,
-                 **settings: Any):
+                 read_workers: int | None = None, batch_size: int = 16, env: dict[str, str] | None = None):
         self.folder = folder
-        self.inbox, self.out, self.state = folder / "inbox", folder / "out", folder / "state"
-        self.inbox.mkdir(parents=True, exist_ok=True)
-        self.settle_seconds = settle_seconds
-        self.read_workers = read_workers or cpu_count()
-        self.batch_size = batch_size
-        config = {
-            "watch_folder": str(self.inbox), "output_root": str(self.out), "state_folder": str(self.state),
-            "model": str(model), "device": device,
-            "settle": {"settle_seconds": settle_seconds},
-            "workers": {"read_workers": self.read_workers, "batch_size": batch_size},
-            **settings,
-        }
-        self.config_path = folder / "config.yaml"
-        self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        self.inbox, self.out = folder / "inbox", folder / "out"
+        self.config_path = write_config(folder, model, settle_seconds=settle_seconds, device=device,
+                                        read_workers=read_workers or cpu_count(), batch_size=batch_size)
         self.log_path = folder / "daemon.log"
         self.env = env
         self.process: subprocess.Popen | None = None
@@ -73,10 +77,11 @@ class DaemonProcess:
     def _ready(self) -> bool:
         from afmwatch.daemon.journal import Journal, journal_path
 
-        if not journal_path(self.state).exists():
+        state = self.folder / "state"
+        if not journal_path(state).exists():
             return False
         try:
-            journal = Journal(self.state, readonly=True)
+            journal = Journal(state, readonly=True)
             try:
                 return bool(journal.service().get("running"))
             finally:

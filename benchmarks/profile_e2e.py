@@ -1,0 +1,225 @@
+"""Profile of the daemon end to end: cProfile in every thread of an in-process `Service` while a burst
+of synthetic scans is sorted, then the time each stage took in each thread, and each thread's share
+of busy time. The thread that is busy nearly all the time is the bottleneck.
+
+cProfile slows Python-heavy code (a factor of about 1.5 to 2), so the rate here is not the daemon's
+rate; the shares are what count. The merged profiles are kept as `.prof` files for snakeviz/pstats.
+
+    python -m benchmarks.profile_e2e [--quick] [--files 500] [--model convnet|default] [--prof-dir DIR]
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import re
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    bench_models,
+    copy_files,
+    cpu_count,
+    fmt,
+    model_label,
+    parser,
+    report,
+    setup,
+    synthetic_scans,
+    table,
+    work_folder,
+)
+from benchmarks.daemon_run import drop, write_config
+
+# (file path ending, function name) -> stage; cumulative time of the outermost call counts
+STAGES: dict[tuple[str, str], str] = {
+    ("afmwatch/durable.py", "sha256_file"): "hash (sha256)",
+    ("afmwatch/readers/__init__.py", "read_frames"): "read",
+    ("afmwatch/quality.py", "load_retrace"): "read retrace",
+    ("afmwatch/quality.py", "measure"): "quality metrics",
+    ("afmwatch/daemon/pool.py", "preprocess"): "preprocess",
+    ("afmwatch/networks/classifier.py", "predict"): "inference",
+    ("afmwatch/daemon/act.py", "_decide"): "decide (rules)",
+    ("afmwatch/daemon/act.py", "_preview"): "preview PNG",
+    ("afmwatch/daemon/act.py", "_denoise"): "denoise",
+    ("afmwatch/daemon/act.py", "carry_out"): "sort + sidecar",
+    ("afmwatch/daemon/journal.py", "_write"): "journal writes",
+    ("afmwatch/daemon/journal.py", "_rows"): "journal reads",
+    ("afmwatch/daemon/settle.py", "_take_touched"): "settle: admit",
+    ("afmwatch/daemon/settle.py", "_check_waiting"): "settle: stat",
+    ("afmwatch/daemon/watcher.py", "on_any_event"): "watch events",
+}
+# where a thread waits rather than works (own time in these is idle time)
+WAITING = re.compile(r"acquire|\bwait\b|sleep|select|poll|epoll|\bread\b of '_io.FileIO'|inotify")
+
+
+def thread_group(name: str) -> str:
+    """'afmwatch-read-0' and 'afmwatch-read-1' are one group; watchdog's threads are 'watchdog'."""
+    if name.startswith("afmwatch-read"):
+        return "afmwatch-read (all)"
+    return name if name.startswith("afmwatch-") else "watchdog / other"
+
+
+class ThreadProfiles:
+    """One cProfile.Profile per new thread while active (threading.setprofile starts each one)."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, list[cProfile.Profile]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def _start(self, frame: Any, event: str, arg: Any) -> None:
+        sys.setprofile(None)
+        profile = cProfile.Profile()
+        with self._lock:
+            self.profiles[thread_group(threading.current_thread().name)].append(profile)
+        profile.enable()
+
+    def __enter__(self) -> ThreadProfiles:
+        threading.setprofile(self._start)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        threading.setprofile(None)
+
+    def stats(self) -> dict[str, pstats.Stats]:
+        merged = {}
+        for group, profiles in self.profiles.items():
+            stats = pstats.Stats(profiles[0])
+            for profile in profiles[1:]:
+                stats.add(profile)
+            merged[group] = stats
+        return merged
+
+
+def stage_times(stats: pstats.Stats) -> dict[str, tuple[int, float]]:
+    """stage -> (calls, cumulative seconds) in one thread group."""
+    found: dict[str, tuple[int, float]] = {}
+    for (filename, _, function), (_, calls, _, cumulative, _) in stats.stats.items():
+        for (ending, name), stage in STAGES.items():
+            if function == name and filename.replace("\\", "/").endswith(ending):
+                before = found.get(stage, (0, 0.0))
+                found[stage] = (before[0] + calls, before[1] + cumulative)
+    return found
+
+
+def busy_seconds(stats: pstats.Stats) -> tuple[float, float]:
+    """(all own time, own time spent waiting) of a thread group."""
+    total = waiting = 0.0
+    for (_, _, function), (_, _, own, _, _) in stats.stats.items():
+        total += own
+        if WAITING.search(function):
+            waiting += own
+    return total, waiting
+
+
+def top_functions(stats: pstats.Stats, count: int) -> list[tuple[str, float]]:
+    """The functions with the most own time (waiting excluded), as 'module:function'."""
+    rows = []
+    for (filename, line, function), (_, _, own, _, _) in stats.stats.items():
+        if WAITING.search(function):
+            continue
+        where = re.sub(r".*/(site-packages|lib/python[\d.]+|work/main)/", "", filename)
+        rows.append((f"{where}:{line} {function}" if line else function, own))
+    return sorted(rows, key=lambda r: -r[1])[:count]
+
+
+def profile_run(files: list[Path], model: Path, work: Path, *, settle: float, device: str) -> dict[str, Any]:
+    """Sort `files` with an in-process Service, every thread profiled; returns stages and shares."""
+    from afmwatch.config import load_config
+    from afmwatch.daemon.service import Service
+
+    config_path = write_config(work, model, settle_seconds=settle, device=device, read_workers=cpu_count(),
+                               batch_size=16)
+    staging = copy_files(files, work / "staging")
+    with ThreadProfiles() as profiles:
+        service = Service(load_config(config_path), config_path=config_path)
+        service.start()
+        began = time.monotonic()
+        drop(staging, work / "inbox")
+        deadline = began + 300 + 5.0 * len(files)
+        while time.monotonic() < deadline:
+            counts = service.journal.counts()
+            if sum(counts.get(s, 0) for s in ("done", "failed", "vanished")) >= len(files):
+                break
+            time.sleep(0.2)
+        wall = time.monotonic() - began
+        service.stop()
+    groups = {}
+    for group, stats in sorted(profiles.stats().items()):
+        total, waiting = busy_seconds(stats)
+        groups[group] = {
+            "threads": len(profiles.profiles[group]),
+            "busy_s": total - waiting,
+            "stages": stage_times(stats),
+            "top": top_functions(stats, 8),
+        }
+        stats.dump_stats(str(work / f"{re.sub(r'[^a-z0-9]+', '-', group.lower()).strip('-')}.prof"))
+    return {"files": len(files), "wall_s": wall, "groups": groups}
+
+
+def markdown(result: dict[str, Any], label: str, prof_dir: Path | None) -> str:
+    files, wall = result["files"], result["wall_s"]
+    stage_rows = []
+    for group, info in result["groups"].items():
+        for stage, (calls, seconds) in sorted(info["stages"].items(), key=lambda kv: -kv[1][1]):
+            stage_rows.append([stage, group, calls, fmt(seconds, 2), fmt(1000 * seconds / files, 1)])
+    stage_rows.sort(key=lambda r: -float(r[3].replace(",", "")))
+    thread_rows = [[group, info["threads"], fmt(info["busy_s"], 2),
+                    f"{100 * info['busy_s'] / (wall * info['threads']):.0f} %"]
+                   for group, info in result["groups"].items()]
+    top = "\n".join(
+        f"- **{group}**: " + "; ".join(f"`{name}` {seconds:.2f} s" for name, seconds in info["top"][:5])
+        for group, info in result["groups"].items() if info["top"])
+    kept = f" The merged profiles are in `{prof_dir}`." if prof_dir else ""
+    return (
+        f"cProfile in every thread of an in-process `Service` ({label}) while {files} synthetic scans dropped at "
+        f"once were sorted in {wall:.1f} s (profiling slows the Python parts, so this is not the daemon's "
+        f"rate).{kept}\n\n**Stages**, cumulative time of the outermost call, by thread:\n\n"
+        + table(["stage", "thread", "calls", "seconds", "ms per file"], stage_rows)
+        + "\n\n**Threads**: time not waiting on a queue, lock, sleep or the file system, per thread; a "
+          "thread near 100 % is the bottleneck:\n\n"
+        + table(["thread", "threads", "busy s", "busy share of the run"], thread_rows)
+        + "\n\n**Top functions by own time** (waiting excluded):\n\n" + top
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("cProfile of the daemon end to end, by stage and by thread.")
+    p.add_argument("--files", type=int, default=500, help="scans dropped at once (default 500)")
+    p.add_argument("--model", default="default", choices=["convnet", "default"],
+                   help="the model (default: the shipped default; the convnet when it is missing)")
+    p.add_argument("--settle", type=float, default=0.5, help="settle_seconds (default 0.5)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--prof-dir", type=Path, help="keep the merged .prof files here")
+    args = p.parse_args(argv)
+    setup(args)
+    from afmwatch.networks.classifier import resolve_device
+
+    device = str(resolve_device(args.device))
+    if args.quick:
+        args.files, args.settle = 12, 0.3
+    size = 64 if args.quick else 256
+    files = synthetic_scans(args.files, size, args.cache)
+    with work_folder(args, "profile") as work:
+        models, notes = bench_models(work / "models", [args.model])
+        if not models:
+            models, _ = bench_models(work / "models", ["convnet"])
+        name, model = next(iter(models.items()))
+        label = model_label(name, model)
+        result = profile_run(files, model, work / "run", settle=args.settle, device=device)
+        if args.prof_dir is not None:
+            args.prof_dir.mkdir(parents=True, exist_ok=True)
+            for prof in (work / "run").glob("*.prof"):
+                prof.replace(args.prof_dir / prof.name)
+        body = markdown(result, f"{label}, {device}", args.prof_dir)
+    body += "".join(f"\n\nNote: {note}." for note in notes)
+    return report(args, "profile", "python -m benchmarks.profile_e2e", "Profile of the end-to-end run", body,
+                  {"model": label, "device": device, **result})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
