@@ -269,6 +269,7 @@ def train_metrics_arrays(x: np.ndarray, labels: np.ndarray, hashes: list[str], g
     from afmwatch.training.calibration import DEFAULT_REVIEW_BAND, choose_review_band, fit_temperature, softmax
     from afmwatch.training.metrics import classification_metrics
     from afmwatch.training.splits import kfold_splits, validation_split
+    from afmwatch.training.train import _mean_std
 
     labels = np.asarray(labels, dtype=int)
     report: dict[str, Any] = {"options": asdict(options), "class_names": list(CLASS_NAMES),
@@ -281,11 +282,7 @@ def train_metrics_arrays(x: np.ndarray, labels: np.ndarray, hashes: list[str], g
             metrics = classification_metrics(labels[val_idx], softmax(_logits(raw), temperature)[:, 1])
             metrics.update(fold=k + 1, train_count=len(train_idx), best_epoch=None, temperature=temperature)
             per_fold.append(metrics)
-        summary = {}
-        for key in ("balanced_accuracy", "accuracy", "roc_auc"):
-            values = [m[key] for m in per_fold if m[key] is not None]
-            summary[key] = {"mean": float(np.mean(values)) if values else None,
-                            "std": float(np.std(values, ddof=1)) if len(values) > 1 else (0.0 if values else None)}
+        summary = {key: _mean_std([m[key] for m in per_fold]) for key in ("balanced_accuracy", "accuracy", "roc_auc")}
         report["cross_validation"] = {"folds": options.folds, "per_fold": per_fold, **summary}
     if options.val_fraction > 0:
         train_idx, val_idx = validation_split(labels, hashes, groups, options.val_fraction, options.seed)
