@@ -1,0 +1,275 @@
+"""Training: metrics by hand, leak-free splits, calibration, the loop, the options and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from afmwatch.networks.classifier import load_classifier
+from afmwatch.networks.pipeline import finish, make_pipeline, prepare
+from afmwatch.scan import Scan
+from afmwatch.training import train as train_module
+from afmwatch.training.calibration import choose_review_band, fit_temperature, softmax
+from afmwatch.training.data import collect_files, fingerprint, group_name
+from afmwatch.training.metrics import (
+    balanced_accuracy, bootstrap_interval, classification_metrics, confusion_matrix, per_class, roc_auc,
+)
+from afmwatch.training.options import TrainOptions
+from afmwatch.training.splits import kfold_splits, validation_split
+from afmwatch.training.train import train_arrays, train_folder
+
+# --- metrics against a hand-computed confusion matrix --------------------------------------------
+
+def test_metrics_agree_with_a_hand_computed_confusion_matrix():
+    # 6 good (label 0) and 4 bad (label 1); predictions by P(bad) > 0.5
+    true = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+    p_bad = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.4, 0.9, 0.8, 0.45, 0.65])
+    # predicted:       0    0    0    1    1    0    1    1    0     1
+    # good: 4 right, 2 called bad; bad: 3 right, 1 called good
+    matrix = confusion_matrix(true, (p_bad > 0.5).astype(int))
+    assert matrix.tolist() == [[4, 2], [1, 3]]
+    precision, recall = per_class(matrix)
+    assert precision == [pytest.approx(4 / 5), pytest.approx(3 / 5)]
+    assert recall == [pytest.approx(4 / 6), pytest.approx(3 / 4)]
+    assert balanced_accuracy(matrix) == pytest.approx((4 / 6 + 3 / 4) / 2)
+    # AUC by counting pairs: bad scores 0.9, 0.8, 0.45, 0.65 against the 6 good ones
+    wins = sum((b > g) + 0.5 * (b == g) for b in p_bad[true == 1] for g in p_bad[true == 0])
+    assert roc_auc(true == 1, p_bad) == pytest.approx(wins / 24)
+    assert wins == 6 + 6 + 4 + 5
+    metrics = classification_metrics(true, p_bad)
+    assert metrics["accuracy"] == pytest.approx(0.7)
+    assert metrics["recall"] == {"good": pytest.approx(4 / 6), "bad": pytest.approx(0.75)}
+    assert metrics["confusion_matrix"] == [[4, 2], [1, 3]]
+
+
+def test_roc_auc_counts_ties_as_half_and_is_undefined_for_one_class():
+    assert roc_auc(np.array([True, False]), np.array([0.5, 0.5])) == pytest.approx(0.5)
+    assert roc_auc(np.array([True, True]), np.array([0.1, 0.9])) is None
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    labels, scores = rng.integers(0, 2, 200), rng.integers(0, 10, 200) / 10  # many ties
+    assert roc_auc(labels == 1, scores) == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    true = np.repeat([0, 1], 50)
+    p_bad = np.clip(true * 0.6 + rng.normal(0.2, 0.25, 100), 0, 1)
+    low, high = bootstrap_interval(true, p_bad, resamples=300)
+    estimate = classification_metrics(true, p_bad)["balanced_accuracy"]
+    assert low <= estimate <= high and high - low < 0.3
+
+
+# --- splits --------------------------------------------------------------------------------------
+
+def test_identical_files_and_groups_never_straddle_a_split():
+    rng = np.random.default_rng(1)
+    n = 60
+    labels = rng.integers(0, 2, n)
+    hashes = [f"h{i}" for i in range(n)]
+    hashes[5] = hashes[17] = hashes[33] = "same-content"
+    groups = [f"sample{i % 7}" if i % 3 == 0 else None for i in range(n)]
+    for seed in range(5):
+        train_idx, val_idx = validation_split(labels, hashes, groups, 0.25, seed)
+        assert sorted(np.r_[train_idx, val_idx].tolist()) == list(range(n))
+        side = {i: "val" if i in set(val_idx.tolist()) else "train" for i in range(n)}
+        assert len({side[5], side[17], side[33]}) == 1
+        for g in {g for g in groups if g}:
+            assert len({side[i] for i in range(n) if groups[i] == g}) == 1
+        for folds in kfold_splits(labels, hashes, groups, 4, seed), :
+            seen = np.concatenate([v for _, v in folds])
+            assert sorted(seen.tolist()) == list(range(n))  # validated exactly once
+            for train, val in folds:
+                assert not ({hashes[i] for i in train} & {hashes[i] for i in val})
+                assert not ({groups[i] for i in train} & {groups[i] for i in val}) - {None}
+
+
+def test_validation_split_is_stratified():
+    labels = np.array([0] * 80 + [1] * 20)
+    train_idx, val_idx = validation_split(labels, [str(i) for i in range(100)], [None] * 100, 0.25, 3)
+    assert np.bincount(labels[val_idx]).tolist() == [20, 5]
+    for _, val in kfold_splits(labels, [str(i) for i in range(100)], [None] * 100, 5, 0):
+        assert np.bincount(labels[val]).tolist() == [16, 4]
+
+
+def test_group_by_takes_the_first_group_or_the_whole_match():
+    assert group_name(Path("STO-12_scan003.nid"), r"^([A-Za-z]+-\d+)_") == "STO-12"
+    assert group_name(Path("STO-12_scan003.nid"), r"STO-\d+") == "STO-12"
+    assert group_name(Path("other.nid"), r"STO-\d+") is None
+
+
+# --- calibration ---------------------------------------------------------------------------------
+
+def test_temperature_scaling_recovers_the_true_temperature():
+    rng = np.random.default_rng(2)
+    true_logits = rng.normal(0, 2, (4000, 2))
+    labels = np.array([rng.random() < p for p in softmax(true_logits)[:, 1]], dtype=int)
+    assert fit_temperature(true_logits * 3, labels) == pytest.approx(3, rel=0.15)  # overconfident by 3
+    separable = np.array([[2.0, -2.0], [-2.0, 2.0]])
+    assert fit_temperature(separable, np.array([0, 1])) >= 1.0  # no mistakes: never sharpened
+
+
+def test_review_band_catches_the_validation_mistakes_within_its_cap():
+    labels = np.array([0] * 10 + [1] * 10)
+    p_bad = np.r_[np.linspace(0.0, 0.3, 9), 0.62, np.linspace(0.7, 1.0, 9), 0.42]
+    low, high = choose_review_band(p_bad, labels)
+    assert low <= 0.42 and high >= 0.62
+    assert np.mean((p_bad >= low) & (p_bad <= high)) <= 0.2
+    assert choose_review_band(np.r_[np.zeros(10), np.ones(10)], labels) == (0.4, 0.6)  # the minimum width
+
+
+# --- the training loop ---------------------------------------------------------------------------
+
+def _toy_set(n: int, seed: int, size: int = 40) -> tuple[list[np.ndarray], np.ndarray]:
+    """Bumpy surfaces; the bad half carries scars (raised segments of rows)."""
+    rng = np.random.default_rng(seed)
+    spec = make_pipeline(1, "standardise", resize=size, crop=32)
+    y, x = np.mgrid[0:size, 0:size]
+    arrays, labels = [], np.arange(n) % 2
+    for label in labels:
+        z = sum(np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 18) for cx, cy in rng.uniform(0, size, (8, 2)))
+        z = z + rng.normal(0, 0.05, z.shape)
+        if label:
+            for row in rng.choice(size, 4, replace=False):
+                start = rng.integers(0, size // 2)
+                z[row, start : start + size // 3] += rng.uniform(1, 2)
+        scan = Scan(height=z, pixel_size_nm=1.0, channel="Height", path=Path("toy"), format="tiff")
+        arrays.append(prepare(scan, spec))
+    return arrays, labels
+
+
+TINY = dict(arch="compact", epochs=8, batch_size=8, image_size=32, resize=40, lr=3e-3, device="cpu",
+            threads=1, scheduler="none")
+
+
+def test_training_lowers_the_loss_and_beats_chance_on_held_out_scans():
+    arrays, labels = _toy_set(48, seed=0)
+    options = TrainOptions(**TINY)
+    spec = train_module.make_spec(options, None)
+    model, report = train_arrays(arrays, labels, [str(i) for i in range(48)], [None] * 48, options, spec,
+                                 progress=False)
+    losses = [h["train_loss"] for h in report["history"]]
+    assert losses[-1] < 0.8 * losses[0]
+    held_out, held_labels = _toy_set(40, seed=99)
+    batch = torch.stack([finish(a, spec) for a in held_out])  # centre crop, as at inference
+    with torch.inference_mode():
+        predicted = model(batch).argmax(1).numpy()
+    assert classification_metrics(held_labels, predicted.astype(float))["balanced_accuracy"] >= 0.75
+    assert report["temperature"] > 0 and 0 <= report["review_band"][0] <= 0.5 <= report["review_band"][1] <= 1
+
+
+def test_ctrl_c_keeps_the_best_model_so_far(monkeypatch):
+    arrays, labels = _toy_set(24, seed=1)
+    options = TrainOptions(**dict(TINY, epochs=10, scheduler="step"))
+    spec = train_module.make_spec(options, None)
+    real = train_module._make_scheduler
+
+    class StopAtEpoch3:
+        def __init__(self, optimizer, opts):
+            self.inner, self.epoch = real(optimizer, opts), 0
+
+        def step(self):
+            self.epoch += 1
+            if self.epoch == 3:
+                raise KeyboardInterrupt
+            self.inner.step()
+
+    monkeypatch.setattr(train_module, "_make_scheduler", StopAtEpoch3)
+    model, report = train_arrays(arrays, labels, [str(i) for i in range(24)], [None] * 24, options, spec,
+                                 progress=False)
+    assert report["interrupted"] is True
+    assert len(report["history"]) == 3 and report["best_epoch"] in (1, 2, 3)
+
+
+# --- the folder, the options, the report ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def synth_folder(tmp_path_factory) -> Path:
+    from afmwatch.synth.sets import generate_classify_set
+
+    out = tmp_path_factory.mktemp("synth") / "set"
+    generate_classify_set(out, 24, seed=7, size=64, gwy=True, previews=True, retrace=False)
+    # what an operator's sorted folder also holds: sidecars, previews, review/ and failed/
+    first = sorted((out / "good").iterdir())[0]
+    (out / "good" / "sub").mkdir()
+    (out / "good" / "sub" / "copy-of-first.tif").write_bytes(first.read_bytes())  # identical file
+    (out / "good" / f"{first.stem}.afmwatch.json").write_text("{}")
+    (out / "review").mkdir()
+    (out / "review" / "unsure.tif").write_bytes(first.read_bytes())
+    (out / "bad" / "broken.tif").write_bytes(b"II*\x00 not really a tiff")
+    return out
+
+
+def test_collect_ignores_review_failed_sidecars_and_extra_formats(synth_folder):
+    files, notes = collect_files(synth_folder)
+    names = [f.path.name for f in files]
+    assert "unsure.tif" not in names and not any(".afmwatch." in n for n in names)
+    assert all(f.path.parent.name in ("good", "bad", "sub") for f in files)
+    assert len([n for n in names if n.endswith(".tif")]) == len(names)  # .gwy/.png of the same scan: once
+    copies = [f for f in files if f.path.name == "copy-of-first.tif"]
+    assert copies and sum(f.sha256 == copies[0].sha256 for f in files) == 2
+    print_ = fingerprint(files, synth_folder)
+    assert print_["count"] == len(files) and print_ == fingerprint(list(reversed(files)), synth_folder)
+
+
+def _run_train(argv: list[str]) -> int:
+    from afmwatch.cli import main
+
+    return main(["--log-level", "warning", "train", *argv])
+
+
+def test_every_training_option_is_accepted_and_recorded(synth_folder, tmp_path):
+    first = tmp_path / "first.safetensors"
+    argv = ["--data", str(synth_folder), "--out", str(first), "--arch", "convnet", "--optimizer", "sgd",
+            "--lr", "0.01", "--momentum", "0.8", "--weight-decay", "0.0001", "--batch-size", "6", "--epochs", "2",
+            "--scheduler", "plateau", "--val-fraction", "0.3", "--folds", "2", "--group-by", r"s7-000(\d)",
+            "--seed", "3", "--device", "cpu", "--image-size", "32", "--resize", "36", "--normalise", "standardise",
+            "--data-area", "whole", "--jitter", "0.05", "--review-band", "0.3", "0.7", "--name", "lab-test",
+            "--threads", "2"]
+    assert _run_train(argv) == 0
+    report = json.loads((tmp_path / "first.report.json").read_text())
+    expected = dict(arch="convnet", optimizer="sgd", lr=0.01, momentum=0.8, weight_decay=0.0001, batch_size=6,
+                    epochs=2, scheduler="plateau", val_fraction=0.3, folds=2, group_by=r"s7-000(\d)", seed=3,
+                    device="cpu", image_size=32, resize=36, normalise="standardise", data_area="whole",
+                    jitter=0.05, review_band=[0.3, 0.7], name="lab-test", threads=2)
+    assert {k: report["options"][k] for k in expected} == expected
+    assert report["pipeline"]["normalise"] == "standardise" and report["pipeline"]["crop"] == 32
+    assert len(report["cross_validation"]["per_fold"]) == 2
+    assert report["data"]["skipped"][0]["path"].endswith("broken.tif")
+    for kind in ("curves", "confusion", "roc"):
+        assert Path(report["files"][kind]).stat().st_size > 1000
+    classifier = load_classifier(first)
+    meta = classifier.metadata
+    assert classifier.name == "lab-test" and classifier.review_band == (0.3, 0.7)
+    assert meta["training_data"]["count"] == report["data"]["count"] and len(meta["training_data"]["sha256"]) == 64
+    assert meta["command"].startswith("afmwatch train --data") and meta["created"] and meta["afmwatch_version"]
+    assert meta["metrics"]["validation"]["balanced_accuracy"] is not None
+    assert meta["metrics"]["cross_validation"]["folds"] == 2
+
+    second = tmp_path / "second.safetensors"
+    assert _run_train(["--data", str(synth_folder), "--out", str(second), "--base-model", str(first),
+                       "--optimizer", "adam", "--scheduler", "step", "--epochs", "1", "--batch-size", "6",
+                       "--device", "auto", "--threads", "2"]) == 0
+    continued = json.loads((tmp_path / "second.report.json").read_text())
+    assert continued["options"]["arch"] == "convnet" and continued["options"]["base_model"] == str(first)
+    assert continued["weights_origin"].startswith("continued from base model")
+    assert continued["pipeline"]["crop"] == 32  # the base model's pipeline
+
+
+def test_resnet_without_imagenet_weights_says_it_trained_from_scratch(synth_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    out = tmp_path / "r.safetensors"
+    assert _run_train(["--data", str(synth_folder), "--out", str(out), "--arch", "resnet18-features",
+                       "--epochs", "1", "--batch-size", "8", "--image-size", "32", "--resize", "32"]) == 0
+    report = json.loads((tmp_path / "r.report.json").read_text())
+    assert "trained from scratch" in report["weights_origin"]
+
+
+def test_bad_training_folder_gives_a_clear_error(tmp_path, capsys):
+    assert _run_train(["--data", str(tmp_path), "--out", str(tmp_path / "m.safetensors")]) == 1
+    assert "good/" in capsys.readouterr().err
