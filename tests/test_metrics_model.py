@@ -128,3 +128,33 @@ def test_aborted_scan_looks_bad_to_a_model_that_saw_aborted_scans(tmp_path):
         labels.append(int(aborted))
     tensors, _ = fit_model(LOGISTIC, np.stack(rows), np.array(labels))
     assert tensors["coef"][FEATURES.index("completeness")] < 0
+
+
+@pytest.mark.slow
+def test_daemon_sorts_with_a_metrics_model(labelled, tmp_path):
+    import shutil
+
+    from afmwatch.daemon.sidecar import sidecar_path, validate
+    from afmwatch.training.options import TrainOptions
+    from afmwatch.training.train import train_folder
+    from daemon_support import Daemon, processed_count, sorted_files, wait_until, write_config
+
+    model = tmp_path / "metrics.safetensors"
+    train_folder(labelled, model, TrainOptions(arch=LOGISTIC), progress=False)
+    config = write_config(tmp_path, model)
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    picked = [sorted((labelled / label).glob("*.tif"))[0] for label in ("good", "bad")]
+    daemon = Daemon(config).wait_ready()
+    try:
+        for path in picked:
+            shutil.copyfile(path, tmp_path / path.name)
+            (tmp_path / path.name).replace(inbox / path.name)
+        wait_until(lambda: processed_count(out) >= 2, what="two scans sorted")
+    finally:
+        assert daemon.terminate() == 0
+    for sorted_file in sorted_files(out):
+        sidecar = json.loads(sidecar_path(sorted_file).read_text())
+        validate(sidecar)
+        assert sidecar["model"]["arch"] == LOGISTIC
+        assert sidecar["network_decision"] in ("good", "bad", "review")
+        assert 0 <= sidecar["probabilities"]["bad"] <= 1
