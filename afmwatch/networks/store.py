@@ -1,22 +1,20 @@
 """The model store: a folder of named model files, one of them installed as the active model.
 
 Like Gwyddion's stored networks: `list_models` shows what is there, `promote` verifies a model (load +
-a probe forward pass) and only then installs it as `active.safetensors` (copy to a temp file, fsync,
-verify the hash, rename), so the daemon, which watches that file, never sees a half-written or broken
+a probe forward pass) and only then installs it as `active.safetensors` (the verified bytes, written to
+a temp file, fsynced and renamed), so the daemon, which watches that file, never sees a half-written or broken
 model. The shipped default model lives in the repository's `models/` folder.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from afmwatch.durable import fsync_dir, sha256_file
+from afmwatch.durable import atomic_write_bytes, sha256_file
 from afmwatch.networks.model_file import ModelError, read_metadata
 
 ACTIVE_NAME = "active.safetensors"
@@ -107,23 +105,13 @@ def find_model(name: str | Path, folder: str | Path) -> Path:
     raise ModelError(Path(name), f"no model of that name in {folder}")
 
 
-def _install_copy(source: Path, target: Path) -> None:
-    """Copy `source` over `target` atomically: temp file, fsync, hash check, rename."""
-    expected = sha256_file(source)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-        if sha256_file(tmp) != expected:
-            raise ModelError(source, f"copy to {target.parent} failed verification")
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def _install_copy(source: Path, target: Path, expected_sha256: str) -> None:
+    """Install exactly the bytes that were verified: read, check the hash, write atomically
+    (temp file, fsync, rename), so `target` is never half-written and never a different model."""
+    data = source.read_bytes()
+    if hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise ModelError(source, "the file changed while it was being verified; promote it again")
+    atomic_write_bytes(target, data)
 
 
 def promote(model_path: str | Path, model_folder: str | Path) -> Path:
@@ -141,9 +129,9 @@ def promote(model_path: str | Path, model_folder: str | Path) -> Path:
         if kept.exists() and sha256_file(kept) != classifier.sha256:
             raise ModelError(kept, "a different model with this file name is already in the model folder; "
                              "rename the file you are promoting")
-        _install_copy(model_path, kept)
+        _install_copy(model_path, kept, classifier.sha256)
     active = folder / ACTIVE_NAME
-    _install_copy(model_path, active)
+    _install_copy(model_path, active, classifier.sha256)
     log.info("model_promoted", model=classifier.name, file=str(model_path), active=str(active),
              sha256=classifier.sha256, probe_p_bad=prediction.probabilities["bad"])
     return active
