@@ -218,34 +218,35 @@ def _scar_map(z: np.ndarray, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
 
     A band is marked where it sits above (or below) both the line before and the line after by more
     than SCAR_THRESHOLD_SIGMA robust sigmas of the line-to-line step and SCAR_THRESHOLD_SQ of the RMS
-    roughness, for a stretch of the line, and
-    where that jump is sharper across the lines than the height's curvature along them: the top of a
-    round particle is as curved along the line as across it, a scar is not."""
+    roughness, and where that jump is sharper across the lines than the height's curvature along them
+    (the top of a round particle is as curved along the line as across it, a scar is not); marked
+    pixels count where they form a stretch of the line at least 1/SCAR_MIN_FRACTION of it long."""
     rows, cols = z.shape
     threshold = max(SCAR_THRESHOLD_SIGMA * _robust_sigma(np.diff(z, axis=0)), SCAR_THRESHOLD_SQ * float(np.std(z)))
     min_length = max(SCAR_MIN_PIXELS, cols // SCAR_MIN_FRACTION)
     scars = np.zeros_like(z, dtype=bool)
     streaks = np.zeros_like(z, dtype=bool)
-    if threshold <= 0:
+    if threshold <= 0 or rows < 3:
         return scars, streaks
     curvature = np.zeros_like(z)  # along the line
     curvature[:, 1:-1] = np.abs(z[:, :-2] + z[:, 2:] - 2 * z[:, 1:-1]) / 2
-    for height in range(1, max_rows + 1):
-        if rows < height + 2:
-            break
+    # band h starts after line s: lines s+1 .. s+h, between line s and line s+h+1 (s = 0 .. rows-h-2)
+    low = high = z[1 : rows - 1]
+    bent = curvature[1 : rows - 1]
+    for height in range(1, min(max_rows, rows - 2) + 1):
+        if height > 1:
+            newest = z[height : rows - 1]
+            low = np.minimum(low[:-1], newest)
+            high = np.maximum(high[:-1], newest)
+            bent = np.maximum(bent[:-1], curvature[height : rows - 1])
         before, after = z[: rows - height - 1], z[height + 1 :]
-        band = [z[1 + k : rows - height + k] for k in range(height)]
-        bent = [curvature[1 + k : rows - height + k] for k in range(height)]
-        low, high = np.minimum.reduce(band), np.maximum.reduce(band)
-        limit = np.maximum(threshold, SCAR_ISOTROPY * np.maximum.reduce(bent))
-        marked = _runs(
-            ((low - np.maximum(before, after)) > limit) | ((np.minimum(before, after) - high) > limit), min_length
-        )
+        limit = np.maximum(threshold, SCAR_ISOTROPY * bent)
+        band = ((low - np.maximum(before, after)) > limit) | ((np.minimum(before, after) - high) > limit)
         for k in range(height):
-            streaks[1 + k : rows - height + k] |= marked
+            streaks[1 + k : rows - height + k] |= band
             if height <= SCAR_MAX_ROWS:
-                scars[1 + k : rows - height + k] |= marked
-    return scars, streaks
+                scars[1 + k : rows - height + k] |= band
+    return _runs(scars, min_length), _runs(streaks, min_length)
 
 
 def line_artefacts(surf: Surface, retrace: Surface | None = None) -> dict[str, float]:
@@ -260,11 +261,11 @@ def line_artefacts(surf: Surface, retrace: Surface | None = None) -> dict[str, f
     fast = np.sqrt(np.mean(np.diff(z, axis=1) ** 2))
     scars, streaks = _scar_map(z, STREAK_MAX_ROWS)
     if retrace is not None and retrace.line_aligned.shape == z.shape and streaks.any():
-        from scipy.ndimage import binary_dilation  # only needed here; keeps the import of this module light
+        from scipy.ndimage import maximum_filter  # only needed here; keeps the import of this module light
 
         _, both = _scar_map(retrace.line_aligned, STREAK_MAX_ROWS)
         margin = max(1, int(z.shape[1] * MAX_SHIFT_FRACTION))
-        features = binary_dilation(both, np.ones((3, 2 * margin + 1), dtype=bool))
+        features = maximum_filter(both.view(np.uint8), size=(3, 2 * margin + 1)) > 0  # grown by a line and the lag
         scars &= ~features
         streaks &= ~features
     return {
