@@ -75,7 +75,7 @@ def preview_image(
 
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)  # ~5x faster than the default 6, files barely larger
     return buffer.getvalue()
 
 
