@@ -19,5 +19,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# every benchmark, each section written into BENCHMARKS.md (long: run it on a quiet machine);
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only e2e,latency" or BENCH_ARGS=--quick
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) demo
