@@ -411,7 +411,7 @@ def load_retrace(scan: Scan) -> Scan | None:
     synthetic generator writes trace and retrace side by side).
 
     A retrace that cannot be read is logged and skipped: the trace's own metrics still stand."""
-    from afmwatch.readers import read_scan  # readers sit below quality; imported late to keep this module light
+    from afmwatch.readers import read_frames, read_scan  # readers sit below quality; imported late (light import)
 
     channel = scan.metadata.get("retrace_channel")
     other_file = scan.metadata.get("retrace_file")
@@ -422,11 +422,15 @@ def load_retrace(scan: Scan) -> Scan | None:
     else:
         return None
     try:
-        retrace = read_scan(source, **kwargs)
+        if scan.frame:  # a later frame of a movie: compare with the same frame of the retrace
+            frames = read_frames(source, **kwargs)
+            retrace = frames[scan.frame] if scan.frame < len(frames) else None
+        else:
+            retrace = read_scan(source, **kwargs)
     except ScanError as exc:
         log.warning("retrace_unreadable", file=str(scan.path), retrace=str(source), reason=exc.reason, **kwargs)
         return None
-    return retrace if retrace.shape == scan.shape else None
+    return retrace if retrace is not None and retrace.shape == scan.shape else None
 
 
 def format_value(name: str, value: float | int | None, height_units: str = "nm") -> str:

@@ -371,3 +371,13 @@ def test_quality_command_explains_an_aborted_scan(tmp_path, rng, capsys):
     assert report["reasons"] == [f"scan stopped at line 70 of {SIZE}"]
     assert report["rule"]["metric"] == "completeness"
     assert main(["--log-level", "warning", "quality", str(tmp_path / "missing.nid")]) == 1
+
+
+def test_each_frame_of_a_movie_is_compared_with_its_own_retrace(samples):
+    from afmwatch.readers import read_frames
+
+    frames = read_frames(samples / "jpk" / "sample_0.h5-jpk")
+    assert len(frames) > 1
+    for frame in frames:
+        retrace = quality.load_retrace(frame)
+        assert retrace is not None and retrace.frame == frame.frame and retrace.direction == "backward"
