@@ -314,22 +314,15 @@ def train_metrics_folder(data: str | Path, out: str | Path, options: Any, comman
                          progress: bool = True) -> dict[str, Any]:
     """`afmwatch train --arch metrics-logistic|metrics-boosted`: measure every labelled scan, train,
     write the model file and the report (same layout as a network's)."""
-    from afmwatch.training.data import collect_files, fingerprint, load_prepared
+    from afmwatch.training.data import fingerprint
     from afmwatch.training.report import write_report
-    from afmwatch.training.train import _validation_files, model_metadata
+    from afmwatch.training.train import _validation_files, load_training_data, model_metadata
 
     if options.base_model:
         raise ValueError(f"--base-model does not apply to {options.arch}: it trains in seconds from scratch")
     data, out = Path(data), Path(out)
-    files, notes = collect_files(data, options.group_by)
-    log.info("training_data_found", folder=str(data), files=len(files), arch=options.arch)
-    rows, kept, skipped = load_prepared(files, scan_features, ReadingConfig(data_area=options.data_area),
-                                        workers=options.threads or 2, progress=progress)
-    files = [files[i] for i in kept]
-    labels = np.array([f.label for f in files], dtype=int)
-    if len(files) < 4 or len(set(labels.tolist())) < 2:
-        raise ValueError(f"{data}: need readable scans in both good/ and bad/ (found {len(files)} readable, "
-                         f"{int((labels == 0).sum())} good, {int((labels == 1).sum())} bad)")
+    files, rows, labels, notes, skipped = load_training_data(
+        data, options, scan_features, ReadingConfig(data_area=options.data_area), progress)
     started = time.monotonic()
     tensors, report = train_metrics_arrays(np.stack(rows), labels, [f.sha256 for f in files],
                                            [f.group for f in files], options)

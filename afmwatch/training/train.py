@@ -306,10 +306,28 @@ def model_metadata(report: dict[str, Any], name: str, training_data: dict[str, A
     }
 
 
+def load_training_data(
+    data: Path, options: TrainOptions, prepare: Any, reading: ReadingConfig, progress: bool = True,
+) -> tuple[list, list[np.ndarray], np.ndarray, dict[str, Any], list[dict[str, str]]]:
+    """The readable labelled files under `data`, `prepare` of each (first frame), their labels, notes
+    on what was left out and the unreadable files; ValueError unless both classes are there."""
+    from afmwatch.training.data import collect_files, load_prepared
+
+    files, notes = collect_files(data, options.group_by)
+    log.info("training_data_found", folder=str(data), files=len(files), arch=options.arch)
+    arrays, kept, skipped = load_prepared(files, prepare, reading, workers=options.threads or 2, progress=progress)
+    files = [files[i] for i in kept]
+    labels = np.array([f.label for f in files], dtype=int)
+    if len(files) < 4 or len(set(labels.tolist())) < 2:
+        raise ValueError(f"{data}: need readable scans in both good/ and bad/ (found {len(files)} readable, "
+                         f"{int((labels == 0).sum())} good, {int((labels == 1).sum())} bad)")
+    return files, arrays, labels, notes, skipped
+
+
 def train_folder(data: str | Path, out: str | Path, options: TrainOptions, command: str = "",
                  progress: bool = True) -> dict[str, Any]:
     """`afmwatch train`: read the labelled folder, train, write the model file, report and plots."""
-    from afmwatch.training.data import collect_files, fingerprint, load_prepared
+    from afmwatch.training.data import fingerprint
     from afmwatch.training.report import write_report
 
     if (options.arch or "").startswith("metrics-"):  # scikit-learn over the quality metrics
@@ -319,16 +337,9 @@ def train_folder(data: str | Path, out: str | Path, options: TrainOptions, comma
     data, out = Path(data), Path(out)
     options, base_pipeline, init = resolve_start(options)
     spec = make_spec(options, base_pipeline)
-    files, notes = collect_files(data, options.group_by)
-    log.info("training_data_found", folder=str(data), files=len(files))
-    arrays, kept, skipped = load_prepared(files, lambda scan: input_pipeline.prepare(scan, spec),
-                                          ReadingConfig(data_area=spec["data_area"]),
-                                          workers=options.threads or 2, progress=progress)
-    files = [files[i] for i in kept]
-    labels = np.array([f.label for f in files], dtype=int)
-    if len(files) < 4 or len(set(labels.tolist())) < 2:
-        raise ValueError(f"{data}: need readable scans in both good/ and bad/ (found {len(files)} readable, "
-                         f"{int((labels == 0).sum())} good, {int((labels == 1).sum())} bad)")
+    files, arrays, labels, notes, skipped = load_training_data(
+        data, options, lambda scan: input_pipeline.prepare(scan, spec), ReadingConfig(data_area=spec["data_area"]),
+        progress)
     model, report = train_arrays(arrays, labels, [f.sha256 for f in files], [f.group for f in files],
                                  options, spec, init, progress)
     training_data = fingerprint(files, data)
