@@ -97,7 +97,10 @@ def write_report(report: dict[str, Any], model_path: str | Path) -> dict[str, Pa
     """The training report and its plots beside the model file; returns their paths."""
     paths = report_paths(model_path)
     report["files"] = {kind: str(path) for kind, path in paths.items()}
-    plot_curves(report["history"], paths["curves"])
+    if report["history"]:
+        plot_curves(report["history"], paths["curves"])
+    else:  # no epochs (the metrics models): no curves to draw
+        del report["files"]["curves"]
     if report.get("validation"):
         write_plots(report["validation"], report["class_names"], paths, "validation")
     else:
