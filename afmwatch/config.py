@@ -75,6 +75,7 @@ class WorkersConfig:
     """Queue sizes, reader pool and batching."""
 
     read_workers: int = 2
+    act_workers: int = 2
     queue_size: int = 64
     batch_size: int = 16
     max_batch_wait_ms: int = 50
@@ -234,6 +235,7 @@ _LIMITS = (
     ("settle.backoff_seconds", 0.0, True),
     ("watch.polling_interval_seconds", 0.0, False),
     ("workers.read_workers", 1, True),
+    ("workers.act_workers", 1, True),
     ("workers.queue_size", 1, True),
     ("workers.batch_size", 1, True),
     ("workers.max_batch_wait_ms", 0, True),

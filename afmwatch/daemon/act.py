@@ -79,11 +79,12 @@ def destination(path: Path, config: Config, decision: str) -> Path:
     return config.output_root / decision / relative_path(path, config.watch_folder)
 
 
-def free_destination(dest: Path) -> Path:
-    """`dest`, or `name-1.ext`, `name-2.ext`, ...: the first where neither the scan nor its sidecar exists."""
+def free_destination(dest: Path, reserved: set[Path] = frozenset()) -> Path:
+    """`dest`, or `name-1.ext`, `name-2.ext`, ...: the first where neither the scan nor its sidecar
+    exists and that no other act thread has `reserved`."""
     stem, dot, suffix = dest.name.partition(".")
     candidate, n = dest, 0
-    while candidate.exists() or sidecar_path(candidate).exists():
+    while candidate in reserved or candidate.exists() or sidecar_path(candidate).exists():
         n += 1
         candidate = dest.with_name(f"{stem}-{n}{dot}{suffix}")
     return candidate
@@ -134,7 +135,11 @@ def carry_out(sidecar: dict[str, Any], *, verify: bool) -> dict[str, Any]:
 
 # -- the act thread ---------------------------------------------------------------------------------
 class Actor:
-    """One thread: act queue -> decision, preview, denoise, sort, sidecar, journal."""
+    """`act_workers` threads: act queue -> decision, preview, denoise, sort, sidecar, journal.
+
+    Previews and denoising are the slow part and run in parallel; choosing a free destination name
+    is serialised (`_naming`), and a name stays reserved until its scan is there.
+    """
 
     def __init__(
         self,
@@ -152,14 +157,27 @@ class Actor:
         self.metrics = metrics
         self.device = device
         self.heartbeat = time.monotonic()
+        self.threads: list[threading.Thread] = []
+        self._naming = threading.Lock()
+        self._reserved: set[Path] = set()
+        self._denoiser_lock = threading.Lock()
         self._denoiser: tuple[Path, Any] | None = None
-        self.thread = threading.Thread(target=self.run, name="afmwatch-act", daemon=True)
 
-    def start(self) -> None:
-        self.thread.start()
+    def start(self, count: int) -> None:
+        for n in range(count):
+            thread = threading.Thread(target=self.run, name=f"afmwatch-act-{n}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
 
     def alive(self, within_seconds: float = 60.0) -> bool:
-        return self.thread.is_alive() and time.monotonic() - self.heartbeat < within_seconds
+        return any(t.is_alive() for t in self.threads) and time.monotonic() - self.heartbeat < within_seconds
+
+    def join(self, timeout: float) -> bool:
+        """Wait for every act thread (at most `timeout` seconds in all); True if all have finished."""
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self.threads)
 
     def run(self) -> None:
         while True:
@@ -169,6 +187,7 @@ class Actor:
             except queue.Empty:
                 continue
             if job is STOP:
+                self.act_queue.put(STOP)  # for the sibling threads
                 return
             try:
                 self.act(job)
@@ -184,7 +203,20 @@ class Actor:
         errors = list(job.arrival.errors)
         result, rule, reasons = self._decide(job, config)
         decision = result["decision"]
-        final = free_destination(destination(job.path, config, decision)) if config.sort != "none" else job.path
+        final = job.path
+        if config.sort != "none":
+            with self._naming:
+                final = free_destination(destination(job.path, config, decision), self._reserved)
+                self._reserved.add(final)
+        try:
+            self._finish(job, config, result, rule, reasons, final, errors, started)
+        finally:
+            with self._naming:
+                self._reserved.discard(final)
+
+    def _finish(self, job: Job, config: Config, result: dict[str, Any], rule: dict[str, Any] | None,
+             reasons: list[str], final: Path, errors: list[str], started: float) -> None:
+        decision = result["decision"]
         preview = None
         if config.previews and job.frames:
             try:
@@ -221,7 +253,8 @@ class Actor:
         })
         state = "failed" if decision == "failed" else "done"
         entry_id = job.arrival.entry_id
-        self.journal.update(entry_id, state="acting", final_path=str(final), sidecar=sidecar, decision=decision)
+        self.journal.update(entry_id, durable=True, state="acting", final_path=str(final), sidecar=sidecar,
+                            decision=decision)
         try:
             written = carry_out(sidecar, verify=False)
         except ActError as exc:
@@ -289,9 +322,10 @@ class Actor:
         model = config.denoise.model
         started = time.monotonic()
         try:
-            if self._denoiser is None or self._denoiser[0] != model:
-                self._denoiser = (model, load_denoiser(model, device=self.device))
-            denoiser = self._denoiser[1]
+            with self._denoiser_lock:
+                if self._denoiser is None or self._denoiser[0] != model:
+                    self._denoiser = (model, load_denoiser(model, device=self.device))
+                denoiser = self._denoiser[1]
             if config.denoise.location == "tree":
                 out_dir = config.output_root / "denoised" / decision / relative_path(job.path, config.watch_folder).parent
             else:

@@ -89,7 +89,10 @@ class Journal:
             Path(state_folder).mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives a power cut
+            # Only `acting` must survive a power cut (it is committed before anything moves): those
+            # commits are FULL (the WAL is synced, with every earlier commit). A lost later state is
+            # redone from the `acting` plan; a lost earlier one leaves the file in the watch folder.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
@@ -116,12 +119,20 @@ class Journal:
         )
         return int(cursor.lastrowid)
 
-    def update(self, entry_id: int, **fields: Any) -> None:
+    def update(self, entry_id: int, *, durable: bool = False, **fields: Any) -> None:
+        """Set columns of one entry; `durable` commits with a synced WAL (survives a power cut)."""
         if "sidecar" in fields and fields["sidecar"] is not None:
             fields["sidecar"] = json.dumps(fields["sidecar"], sort_keys=True)
         fields["updated_at"] = time.time()
         columns = ", ".join(f"{name} = ?" for name in fields)
-        self._write(f"UPDATE files SET {columns} WHERE id = ?", (*fields.values(), entry_id))
+        with self._lock:
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")
+            try:
+                self._db.execute(f"UPDATE files SET {columns} WHERE id = ?", (*fields.values(), entry_id))
+            finally:
+                if durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
 
     def get(self, entry_id: int) -> Entry | None:
         rows = self._rows("SELECT * FROM files WHERE id = ?", (entry_id,))

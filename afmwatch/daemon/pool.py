@@ -34,7 +34,7 @@ def read_job(job: Job, config: Config, classifier: Any) -> None:
     from afmwatch.readers import read_frames
 
     started = time.monotonic()
-    job.frames = read_frames(job.path, config.reading)
+    job.frames = read_frames(job.path, classifier.reading_config(config.reading))  # the model's data-area mode
     if not job.frames:
         raise ScanError(job.path, "the file holds no image frames")
     retrace = load_retrace(job.frames[0])

@@ -144,7 +144,7 @@ class Service:
         self._threads.append(settle_thread)
         self.pool.start(workers.read_workers)
         self.worker.start()
-        self.actor.start()
+        self.actor.start(workers.act_workers)
         self.observer = start_observer(config.watch_folder, config.watch, self.settler.touch)
         found = 0
         for path in scan_folder(config.watch_folder, config.watch):
@@ -275,8 +275,7 @@ class Service:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._put_until(self.infer_queue, STOP, deadline)
         self.worker.thread.join(max(0.0, deadline - time.monotonic()))
-        self.actor.thread.join(max(0.0, deadline - time.monotonic()))
-        drained = not self.actor.thread.is_alive()
+        drained = self.actor.join(max(0.0, deadline - time.monotonic()))
         if not drained:
             log.warning("drain_timeout", timeout_s=timeout,
                         note="unfinished files stay in the watch folder or the journal and are finished at the next start")
