@@ -200,17 +200,19 @@ def _robust_sigma(values: np.ndarray) -> float:
 
 def _runs(mask: np.ndarray, min_length: int) -> np.ndarray:
     """Boolean map of the pixels that lie in runs of True at least `min_length` long along each row."""
+    if not mask.any():
+        return mask
     rows, cols = mask.shape
-    padded = np.zeros((rows, cols + 2), dtype=np.int8)
-    padded[:, 1:-1] = mask
-    edges = np.diff(padded, axis=1)
-    r_start, c_start = np.nonzero(edges == 1)
-    r_end, c_end = np.nonzero(edges == -1)  # row-major order pairs each start with its end
-    keep = (c_end - c_start) >= min_length
-    out = np.zeros((rows, cols + 1), dtype=np.int8)  # +1 where a long run starts, -1 where it ends
-    out[r_start[keep], c_start[keep]] = 1
-    out[r_end[keep], c_end[keep]] = -1
-    return np.cumsum(out, axis=1, dtype=np.int8)[:, :cols] > 0
+    padded = np.zeros((rows, cols + 1), dtype=np.int8)  # a False after every row: no run crosses rows
+    padded[:, :-1] = mask
+    edges = np.diff(padded.ravel(), prepend=0)
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)  # in order, each start pairs with the next end
+    keep = (ends - starts) >= min_length
+    marks = np.zeros(rows * (cols + 1) + 1, dtype=np.int8)  # +1 where a long run starts, -1 after it
+    marks[starts[keep]] = 1
+    marks[ends[keep]] = -1
+    return (np.cumsum(marks[:-1], dtype=np.int8) > 0).reshape(rows, cols + 1)[:, :cols]
 
 
 def _scar_map(z: np.ndarray, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
