@@ -61,19 +61,32 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def setup(args: argparse.Namespace) -> None:
-    """Quiet afmwatch's per-file log events (benchmarks print tables). In `--quick` mode PyTorch uses
-    one thread: on a busy shared CI machine its thread pool waits for cores far longer than it computes."""
+def model_arguments(p: argparse.ArgumentParser, models: str = "convnet,default", device: bool = True) -> None:
+    """--models (which models to time) and, with `device`, --device (where the network runs)."""
+    p.add_argument("--models", default=models,
+                   help=f"comma-separated: convnet (the study's net), default (the shipped model); default {models}")
+    if device:
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="where the network runs (default auto: the GPU when there is one)")
+
+
+def setup(args: argparse.Namespace) -> str:
+    """Quiet afmwatch's per-file log events (benchmarks print tables); returns the device to run on
+    (`--device`, resolved). In `--quick` mode PyTorch uses one thread: on a busy shared CI machine
+    its thread pool waits for cores far longer than it computes."""
     import warnings
 
     from afmwatch.log import configure_logging
 
     configure_logging("warning")
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # all-NaN rows in deliberately ruined scans
-    if args.quick:
-        import torch
+    import torch
 
+    from afmwatch.networks.classifier import resolve_device
+
+    if args.quick:
         torch.set_num_threads(1)
+    return str(resolve_device(getattr(args, "device", "cpu")))
 
 
 def child_env(args: argparse.Namespace) -> dict[str, str]:

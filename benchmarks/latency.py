@@ -17,6 +17,7 @@ from benchmarks.common import (
     child_env,
     cpu_count,
     fmt,
+    model_arguments,
     model_label,
     parser,
     percentile,
@@ -62,13 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=5.0, help="scans per second (default 5)")
     p.add_argument("--seconds", type=float, default=60.0, help="how long scans arrive (default 60)")
     p.add_argument("--settle", type=float, default=2.0, help="settle_seconds (default 2, the daemon's default)")
-    p.add_argument("--models", default="convnet,default", help="comma-separated: convnet, default")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    model_arguments(p, "convnet,default")
     args = p.parse_args(argv)
-    setup(args)
-    from afmwatch.networks.classifier import resolve_device
-
-    device = str(resolve_device(args.device))
+    device = setup(args)
     if args.quick:
         args.seconds, args.settle = 2.0, 0.3
     count = max(1, round(args.rate * args.seconds))

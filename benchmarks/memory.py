@@ -16,6 +16,7 @@ from benchmarks.common import (
     child_env,
     copy_files,
     fmt,
+    model_arguments,
     model_label,
     parser,
     report,
@@ -61,13 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst", type=int, default=250, help="scans dropped at once (default 250)")
     p.add_argument("--warmup", type=int, default=500, help="scans before growth is counted (default 500)")
     p.add_argument("--settle", type=float, default=0.5, help="settle_seconds (default 0.5)")
-    p.add_argument("--models", default="default", help="comma-separated: convnet, default (default: default)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    model_arguments(p, "default")
     args = p.parse_args(argv)
-    setup(args)
-    from afmwatch.networks.classifier import resolve_device
-
-    device = str(resolve_device(args.device))
+    device = setup(args)
     if args.quick:
         args.files, args.burst, args.warmup, args.settle = 24, 8, 8, 0.3
         args.models = "convnet"

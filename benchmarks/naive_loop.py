@@ -15,6 +15,7 @@ from typing import Any
 from benchmarks.common import (
     bench_models,
     fmt,
+    model_arguments,
     model_label,
     parser,
     report,
@@ -52,13 +53,9 @@ def markdown(rows: list[dict[str, Any]], files: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = parser("Files/s of the naive read-preprocess-classify-write loop.")
     p.add_argument("--files", type=int, default=200, help="scans to process (default 200)")
-    p.add_argument("--models", default="convnet,default", help="comma-separated: convnet, default")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    model_arguments(p, "convnet,default")
     args = p.parse_args(argv)
-    setup(args)
-    from afmwatch.networks.classifier import resolve_device
-
-    device = str(resolve_device(args.device))
+    device = setup(args)
     n, size = (8, 64) if args.quick else (args.files, 256)
     files = synthetic_scans(n, size, args.cache)
     rows = []

@@ -5,7 +5,7 @@ of busy time. The thread that is busy nearly all the time is the bottleneck.
 cProfile slows Python-heavy code (a factor of about 1.5 to 2), so the rate here is not the daemon's
 rate; the shares are what count. The merged profiles are kept as `.prof` files for snakeviz/pstats.
 
-    python -m benchmarks.profile_e2e [--quick] [--files 500] [--model convnet|default] [--prof-dir DIR]
+    python -m benchmarks.profile_e2e [--quick] [--files 500] [--models convnet|default] [--prof-dir DIR]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from benchmarks.common import (
     copy_files,
     cpu_count,
     fmt,
+    model_arguments,
     model_label,
     parser,
     report,
@@ -47,7 +48,9 @@ STAGES: dict[tuple[str, str], str] = {
     ("afmwatch/daemon/act.py", "_preview"): "preview PNG",
     ("afmwatch/daemon/act.py", "_denoise"): "denoise",
     ("afmwatch/daemon/act.py", "carry_out"): "sort + sidecar",
-    ("afmwatch/daemon/journal.py", "_write"): "journal writes",
+    ("afmwatch/daemon/journal.py", "add"): "journal writes",
+    ("afmwatch/daemon/journal.py", "update"): "journal writes",
+    ("afmwatch/daemon/journal.py", "set_service"): "journal writes",
     ("afmwatch/daemon/journal.py", "_rows"): "journal reads",
     ("afmwatch/daemon/settle.py", "_take_touched"): "settle: admit",
     ("afmwatch/daemon/settle.py", "_check_waiting"): "settle: stat",
@@ -58,10 +61,12 @@ WAITING = re.compile(r"acquire|\bwait\b|sleep|select|poll|epoll|\bread\b of '_io
 
 
 def thread_group(name: str) -> str:
-    """'afmwatch-read-0' and 'afmwatch-read-1' are one group; watchdog's threads are 'watchdog'."""
-    if name.startswith("afmwatch-read"):
-        return "afmwatch-read (all)"
-    return name if name.startswith("afmwatch-") else "watchdog / other"
+    """A pool's threads ('afmwatch-read-0', 'afmwatch-read-1') are one group; watchdog's threads
+    and any other are 'watchdog / other'."""
+    if not name.startswith("afmwatch-"):
+        return "watchdog / other"
+    pool = re.match(r"(afmwatch-[a-z]+)-\d+$", name)
+    return f"{pool.group(1)} (all)" if pool else name
 
 
 class ThreadProfiles:
@@ -190,22 +195,17 @@ def markdown(result: dict[str, Any], label: str, prof_dir: Path | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = parser("cProfile of the daemon end to end, by stage and by thread.")
     p.add_argument("--files", type=int, default=500, help="scans dropped at once (default 500)")
-    p.add_argument("--model", default="default", choices=["convnet", "default"],
-                   help="the model (default: the shipped default; the convnet when it is missing)")
+    model_arguments(p, "default")  # the first one listed is profiled; the convnet when the default is missing
     p.add_argument("--settle", type=float, default=0.5, help="settle_seconds (default 0.5)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--prof-dir", type=Path, help="keep the merged .prof files here")
     args = p.parse_args(argv)
-    setup(args)
-    from afmwatch.networks.classifier import resolve_device
-
-    device = str(resolve_device(args.device))
+    device = setup(args)
     if args.quick:
         args.files, args.settle = 12, 0.3
     size = 64 if args.quick else 256
     files = synthetic_scans(args.files, size, args.cache)
     with work_folder(args, "profile") as work:
-        models, notes = bench_models(work / "models", [args.model])
+        models, notes = bench_models(work / "models", args.models.split(",")[:1])
         if not models:
             models, _ = bench_models(work / "models", ["convnet"])
         name, model = next(iter(models.items()))

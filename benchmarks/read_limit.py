@@ -23,6 +23,7 @@ from benchmarks.common import (
     cpu_count,
     fmt,
     mean_file_mb,
+    model_arguments,
     model_label,
     parser,
     report,
@@ -99,7 +100,7 @@ def markdown(rows: list[dict[str, Any]], files: int, mb: float, size: int, worke
 def main(argv: list[str] | None = None) -> int:
     p = parser("Files/s of the reader pool alone (read, level, preprocess), every core.")
     p.add_argument("--files", type=int, default=500, help="scans to read (default 500)")
-    p.add_argument("--models", default="convnet,default", help="comma-separated: convnet, default")
+    model_arguments(p, device=False)
     p.add_argument("--workers", type=int, default=cpu_count(), help="pool size (default: one per core)")
     args = p.parse_args(argv)
     setup(args)

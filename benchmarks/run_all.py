@@ -33,14 +33,14 @@ SCRIPTS: dict[str, str] = {
     "profile": "benchmarks.profile_e2e",
     "denoise": "benchmarks.denoise_quality",
 }
-OWN_ARGUMENTS = {"denoise"}  # another helper's script: run with --quick only, it writes its own section
+NO_CACHE = {"denoise"}  # makes its own test pairs; writes its own `## Denoising` section
 
 
 def run_script(name: str, module: str, args: Any, results: Path) -> dict[str, Any]:
     command = [sys.executable, "-m", module] + (["--quick"] if args.quick else [])
-    if name not in OWN_ARGUMENTS:
-        command += ["--markdown", str(args.markdown), "--json", str(results / f"{name}.json"),
-                    "--cache", str(args.cache)]
+    command += ["--markdown", str(args.markdown), "--json", str(results / f"{name}.json")]
+    if name not in NO_CACHE:
+        command += ["--cache", str(args.cache)]
     print(f"== {name}: {' '.join(command[1:])}", flush=True)
     started = time.monotonic()
     code = subprocess.run(command, cwd=REPO).returncode
