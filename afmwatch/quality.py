@@ -441,7 +441,7 @@ def format_value(name: str, value: float | int | None, height_units: str = "nm")
     if value is None:
         return "n/a"
     units = METRICS[name].units if name in METRICS else ""
-    units = height_units if units == "nm" else units
+    units = height_units if units == "nm" else ("" if units == "ratio" else units)
     if units.startswith("fraction"):
         return f"{value * 100:.3g} %{units[len('fraction'):]}"
     text = str(value) if isinstance(value, int) else f"{value:.3g}"

@@ -215,6 +215,7 @@ def test_format_value_reads_like_a_person_writes():
     assert quality.format_value("sq", 1.23456, "a.u.") == "1.23 a.u."
     assert quality.format_value("lines_set", 256) == "256 lines"
     assert quality.format_value("tilt_deg", None) == "n/a"
+    assert quality.format_value("signal_to_noise", 12.345) == "12.3"
 
 
 # --- real instrument files -------------------------------------------------------------------

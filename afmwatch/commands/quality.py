@@ -8,12 +8,14 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="scan files (any format afmwatch reads)")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="scan files (any format afmwatch reads); a folder stands for every scan in it")
     parser.add_argument("--json", action="store_true", help="one JSON document: a list with one object per file")
     parser.add_argument("--config", help="take the reading settings and rules from this config file")
 
 
 def run(args: argparse.Namespace) -> int:
+    from afmwatch.commands.inspect import expand_folders
     from afmwatch.config import ConfigError, load_config
     from afmwatch.readers import read_scan
     from afmwatch.rules import assess
@@ -27,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  - {error}", file=sys.stderr)
         return 1
     reports, status = [], 0
-    for name in args.files:
+    for path in expand_folders(args.files):
+        name = str(path)
         try:
             scan = read_scan(name, config.reading if config else None)
         except ScanError as exc:
