@@ -200,3 +200,26 @@ def _read_config_port(config: Path) -> int:
 
 def _metric(text: str, name: str) -> float:
     return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def test_move_across_file_systems_copies_verifies_and_removes_the_original(tmp_path, model):
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs a second file system (/dev/shm)")
+    out = Path(tempfile.mkdtemp(prefix="afmwatch-test-", dir=shm))
+    try:
+        config = write_config(tmp_path, model, output_root=str(out))
+        daemon = Daemon(config).wait_ready()
+        try:
+            digest = _drop(tmp_path / "inbox" / "far.tif", 21)
+            wait_until(lambda: processed_count(out) >= 1, what="scan sorted onto the other file system")
+        finally:
+            assert daemon.terminate() == 0
+        (sorted_file,) = sorted_files(out)
+        assert sha256(sorted_file) == digest and not (tmp_path / "inbox" / "far.tif").exists()
+        assert _read(sidecar_path(sorted_file))["final_path"] == str(sorted_file)
+        assert not list(out.rglob("*.part"))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)

@@ -139,6 +139,12 @@ class Service:
         self.worker = InferenceWorker(self.classifier, lambda: self.config, lambda: model_path(self.config),
                                       self.infer_queue, self.act_queue, self.notifier, self.metrics,
                                       self._model_changed, self.actor.alive)
+        if config.metrics_port:
+            try:
+                self.metrics_server = serve_metrics(config.metrics_port, self.metrics, self.gauges)
+            except OSError as exc:
+                raise ConfigError(str(self.config_path or "<config>"),
+                                  [f"metrics_port: cannot serve on 127.0.0.1:{config.metrics_port} ({exc.strerror})"]) from None
         settle_thread = threading.Thread(target=self.settler.run, name="afmwatch-settle", daemon=True)
         settle_thread.start()
         self._threads.append(settle_thread)
@@ -150,8 +156,6 @@ class Service:
         for path in scan_folder(config.watch_folder, config.watch):
             self.settler.touch(path)
             found += 1
-        if config.metrics_port:
-            self.metrics_server = serve_metrics(config.metrics_port, self.metrics, self.gauges)
         self._write_status()
         log.info("daemon_ready", watch_folder=str(config.watch_folder), output_root=str(config.output_root),
                  files_found=found, observer=config.watch.observer, device=device, version=__version__)
