@@ -81,7 +81,7 @@ def scars(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Sur
 
 def random_noise(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
     """Strong random (white) noise in height, far above the instrument's noise floor."""
-    rms = 0.8 * severity * surface.feature_height_nm
+    rms = severity * surface.feature_height_nm
     return z + rng.normal(0.0, rms, z.shape), {"rms_nm": rms}
 
 
@@ -125,7 +125,7 @@ def streaks(z: np.ndarray, rng: np.random.Generator, severity: float, surface: S
     while affected.sum() < target:
         start, band = int(rng.integers(0, rows)), int(rng.integers(1, 6))
         first_col = int(rng.integers(0, cols * 3 // 4))
-        pickup = severity * rng.uniform(1.0, 2.0) * h
+        pickup = severity * rng.uniform(2.0, 4.0) * h
         out[start : start + band] += np.where(x >= first_col, pickup * np.exp(-(x - first_col) / tail_px), 0.0)
         affected[start : start + band] = True
     lines = out[affected]
@@ -137,10 +137,12 @@ def streaks(z: np.ndarray, rng: np.random.Generator, severity: float, surface: S
 
 def lost_contact(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
     """Lost contact: in bands of rows the tip left the surface part-way along the row, and z saturated
-    (fully retracted at the top of its range, or fully extended at the bottom) until the row ended."""
+    (fully retracted at the top of its range, or fully extended at the bottom) until the row ended.
+    The end of the z travel lies beyond the surface's own heights, by one to three feature heights."""
     rows, cols = z.shape
     side = "top" if rng.random() < 0.5 else "bottom"
-    level = float(np.nanmax(z) if side == "top" else np.nanmin(z))
+    beyond = rng.uniform(1.0, 3.0) * surface.feature_height_nm
+    level = float(np.nanmax(z) + beyond if side == "top" else np.nanmin(z) - beyond)
     out = z.copy()
     target = max(3, int(severity * 0.3 * rows))
     bands = []
@@ -156,43 +158,52 @@ def lost_contact(z: np.ndarray, rng: np.random.Generator, severity: float, surfa
 
 
 def clipped(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
-    """Clipped z range: the z piezo ran out of travel, so the highest (or lowest) part is flat."""
+    """Clipped z range: the sample sat so tilted that the z piezo ran out of travel, so the highest (or
+    lowest) part of the image is flat: its features are gone, not just their tops."""
+    rows, cols = z.shape
     fraction = 0.7 * severity
     side = "top" if rng.random() < 0.7 else "bottom"
+    angle = rng.uniform(0, 2 * np.pi)
+    y, x = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, cols), indexing="ij")
+    h = surface.feature_height_nm
+    ramp = 3 * h * (x * np.cos(angle) + y * np.sin(angle))
+    z = z + ramp
     if side == "top":
         level = float(np.nanquantile(z, 1 - fraction))
-        return np.minimum(z, level), {"side": side, "fraction": fraction, "level_nm": level}
+        return np.minimum(z, level), {"side": side, "fraction": fraction, "level_nm": level, "tilt_nm": 6 * h}
     level = float(np.nanquantile(z, fraction))
-    return np.maximum(z, level), {"side": side, "fraction": fraction, "level_nm": level}
+    return np.maximum(z, level), {"side": side, "fraction": fraction, "level_nm": level, "tilt_nm": 6 * h}
 
 
 def blunt_tip(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
-    """A blunt tip: the surface dilated by a paraboloid whose broadening is several feature widths."""
-    broadening_nm = 3.0 * severity * surface.feature_width_nm
+    """A blunt tip: the surface dilated by a paraboloid whose broadening is several feature widths
+    (2.5 at severity 0.5, a quarter at a trace of 0.1)."""
+    broadening_nm = (2 * severity + 6 * severity**2) * surface.feature_width_nm
     radius_nm = max(broadening_nm**2 / (2 * surface.feature_height_nm), 1e-6)
     return blunt_tip_image(z, radius_nm, surface.pixel_size_nm), {
         "apex_radius_nm": radius_nm, "broadening_nm": broadening_nm}
 
 
 def double_tip(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
-    """A double tip: a second apex a few feature widths away repeats every feature, lower by `drop`."""
-    distance_px = rng.uniform(1.5, 3.5) * surface.feature_width_nm / surface.pixel_size_nm
-    distance_px = float(np.clip(distance_px, 4, 0.25 * z.shape[1]))
+    """A double tip: a second apex about a feature width away repeats every feature as a lower twin,
+    always at the same offset (doublets all pointing one way), lower by `drop`."""
+    distance_px = rng.uniform(0.7, 1.6) * surface.feature_width_nm / surface.pixel_size_nm
+    distance_px = float(np.clip(distance_px, 3, 0.25 * z.shape[1]))
     angle = rng.uniform(0, 2 * np.pi)
     offset = (int(round(distance_px * np.sin(angle))), int(round(distance_px * np.cos(angle))))
-    drop = (1.0 - severity) * surface.feature_height_nm
+    drop = (1.0 - severity) * surface.feature_height_nm  # a twin half as high at 0.5
     return double_tip_image(z, offset, drop), {"offset_px": list(offset), "drop_nm": drop}
 
 
 def drift(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
     """Thermal drift and piezo creep: each row lands further sideways, shearing the image.
 
-    Needs a surface wider than tall (at least twice); returns the square image the scan recorded.
+    Needs a surface wider than tall (at least 2.6 times); returns the square image the scan recorded.
     """
     rows = z.shape[0]
     sign = rng.choice([-1.0, 1.0])
-    shear = 0.9 * severity * rows  # sideways drift over the whole scan, pixels
-    creep = 0.25 * severity * rows * rng.uniform(0.3, 1.0)  # extra offset on the first lines, decaying
+    shear = 1.2 * severity * rows  # sideways drift over the whole scan, pixels
+    creep = 0.4 * severity * rows * rng.uniform(0.5, 1.0)  # extra offset on the first lines, decaying
     creep_rows = rng.uniform(0.05, 0.15) * rows
     y = np.arange(rows, dtype=np.float64)
     shift = shear * y / rows + creep * np.exp(-y / creep_rows)
@@ -215,7 +226,7 @@ def unlevelled(z: np.ndarray, rng: np.random.Generator, severity: float, surface
     y, x = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, cols), indexing="ij")
     c = rng.uniform(0.3, 1.0, 3) * rng.choice([-1.0, 1.0], 3)
     background = c[0] * x * x + c[1] * x**3 + c[2] * x * y
-    amplitude = 6.0 * severity * surface.feature_height_nm
+    amplitude = 8.0 * severity * surface.feature_height_nm
     background *= amplitude / np.ptp(background)
     return z + background, {"peak_to_valley_nm": amplitude, "coefficients": c.tolist()}
 
