@@ -223,3 +223,39 @@ def test_move_across_file_systems_copies_verifies_and_removes_the_original(tmp_p
         assert not list(out.rglob("*.part"))
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def test_denoising_failure_never_blocks_sorting_and_a_working_denoiser_writes_beside(tmp_path, model):
+    import signal
+
+    import yaml
+
+    from afmwatch.denoise import save_denoiser
+    from afmwatch.denoise.networks import WindowMLP
+    from afmwatch.readers import read_scan
+
+    broken = tmp_path / "broken-denoiser.safetensors"
+    broken.write_bytes(os.urandom(3000))
+    working = save_denoiser(tmp_path / "tiny-denoiser.safetensors", WindowMLP(window=5, hidden=2), "window-mlp", {})
+    config = write_config(tmp_path, model, denoise={"enabled": True, "model": str(broken), "formats": ["tiff"]})
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    daemon = Daemon(config).wait_ready()
+    try:
+        _drop(inbox / "first.tif", 31)
+        wait_until(lambda: processed_count(out) >= 1, what="sorted despite the broken denoiser")
+        data = yaml.safe_load(config.read_text())
+        config.write_text(yaml.safe_dump({**data, "denoise": {**data["denoise"], "model": str(working)}}))
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: daemon.events("config_reloaded"), what="config_reloaded")
+        _drop(inbox / "second.tif", 32)
+        wait_until(lambda: processed_count(out) >= 2, what="second scan sorted")
+    finally:
+        assert daemon.terminate() == 0
+    first, second = (next(f for f in sorted_files(out) if f.name == name) for name in ("first.tif", "second.tif"))
+    failed = _read(sidecar_path(first))["denoised"]
+    assert failed["error"] and failed["paths"] == [] and first.parent.name != "failed"
+    denoised = _read(sidecar_path(second))["denoised"]
+    assert denoised["error"] is None and len(denoised["paths"]) == 1
+    written = Path(denoised["paths"][0])
+    assert written.parent == second.parent and written.name.startswith("second.tif.denoised")
+    assert read_scan(written).pixel_size_nm == pytest.approx(2.0)

@@ -30,6 +30,7 @@ from afmwatch.durable import fsync_dir, safe_move, sha256_file
 from afmwatch.level import level
 from afmwatch.render import write_preview
 from afmwatch.rules import apply_rules, rule_to_dict
+from afmwatch.scan import ScanError
 
 log = structlog.get_logger("afmwatch.act")
 
@@ -332,7 +333,7 @@ class Actor:
                 out_dir = final.parent
             paths = write_denoised(denoiser.denoise(job.frames[0]), out_dir, config.denoise.formats)
             block = {"paths": [str(p) for p in paths], "model": str(model), "error": None}
-        except (ModelError, OSError, ValueError, RuntimeError) as exc:
+        except (ModelError, ScanError, OSError, ValueError, RuntimeError) as exc:
             log.warning("denoise_failed", file=str(job.path), error=str(exc))
             block = {"paths": [], "model": str(model), "error": str(exc)}
         job.add_time("denoise", time.monotonic() - started)

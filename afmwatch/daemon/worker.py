@@ -205,8 +205,10 @@ class InferenceWorker:
                 self.max_batch = half
                 log.warning("cuda_out_of_memory", batch=len(x), retry_batch=half)
                 return self._predict(x[:half]) + self._predict(x[half:])
-            log.warning("cuda_out_of_memory_cpu_fallback", model=self.classifier.name)
+            log.warning("cuda_out_of_memory_cpu_fallback", model=self.classifier.name,
+                        note="a single scan does not fit the GPU; classifying on the CPU from now on")
             self.classifier = self.classifier.to("cpu")
+            self.max_batch = None
             self.on_model_change(self.classifier)
             with torch.no_grad():
                 return list(self.classifier.predict(x))
