@@ -75,7 +75,7 @@ class WorkersConfig:
     """Queue sizes, reader pool and batching."""
 
     read_workers: int = 2
-    act_workers: int = 2
+    act_workers: int | None = None  # None: as many as read_workers
     queue_size: int = 64
     batch_size: int = 16
     max_batch_wait_ms: int = 50

@@ -150,7 +150,7 @@ class Service:
         self._threads.append(settle_thread)
         self.pool.start(workers.read_workers)
         self.worker.start()
-        self.actor.start(workers.act_workers)
+        self.actor.start(workers.act_workers or workers.read_workers)
         self.observer = start_observer(config.watch_folder, config.watch, self.settler.touch)
         found = 0
         for path in scan_folder(config.watch_folder, config.watch):
