@@ -69,12 +69,12 @@ def stage_table(models: list[tuple[str, dict[str, float]]]) -> str:
 
 
 def daemon_rate(files: list[Path], model: Path, work: Path, *, settle: float, device: str, read_workers: int,
-                batch_size: int, env: dict[str, str]) -> dict[str, Any]:
+                batch_size: int, act_workers: int | None, env: dict[str, str]) -> dict[str, Any]:
     """Drop `files` (copies) into a fresh daemon's inbox at once; the rate from the first file settling
     to the last sidecar, with the settle wait and the whole wall time apart."""
     staging = copy_files(files, work / "staging")
     daemon = DaemonProcess(work / "daemon", model, settle_seconds=settle, device=device,
-                           read_workers=read_workers, batch_size=batch_size, env=env)
+                           read_workers=read_workers, batch_size=batch_size, act_workers=act_workers, env=env)
     with daemon:
         began = drop(staging, daemon.inbox)
         paths = daemon.wait_for(len(files), timeout=600 + 2.0 * len(files), interval=0.5)
@@ -103,7 +103,8 @@ def measure_model(name: str, model: Path, files: list[Path], work: Path, args: A
     reads = read_limits(limit_files, model, cpu_count(), modes)
     naive = naive_rate(files[: args.naive_files], model, work / "naive", device)
     daemon = daemon_rate(files, model, work / "daemon", settle=args.settle, device=device,
-                         read_workers=args.read_workers, batch_size=args.batch_size, env=child_env(args))
+                         read_workers=args.read_workers, batch_size=args.batch_size, act_workers=args.act_workers,
+                         env=child_env(args))
     limit = min(reads["limit"], forward)
     return {
         "model": model_label(name, model),
@@ -143,7 +144,8 @@ def markdown(rows: list[dict[str, Any]], args: Any, files: int, size: int) -> st
     text = (
         f"{files} synthetic scans ({size}×{size} px float32 TIFF) renamed into the watch folder of a real "
         f"`afmwatch run` at once (batch size {args.batch_size}, {args.read_workers} reader threads, "
-        f"settle_seconds {args.settle:g}). **Daemon** = files / (last sidecar written − first file settled): "
+        + (f"{args.act_workers} sorting threads, " if args.act_workers else "")
+        + f"settle_seconds {args.settle:g}). **Daemon** = files / (last sidecar written − first file settled): "
         "the settle wait is excluded and reported below. In the same run: the **forward limit** (network "
         f"alone, batch {args.batch_size}, tensors in memory), the **read limit** (reader pool alone on "
         f"{min(files, args.limit_files)} of the same files, every core), the **end-to-end limit** (the smaller "
@@ -170,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle", type=float, default=1.0, help="settle_seconds of the daemon (default 1)")
     p.add_argument("--batch-size", type=int, default=16, help="the daemon's batch_size (default 16)")
     p.add_argument("--read-workers", type=int, default=cpu_count(), help="reader threads (default: one per core)")
+    p.add_argument("--act-workers", type=int, help="sorting threads (default: the daemon's own default)")
     p.add_argument("--limit-files", type=int, default=500, help="files for the read limit (default 500)")
     p.add_argument("--naive-files", type=int, default=200, help="files for the naive loop (default 200)")
     p.add_argument("--seconds", type=float, default=3.0, help="least time for the forward limit (default 3)")

@@ -28,7 +28,7 @@ def epoch(iso: str | None) -> float | None:
 
 
 def write_config(folder: Path, model: Path, *, settle_seconds: float, device: str, read_workers: int,
-                 batch_size: int) -> Path:
+                 batch_size: int, act_workers: int | None = None) -> Path:
     """`folder`/config.yaml watching `folder`/inbox, sorting into out/, journal in state/; every other
     setting (previews, sort: move, duplicates: skip, log level) is the daemon's default."""
     (folder / "inbox").mkdir(parents=True, exist_ok=True)
@@ -38,6 +38,8 @@ def write_config(folder: Path, model: Path, *, settle_seconds: float, device: st
         "settle": {"settle_seconds": settle_seconds},
         "workers": {"read_workers": read_workers, "batch_size": batch_size},
     }
+    if act_workers is not None:
+        config["workers"]["act_workers"] = act_workers
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -47,11 +49,13 @@ class DaemonProcess:
     """`afmwatch run --config FILE` in `folder` (inbox/, out/, state/, config.yaml, daemon.log)."""
 
     def __init__(self, folder: Path, model: Path, *, settle_seconds: float, device: str = "auto",
-                 read_workers: int | None = None, batch_size: int = 16, env: dict[str, str] | None = None):
+                 read_workers: int | None = None, batch_size: int = 16, act_workers: int | None = None,
+                 env: dict[str, str] | None = None):
         self.folder = folder
         self.inbox, self.out = folder / "inbox", folder / "out"
         self.config_path = write_config(folder, model, settle_seconds=settle_seconds, device=device,
-                                        read_workers=read_workers or cpu_count(), batch_size=batch_size)
+                                        read_workers=read_workers or cpu_count(), batch_size=batch_size,
+                                        act_workers=act_workers)
         self.log_path = folder / "daemon.log"
         self.env = env
         self.process: subprocess.Popen | None = None
