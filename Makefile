@@ -24,5 +24,22 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
 
+# The shipped classifier: trained on synthetic scans (seed 1), evaluated on scans from a seed it never saw
+# (1001); data and reports in build/default-model, the model to models/ (card: models/README.md).
+DEFAULT_MODEL_DATA := build/default-model
+SYNTH_FLAGS := --size 256 --no-gwy --no-previews --no-retrace --workers 2
+default-model: $(STAMP)
+	rm -rf $(DEFAULT_MODEL_DATA)
+	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/train --n 1200 --seed 1 $(SYNTH_FLAGS)
+	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/test --n 400 --seed 1001 $(SYNTH_FLAGS)
+	$(PY) -m afmwatch train --data $(DEFAULT_MODEL_DATA)/train --out $(DEFAULT_MODEL_DATA)/default-classifier.safetensors \
+		--arch compact --resize 128 --image-size 128 --epochs 16 --batch-size 32 --optimizer adam --lr 0.001 \
+		--scheduler step --jitter 0.1 --seed 0 --threads 2 --device cpu
+	$(PY) -m afmwatch evaluate --model $(DEFAULT_MODEL_DATA)/default-classifier.safetensors \
+		--data $(DEFAULT_MODEL_DATA)/test --out $(DEFAULT_MODEL_DATA)/evaluation --device cpu
+	cp $(DEFAULT_MODEL_DATA)/default-classifier.safetensors models/default-classifier.safetensors
+	cp $(DEFAULT_MODEL_DATA)/evaluation/evaluation.json models/default-classifier.evaluation.json
+	cp $(DEFAULT_MODEL_DATA)/default-classifier.report.json models/default-classifier.report.json
+
 clean:
 	rm -rf $(VENV) demo

@@ -277,3 +277,11 @@ def test_models_command_lists_shows_and_promotes(tmp_path, make_classifier_file,
     shown = json.loads(capsys.readouterr().out)
     assert shown["arch"] == "convnet" and shown["review_band"] == [0.4, 0.6]
     assert main(["models", "--model-folder", str(folder), "show", "nope"]) == 1
+
+
+def test_a_line_scan_or_a_tiny_image_still_gives_the_network_input(rng):
+    spec = make_pipeline(1, "standardise", resize=64, crop=48)
+    for shape in ((1, 5000), (3, 3), (700, 20)):
+        prepared = prepare(scan_of(rng.normal(0, 1, shape)), spec)
+        assert min(prepared.shape) == 64 and max(prepared.shape) <= 4 * 64
+        assert to_tensor(scan_of(rng.normal(0, 1, shape)), spec).shape == (1, 48, 48)

@@ -31,6 +31,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_GREY = (0.449, 0.226)
 STANDARDISED_CLIP = 10.0  # standard deviations; keeps a saturated stripe from swamping the input
 EXPORT_FORMATS = ("png", "jpg", "bmp", "gif")
+MAX_ASPECT = 4  # a longer side is cut to its centre first: only a centre square is used anyway
 
 
 def make_pipeline(
@@ -108,6 +109,11 @@ def resize_short_edge(image: np.ndarray, short_edge: int) -> np.ndarray:
 def prepare(scan: Scan, spec: dict[str, Any]) -> np.ndarray:
     """The deterministic part: levelled data area, short edge resized (float32, no NaN)."""
     area = data_area(scan, spec["data_area"])
+    rows, cols = area.shape
+    longest = MAX_ASPECT * min(rows, cols)
+    if max(rows, cols) > longest:  # e.g. a line scan: never resize it into a huge image
+        top, left = max(0, (rows - longest) // 2), max(0, (cols - longest) // 2)
+        area = area[top : top + longest, left : left + longest]
     levelled = level_array(area, spec["level_polynomial"])
     levelled = np.where(np.isfinite(levelled), levelled, 0.0).astype(np.float32)
     return resize_short_edge(levelled, spec["resize"])
