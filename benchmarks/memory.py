@@ -39,7 +39,7 @@ def rss_over_files(files: list[Path], model: Path, work: Path, *, burst: int, se
         for start in range(0, len(files), burst):
             chunk = copy_files(files[start : start + burst], work / "staging")
             drop(chunk, daemon.inbox)
-            daemon.wait_for(start + len(chunk), timeout=300 + 5.0 * len(chunk))
+            daemon.wait_for(start + len(chunk), timeout=300 + 5.0 * len(chunk), interval=1.0)
             points.append((start + len(chunk), daemon.rss_mb()))
     return points
 

@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="every script in its smoke mode (seconds each)")
     p.add_argument("--only", help="comma-separated sections to run: " + ", ".join(SCRIPTS))
     p.add_argument("--skip", default="", help="comma-separated sections not to run")
-    p.add_argument("--markdown", type=Path, default=BENCHMARKS_MD, help="the file to update (default BENCHMARKS.md)")
+    p.add_argument("--markdown", type=Path,
+                   help="the file to update (default BENCHMARKS.md; with --quick, BENCHMARKS.md in the results folder)")
     p.add_argument("--results", type=Path, help="folder for the JSON results (default runs/bench-DATE)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="generated scan sets kept between runs")
     args = p.parse_args(argv)
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in names if n not in args.skip.split(",")]
     results = args.results or REPO / "runs" / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
     results.mkdir(parents=True, exist_ok=True)
+    if args.markdown is None:  # a smoke run must not overwrite measurements
+        args.markdown = results / "BENCHMARKS.md" if args.quick else BENCHMARKS_MD
     runs = []
     for name in names:
         if name == "denoise" and not (REPO / "benchmarks" / "denoise_quality.py").is_file():
