@@ -148,6 +148,7 @@ class Actor:
         journal: Journal,
         act_queue: queue.Queue,
         finished: Callable[[Path], None],
+        changed: Callable[[Any], None],
         metrics: Metrics,
         device: str,
     ):
@@ -155,6 +156,7 @@ class Actor:
         self.journal = journal
         self.act_queue = act_queue
         self.finished = finished
+        self.changed = changed
         self.metrics = metrics
         self.device = device
         self.heartbeat = time.monotonic()
@@ -201,6 +203,8 @@ class Actor:
     def act(self, job: Job) -> None:
         config = self.get_config()
         started = time.monotonic()
+        if self._changed_since_settled(job):
+            return
         errors = list(job.arrival.errors)
         result, rule, reasons = self._decide(job, config)
         decision = result["decision"]
@@ -270,6 +274,21 @@ class Actor:
         log.info("scan_sorted", file=str(job.path), decision=decision, label=result["label"],
                  confidence=result["confidence"], to=written["final_path"], rule=rule["metric"] if rule else None,
                  error=job.failure)
+
+    def _changed_since_settled(self, job: Job) -> bool:
+        """A file that grew or changed while it was read (the instrument was not done) settles again."""
+        try:
+            stat = job.path.stat()
+        except FileNotFoundError:
+            log.info("scan_vanished", file=str(job.path))
+            self.journal.update(job.arrival.entry_id, state="vanished", error="the file disappeared while it was processed")
+            return True
+        if (stat.st_size, stat.st_mtime_ns) == (job.arrival.size, job.arrival.mtime_ns):
+            return False
+        log.info("scan_changed", file=str(job.path), note="changed while it was processed; waiting for it to settle again")
+        self.journal.update(job.arrival.entry_id, state="seen")
+        self.changed(job.arrival)
+        return True
 
     def _decide(self, job: Job, config: Config) -> tuple[dict[str, Any], dict[str, Any] | None, list[str]]:
         """The network's result, the rule that overrides it (if any), and the reasons."""

@@ -135,7 +135,7 @@ class Service:
         self.pool = ReaderPool(lambda: self.config, lambda: self.classifier, self.journal, self.settler,
                                self.read_queue, self.infer_queue, self.act_queue, self._vanished)
         self.actor = Actor(lambda: self.config, self.journal, self.act_queue, self.settler.finished,
-                           self.metrics, device)
+                           lambda arrival: self.settler.retry(arrival, 0.0), self.metrics, device)
         self.worker = InferenceWorker(self.classifier, lambda: self.config, lambda: model_path(self.config),
                                       self.infer_queue, self.act_queue, self.notifier, self.metrics,
                                       self._model_changed, self.actor.alive)
