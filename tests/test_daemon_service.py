@@ -216,6 +216,9 @@ def test_copy_mode_duplicates_and_restart_do_not_process_twice(tmp_path, model):
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["states"] == {"done": 2} and report["model"]["name"] == "tiny-test" and not report["running"]
+    text = subprocess.run([sys.executable, "-m", "afmwatch", "status", "--config", str(config)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120).stdout
+    assert "afmwatch: not running" in text and "tiny-test" in text and "states     done 2" in text
 
 
 def test_config_example_lists_every_setting_and_validates(tmp_path):
