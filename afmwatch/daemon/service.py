@@ -138,7 +138,7 @@ class Service:
                            lambda arrival: self.settler.retry(arrival, 0.0), self.metrics, device)
         self.worker = InferenceWorker(self.classifier, lambda: self.config, lambda: model_path(self.config),
                                       self.infer_queue, self.act_queue, self.notifier, self.metrics,
-                                      self._model_changed, self.actor.alive)
+                                      self._model_changed, self._stages_alive)
         if config.metrics_port:
             try:
                 self.metrics_server = serve_metrics(config.metrics_port, self.metrics, self.gauges)
@@ -185,6 +185,14 @@ class Service:
         log.info("scan_vanished", file=str(arrival.path))
         self.journal.update(arrival.entry_id, state="vanished", error="the file disappeared before it was processed")
         self.settler.finished(arrival.path)
+
+    def _stages_alive(self) -> bool:
+        """Every stage still has a live thread (else the worker stops the systemd watchdog pings).
+        While draining, stages end one by one on purpose; TimeoutStopSec bounds that."""
+        if self._stop.is_set():
+            return True
+        return (all(t.is_alive() for t in self._threads) and any(t.is_alive() for t in self.pool.threads)
+                and self.actor.alive())
 
     def _model_changed(self, classifier: Any) -> None:
         self.classifier = classifier

@@ -81,7 +81,7 @@ class InferenceWorker:
         notifier: Notifier,
         metrics: Metrics,
         on_model_change: Callable[[Any], None],
-        act_alive: Callable[[], bool],
+        stages_alive: Callable[[], bool],
     ):
         self.classifier = classifier
         self.get_config = get_config
@@ -91,7 +91,7 @@ class InferenceWorker:
         self.notifier = notifier
         self.metrics = metrics
         self.on_model_change = on_model_change
-        self.act_alive = act_alive
+        self.stages_alive = stages_alive
         self.max_batch: int | None = None  # lowered after a CUDA out-of-memory error
         self._backlog: deque[tuple[Job, int]] = deque()
         self._stopping = False
@@ -110,7 +110,7 @@ class InferenceWorker:
             batch = self._collect(limit, config.workers.max_batch_wait_ms / 1000.0)
             if batch:
                 self._infer(batch)
-            if self.act_alive():
+            if self.stages_alive():
                 self.notifier.watchdog()
             if self._stopping and not self._backlog:
                 self.act_queue.put(STOP)
