@@ -220,7 +220,8 @@ class Actor:
                 self._reserved.discard(final)
 
     def _finish(self, job: Job, config: Config, result: dict[str, Any], rule: dict[str, Any] | None,
-             reasons: list[str], final: Path, errors: list[str], started: float) -> None:
+                reasons: list[str], final: Path, errors: list[str], started: float) -> None:
+        """Preview, denoise, commit the plan (`acting`), carry it out, record the result."""
         decision = result["decision"]
         preview = None
         if config.previews and job.frames:
