@@ -273,3 +273,10 @@ def test_resnet_without_imagenet_weights_says_it_trained_from_scratch(synth_fold
 def test_bad_training_folder_gives_a_clear_error(tmp_path, capsys):
     assert _run_train(["--data", str(tmp_path), "--out", str(tmp_path / "m.safetensors")]) == 1
     assert "good/" in capsys.readouterr().err
+
+
+def test_options_out_of_range_are_refused_before_reading(tmp_path, capsys):
+    assert _run_train(["--data", str(tmp_path), "--out", str(tmp_path / "m.safetensors"), "--epochs", "0",
+                       "--folds", "1", "--val-fraction", "1.5"]) == 1
+    err = capsys.readouterr().err
+    assert "--epochs" in err and "--folds" in err and "--val-fraction" in err

@@ -189,6 +189,25 @@ def fit(
     return FitResult(model, history, best_epoch, val_logits, interrupted, time.monotonic() - started, [origin])
 
 
+def check_options(options: TrainOptions) -> None:
+    """ValueError naming every option out of range (before minutes of reading and training)."""
+    problems = []
+    if options.epochs < 1:
+        problems.append(f"--epochs must be at least 1 (got {options.epochs})")
+    if options.batch_size < 1:
+        problems.append(f"--batch-size must be at least 1 (got {options.batch_size})")
+    if options.lr <= 0:
+        problems.append(f"--lr must be positive (got {options.lr})")
+    if not 0 <= options.val_fraction < 1:
+        problems.append(f"--val-fraction must be in [0, 1) (got {options.val_fraction})")
+    if options.folds == 1 or options.folds < 0:
+        problems.append(f"--folds must be 0 (none) or at least 2 (got {options.folds})")
+    if options.review_band and not 0 <= options.review_band[0] <= options.review_band[1] <= 1:
+        problems.append(f"--review-band needs 0 <= LOW <= HIGH <= 1 (got {list(options.review_band)})")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 def _mean_std(values: list[float | None]) -> dict[str, float | None]:
     present = [v for v in values if v is not None]
     if not present:
@@ -244,6 +263,7 @@ def train_arrays(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Cross-validation (when asked), then the final model on a stratified validation split, its
     temperature and review band; returns the model and the report (without data and file details)."""
+    check_options(options)
     if options.threads:
         torch.set_num_threads(options.threads)
     labels = np.asarray(labels, dtype=int)
@@ -336,6 +356,7 @@ def train_folder(data: str | Path, out: str | Path, options: TrainOptions, comma
         return train_metrics_folder(data, out, options, command, progress)
     data, out = Path(data), Path(out)
     options, base_pipeline, init = resolve_start(options)
+    check_options(options)
     spec = make_spec(options, base_pipeline)
     files, arrays, labels, notes, skipped = load_training_data(
         data, options, lambda scan: input_pipeline.prepare(scan, spec), ReadingConfig(data_area=spec["data_area"]),
