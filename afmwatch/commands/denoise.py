@@ -1,0 +1,54 @@
+"""`afmwatch denoise FILE... --model M --out DIR`: denoised height maps (TIFF, .gwy, PNG); originals untouched."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="scan files (any format afmwatch reads)")
+    parser.add_argument("--model", default=None,
+                        help="denoiser model file (default: the shipped models/denoiser-conv.safetensors)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the denoised files (created if missing)")
+    parser.add_argument("--formats", default="tiff,gwy,png",
+                        help="comma-separated: tiff (float32 height map), gwy (Gwyddion), png (preview); "
+                        "default %(default)s")
+    parser.add_argument("--channel", default=None, help="channel to denoise (default: the height channel)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    import structlog
+
+    from afmwatch.denoise.model import default_denoiser_path, load_denoiser, to_device
+    from afmwatch.denoise.write import FORMATS, write_denoised
+    from afmwatch.networks.model_file import ModelError
+    from afmwatch.readers import read_scan
+    from afmwatch.scan import ScanError
+
+    log = structlog.get_logger("afmwatch.denoise")
+    formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        print(f"afmwatch denoise: unknown format(s) {', '.join(unknown) or '(none)'}; "
+              f"choose from {', '.join(FORMATS)}", file=sys.stderr)
+        return 2
+    try:
+        denoiser = load_denoiser(args.model or default_denoiser_path(), to_device(args.device))
+    except ModelError as exc:
+        print(f"afmwatch denoise: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for file in args.files:
+        try:
+            scan = read_scan(file, channel=args.channel)
+            written = write_denoised(denoiser.denoise(scan), args.out, formats)
+        except (ScanError, OSError) as exc:
+            failed += 1
+            log.error("denoise_failed", file=file, error=str(exc))
+            continue
+        log.info("denoised", file=file, denoiser=denoiser.name, written=[str(p) for p in written])
+        for path in written:
+            print(path)
+    return 1 if failed else 0

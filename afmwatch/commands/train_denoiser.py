@@ -1,0 +1,79 @@
+"""`afmwatch train-denoiser --data DIR --arch window-mlp|conv --out MODEL`: learn a denoiser from noisy/clean pairs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _arch_options(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('expected a JSON object such as {"window": 27, "hidden": 6}')
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from afmwatch.denoise.train import TrainOptions
+
+    d = TrainOptions()
+    parser.add_argument("--data", required=True, nargs="+", metavar="DIR",
+                        help="folder(s) with noisy/ and clean/ holding pairs of the same file names "
+                        "(as `afmwatch synth denoise` writes them)")
+    parser.add_argument("--arch", choices=["window-mlp", "conv"], default=d.arch,
+                        help="window-mlp: Gwyddion's window network; conv: line-aware convolutional denoiser")
+    parser.add_argument("--out", required=True, metavar="MODEL",
+                        help="model file to write (.safetensors); MODEL.report.json and MODEL.panel.png go beside it")
+    parser.add_argument("--window", type=int, default=None, help="window-mlp: window size in pixels (default 27)")
+    parser.add_argument("--hidden", type=int, default=None, help="window-mlp: hidden nodes (default 6)")
+    parser.add_argument("--arch-options", type=_arch_options, default={}, metavar="JSON",
+                        help='other architecture options, e.g. \'{"channels": 32, "depth": 7}\' for conv')
+    parser.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default {d.steps})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--patch", type=int, nargs=2, default=(d.patch_rows, d.patch_cols), metavar=("ROWS", "COLS"),
+                        help="random training patch size (default %(default)s; wide patches show more of each row)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the architecture's)")
+    parser.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of pairs held out")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from afmwatch.denoise.model import to_device
+    from afmwatch.denoise.train import TrainOptions, train_from_folders
+    from afmwatch.networks.model_file import ModelError
+    from afmwatch.scan import ScanError
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    arch_options = dict(args.arch_options)
+    for key in ("window", "hidden"):
+        if getattr(args, key) is not None:
+            if args.arch != "window-mlp":
+                print(f"afmwatch train-denoiser: --{key} applies to --arch window-mlp only", file=sys.stderr)
+                return 2
+            arch_options[key] = getattr(args, key)
+    options = TrainOptions(
+        arch=args.arch, steps=args.steps, batch_size=args.batch_size, patch_rows=args.patch[0],
+        patch_cols=args.patch[1], learning_rate=args.lr, seed=args.seed, val_fraction=args.val_fraction,
+        device=to_device(args.device), arch_options=arch_options,
+    )
+    try:
+        report = train_from_folders(args.data, args.out, options, progress=not args.no_progress)
+    except (ScanError, ModelError, ValueError, TypeError) as exc:
+        print(f"afmwatch train-denoiser: {exc}", file=sys.stderr)
+        return 1
+    summary = {"model": report["model"], "loss_last_50": round(report["loss_last_50"], 5),
+               "seconds": report["seconds"]}
+    if "validation" in report:
+        summary["validation_mean"] = report["validation"]["mean"]
+    print(json.dumps(summary, indent=2))
+    return 0

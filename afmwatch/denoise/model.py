@@ -1,0 +1,109 @@
+"""Denoiser model files (kind "denoiser") and applying one to a Scan.
+
+A model file is the shared afmwatch format (`afmwatch.networks.model_file`): safetensors weights
+with JSON metadata naming the architecture, its options and how it was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+from torch import nn
+
+from afmwatch.denoise.networks import NORMALISATIONS, build_network, denormalise, normalise, run_network
+from afmwatch.networks.model_file import ModelError, file_sha256, load_model_file, save_model_file
+from afmwatch.scan import Scan, ScanError
+
+MODEL_KIND = "denoiser"
+MODELS_FOLDER = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_DENOISERS = {"conv": "denoiser-conv.safetensors", "window-mlp": "denoiser-window-mlp.safetensors"}
+
+log = structlog.get_logger(__name__)
+
+
+def default_denoiser_path(arch: str = "conv") -> Path:
+    """The shipped denoiser of an architecture (`models/denoiser-conv.safetensors` by default)."""
+    return MODELS_FOLDER / DEFAULT_DENOISERS[arch]
+
+
+def save_denoiser(path: str | Path, network: nn.Module, arch: str, metadata: dict[str, Any]) -> Path:
+    """Write a trained network as a denoiser model file; `metadata` adds name, training summary, ..."""
+    meta = dict(metadata, kind=MODEL_KIND, arch=arch, arch_options=network.config(), normalisation=network.normalisation)
+    meta.setdefault("name", Path(path).stem)
+    return save_model_file(path, network.state_dict(), meta)
+
+
+@dataclass
+class Denoiser:
+    """A loaded denoiser: `denoise(scan)` returns a new Scan with the same units and pixel size."""
+
+    network: nn.Module
+    arch: str
+    name: str
+    path: Path
+    sha256: str
+    metadata: dict[str, Any]
+    device: str = "cpu"
+
+    def denoise(self, scan: Scan) -> Scan:
+        """The denoised height map as a new Scan; the input Scan is not changed.
+
+        Missing pixels (NaN) are filled with the median for the network and stay missing in the output.
+        """
+        rows, cols = scan.shape
+        min_size = self.network.min_size
+        if rows < min_size or cols < min_size:
+            raise ScanError(
+                scan.path, f"{rows} x {cols} pixels is too small for denoiser {self.name} (needs {min_size} x {min_size})"
+            )
+        missing = ~np.isfinite(scan.height)
+        if missing.all():
+            raise ScanError(scan.path, "no valid height values to denoise")
+        centre, scale = NORMALISATIONS[self.network.normalisation](scan.height)
+        image = normalise(np.where(missing, centre, scan.height), centre, scale)
+        result = denormalise(run_network(self.network, image), centre, scale)
+        result[missing] = np.nan
+        meta = dict(scan.metadata, denoiser={"name": self.name, "arch": self.arch, "sha256": self.sha256})
+        log.debug("scan_denoised", file=str(scan.path), denoiser=self.name, rows=rows, cols=cols)
+        return scan.with_height(result, metadata=meta)
+
+    def to(self, device: str) -> Denoiser:
+        self.network.to(device)
+        self.device = device
+        return self
+
+
+def load_denoiser(path: str | Path, device: str = "cpu") -> Denoiser:
+    """Load a denoiser model file; ModelError when it is missing, corrupt or not a denoiser."""
+    path = Path(path)
+    tensors, meta = load_model_file(path)
+    if meta.get("kind") != MODEL_KIND:
+        raise ModelError(path, f"this is a {meta.get('kind', 'unknown')} model, not a denoiser")
+    arch = meta.get("arch")
+    try:
+        network = build_network(arch, **meta.get("arch_options", {}))
+        network.load_state_dict(tensors)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise ModelError(path, f"weights do not fit the {arch} denoiser architecture ({exc})") from None
+    network.eval().requires_grad_(False)
+    denoiser = Denoiser(
+        network=network,
+        arch=arch,
+        name=meta.get("name", path.stem),
+        path=path,
+        sha256=file_sha256(path),
+        metadata=meta,
+    )
+    return denoiser.to(device)
+
+
+def to_device(device: str) -> str:
+    """'auto' -> cuda when available, else cpu."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

@@ -1,0 +1,306 @@
+"""Training a denoiser on noisy/clean pairs: an explicit PyTorch loop over random patches.
+
+Each pair is normalised with the noisy image's centre and spread, as the network normalises at run
+time (median and robust standard deviation for `conv`, Gwyddion's mean and RMS for `window-mlp`);
+the clean image is put in the same units, so the loss is comparable across scans of any height range.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from afmwatch.denoise.metrics import quality
+from afmwatch.denoise.model import Denoiser, save_denoiser
+from afmwatch.denoise.networks import NORMALISATIONS, WindowMLP, build_network, normalise
+from afmwatch.durable import atomic_write_bytes
+from afmwatch.scan import Scan, ScanError
+
+log = structlog.get_logger(__name__)
+
+# When one name exists in several formats (a synthetic set writes .tiff, .gwy and a .png preview),
+# the first of these is used.
+PREFERRED_SUFFIXES = (".tiff", ".tif", ".gwy")
+PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One noisy measurement and its clean signal, same shape, both in the same height units."""
+
+    name: str
+    noisy: np.ndarray
+    clean: np.ndarray
+    pixel_size_nm: float | None = None
+
+
+# Adam learning rates that train each architecture well in a few hundred to a few thousand steps.
+DEFAULT_LEARNING_RATES = {"window-mlp": 1e-2, "conv": 3e-3}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    arch: str = "conv"
+    steps: int = 1500
+    batch_size: int = 8
+    patch_rows: int = 32
+    patch_cols: int = 128
+    learning_rate: float | None = None  # None: the architecture's default (DEFAULT_LEARNING_RATES)
+    seed: int = 0
+    val_fraction: float = 0.15
+    device: str = "cpu"
+    arch_options: dict[str, Any] = field(default_factory=dict)
+
+
+def _pick_files(folder: Path) -> dict[str, Path]:
+    """Base name -> file, one per base name, ignoring previews when a height file exists."""
+    chosen: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() in (".json", ".txt", ".md"):
+            continue
+        key = path.stem
+        current = chosen.get(key)
+        if current is None or _rank(path) < _rank(current):
+            chosen[key] = path
+    return chosen
+
+
+def _rank(path: Path) -> int:
+    suffix = path.suffix.lower()
+    if suffix in PREFERRED_SUFFIXES:
+        return PREFERRED_SUFFIXES.index(suffix)
+    return len(PREFERRED_SUFFIXES) + (1 if suffix in PREVIEW_SUFFIXES else 0)
+
+
+def load_pairs(data_dir: str | Path) -> list[Pair]:
+    """Pairs from `data_dir/noisy/` and `data_dir/clean/` matched by file name (as `afmwatch synth denoise` writes)."""
+    from afmwatch.readers import read_scan
+
+    data_dir = Path(data_dir)
+    noisy_dir, clean_dir = data_dir / "noisy", data_dir / "clean"
+    for folder in (noisy_dir, clean_dir):
+        if not folder.is_dir():
+            raise ScanError(folder, f"training data needs the folders noisy/ and clean/ in {data_dir}")
+    noisy_files, clean_files = _pick_files(noisy_dir), _pick_files(clean_dir)
+    names = sorted(set(noisy_files) & set(clean_files))
+    if not names:
+        raise ScanError(data_dir, "no file name appears in both noisy/ and clean/")
+    for missing in sorted(set(noisy_files) ^ set(clean_files)):
+        log.warning("pair_incomplete", name=missing, data=str(data_dir))
+    pairs = []
+    for name in names:
+        noisy, clean = read_scan(noisy_files[name]), read_scan(clean_files[name])
+        if noisy.shape != clean.shape:
+            raise ScanError(noisy.path, f"noisy {noisy.shape} and clean {clean.shape} images differ in size")
+        pairs.append(Pair(name, noisy.height, clean.height, noisy.pixel_size_nm))
+    return pairs
+
+
+def split_pairs(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """A seeded split; at least one validation pair when there are two or more pairs."""
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    n_val = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction))) if len(pairs) > 1 else 0
+    val = [pairs[i] for i in sorted(order[:n_val])]
+    train = [pairs[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
+def _normalised(pair: Pair, normalisation: str) -> tuple[np.ndarray, np.ndarray]:
+    centre, scale = NORMALISATIONS[normalisation](pair.noisy)
+    noisy = normalise(np.nan_to_num(pair.noisy, nan=centre), centre, scale)
+    clean = normalise(np.nan_to_num(pair.clean, nan=centre), centre, scale)
+    return noisy, clean
+
+
+def _batches(arrays: list[tuple[np.ndarray, np.ndarray]], options: TrainOptions, rng: np.random.Generator):
+    """Endless random patches, flipped up-down and left-right at random (never transposed: rows stay rows)."""
+    while True:
+        noisy_batch, clean_batch = [], []
+        for _ in range(options.batch_size):
+            noisy, clean = arrays[rng.integers(len(arrays))]
+            rows, cols = noisy.shape
+            ph, pw = min(options.patch_rows, rows), min(options.patch_cols, cols)
+            top, left = rng.integers(rows - ph + 1), rng.integers(cols - pw + 1)
+            n, c = noisy[top : top + ph, left : left + pw], clean[top : top + ph, left : left + pw]
+            if rng.random() < 0.5:
+                n, c = n[::-1], c[::-1]
+            if rng.random() < 0.5:
+                n, c = n[:, ::-1], c[:, ::-1]
+            noisy_batch.append(np.ascontiguousarray(n))
+            clean_batch.append(np.ascontiguousarray(c))
+        yield torch.from_numpy(np.stack(noisy_batch)[:, None]), torch.from_numpy(np.stack(clean_batch)[:, None])
+
+
+def evaluate(denoiser: Denoiser, pairs: list[Pair]) -> list[dict[str, Any]]:
+    """Quality of the noisy input and of the denoised output against the clean image, per pair."""
+    results = []
+    for pair in pairs:
+        scan = Scan(pair.noisy, pair.pixel_size_nm, "Height", Path(pair.name), "array")
+        denoised = denoiser.denoise(scan).height
+        results.append(
+            {
+                "name": pair.name,
+                "noisy": quality(pair.noisy, pair.clean),
+                "denoised": quality(denoised, pair.clean),
+                "_images": (pair.noisy, denoised, pair.clean),
+            }
+        )
+    return results
+
+
+def train_denoiser(
+    pairs: list[Pair], options: TrainOptions, *, progress: bool = True
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train a fresh network on `pairs`; returns it (eval mode, CPU) and a report of the run."""
+    if not pairs:
+        raise ValueError("no training pairs")
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+    device = torch.device(options.device)
+    network = build_network(options.arch, **options.arch_options)
+    arrays = [_normalised(p, network.normalisation) for p in pairs]
+    if isinstance(network, WindowMLP):
+        network.fit_output_range(torch.from_numpy(np.concatenate([c.ravel() for _, c in arrays])))
+    network.to(device).train()
+    learning_rate = options.learning_rate or DEFAULT_LEARNING_RATES[options.arch]
+    optimiser = torch.optim.Adam(network.parameters(), lr=learning_rate)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=learning_rate, total_steps=options.steps, pct_start=0.05
+    )
+    losses: list[float] = []
+    started = time.monotonic()
+    batches = _batches(arrays, options, rng)
+    bar = tqdm(range(options.steps), desc=f"train {options.arch}", unit="step", disable=not progress)
+    for step in bar:
+        noisy, clean = (t.to(device) for t in next(batches))
+        loss = nn.functional.mse_loss(network(noisy), clean)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(loss.item())
+        if step % 50 == 0 or step == options.steps - 1:
+            recent = float(np.mean(losses[-50:]))
+            bar.set_postfix(loss=f"{recent:.4f}")
+            log.debug("denoiser_training", step=step, loss=recent)
+    network.to("cpu").eval()
+    report = {
+        "options": dict(asdict(options), learning_rate=learning_rate),
+        "pairs_trained": [p.name for p in pairs],
+        "seconds": round(time.monotonic() - started, 1),
+        "loss_first_50": float(np.mean(losses[:50])),
+        "loss_last_50": float(np.mean(losses[-50:])),
+        "loss_curve": [float(np.mean(losses[i : i + 25])) for i in range(0, len(losses), 25)],
+    }
+    return network, report
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean metrics over pairs, noisy input vs denoised output."""
+    summary: dict[str, Any] = {}
+    for which in ("noisy", "denoised"):
+        summary[which] = {
+            key: float(np.mean([r[which][key] for r in results])) for key in ("psnr_db", "ssim", "line_artefact")
+        }
+    return summary
+
+
+def write_panel(path: Path, results: list[dict[str, Any]], max_rows: int = 4) -> Path:
+    """PNG: one row per validation pair showing noisy / denoised / clean / denoised - clean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    shown = results[:max_rows]
+    fig, axes = plt.subplots(len(shown), 4, figsize=(12, 3.1 * len(shown)), squeeze=False)
+    for row, result in zip(axes, shown):
+        noisy, denoised, clean = result["_images"]
+        low, high = np.nanpercentile(clean, [0.5, 99.5])
+        difference = denoised - clean
+        limit = float(np.nanpercentile(np.abs(difference), 99.5)) or 1.0
+        panels = [
+            (noisy, f"noisy  {result['noisy']['psnr_db']:.1f} dB", "afmhot", low, high),
+            (denoised, f"denoised  {result['denoised']['psnr_db']:.1f} dB", "afmhot", low, high),
+            (clean, f"clean  ({result['name']})", "afmhot", low, high),
+            (difference, f"denoised - clean  (±{limit:.2g})", "coolwarm", -limit, limit),
+        ]
+        for ax, (image, title, cmap, vmin, vmax) in zip(row, panels):
+            ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax)
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def train_from_folders(
+    data_dirs: list[str | Path], out_model: str | Path, options: TrainOptions, progress: bool = True
+) -> dict:
+    """`afmwatch train-denoiser`: train on folders of pairs, write the model, a JSON report and a PNG panel.
+
+    The report goes to `<model>.report.json`, the validation panel to `<model>.panel.png`.
+    """
+    from afmwatch.denoise.model import load_denoiser
+
+    out_model = Path(out_model)
+    data = [str(d) for d in data_dirs]
+    pairs = [pair for data_dir in data_dirs for pair in load_pairs(data_dir)]
+    train_pairs, val_pairs = split_pairs(pairs, options.val_fraction, options.seed)
+    log.info("denoiser_training_started", arch=options.arch, train=len(train_pairs), validation=len(val_pairs))
+    network, report = train_denoiser(train_pairs, options, progress=progress)
+    report["pairs_validation"] = [p.name for p in val_pairs]
+    report["data"] = data
+    metadata = {
+        "name": out_model.stem,
+        "training": {
+            "data": data,
+            "pairs": len(train_pairs),
+            "steps": options.steps,
+            "seed": options.seed,
+            "loss_last_50": report["loss_last_50"],
+        },
+    }
+    save_denoiser(out_model, network, options.arch, metadata)
+    report_path = out_model.with_suffix(".report.json")
+    panel_path = out_model.with_suffix(".panel.png")
+    if val_pairs:
+        results = evaluate(load_denoiser(out_model), val_pairs)
+        report["validation"] = {
+            "mean": summarise(results),
+            "pairs": [{k: v for k, v in r.items() if k != "_images"} for r in results],
+        }
+        write_panel(panel_path, results)
+        report["panel"] = str(panel_path)
+    report["model"] = str(out_model)
+    atomic_write_bytes(report_path, json.dumps(report, indent=2).encode())
+    log.info(
+        "denoiser_trained",
+        model=str(out_model),
+        report=str(report_path),
+        loss=round(report["loss_last_50"], 5),
+        **(
+            {"val_psnr_noisy": round(report["validation"]["mean"]["noisy"]["psnr_db"], 2),
+             "val_psnr_denoised": round(report["validation"]["mean"]["denoised"]["psnr_db"], 2)}
+            if val_pairs
+            else {}
+        ),
+    )
+    return report
+
