@@ -84,7 +84,7 @@ def test_sorts_nested_renamed_and_real_files_with_valid_sidecars(tmp_path, model
 
 
 def test_slowly_written_file_is_processed_once_when_complete(tmp_path, model):
-    config = write_config(tmp_path, model, settle={"settle_seconds": 0.8})
+    config = write_config(tmp_path, model, settle={"settle_seconds": 1.5, "max_attempts": 5})
     out = tmp_path / "out"
     source = scan_bytes_file(tmp_path / "source.tif", 7, size=128)
     data = source.read_bytes()
@@ -97,7 +97,7 @@ def test_slowly_written_file_is_processed_once_when_complete(tmp_path, model):
                 handle.flush()
                 time.sleep(0.2)
         wait_until(lambda: processed_count(out) >= 1, what="the slow file sorted")
-        time.sleep(1.5)
+        time.sleep(2.0)
     finally:
         assert daemon.terminate() == 0
     (sorted_file,) = sorted_files(out)
