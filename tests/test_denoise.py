@@ -152,3 +152,21 @@ def test_train_denoiser_command_on_a_synthetic_set(tmp_path, capsys):
     assert model.with_suffix(".panel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     denoiser = load_denoiser(model)
     assert denoiser.metadata["training"]["steps"] == 30 and denoiser.network.config()["window"] == 9
+
+
+def test_trace_retrace_training_needs_no_clean_images(tmp_path):
+    data = tmp_path / "scans"
+    assert main(["synth", "classify", "--out", str(data), "--n", "2", "--size", "64", "--no-gwy", "--no-previews"]) == 0
+    model = tmp_path / "n2n.safetensors"
+    code = main(["train-denoiser", "--self-supervised", "trace-retrace", "--data", str(data), "--arch", "window-mlp",
+                 "--window", "5", "--hidden", "2", "--steps", "10", "--batch-size", "2", "--out", str(model),
+                 "--no-progress"])
+    assert code == 0
+    report = json.loads(model.with_suffix(".report.json").read_text())
+    assert report["self_supervised"] == "trace-retrace"
+    names = report["pairs_trained"] + report["pairs_validation"]
+    assert len(names) == 4 and sum(n.endswith(" (retrace)") for n in names) == 2
+    assert not any(n.startswith("retrace/") for n in names)  # retrace files are targets, never traces
+    assert {n.removesuffix(" (retrace)") for n in report["pairs_trained"]}.isdisjoint(
+        {n.removesuffix(" (retrace)") for n in report["pairs_validation"]}
+    )

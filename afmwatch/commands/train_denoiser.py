@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, nargs="+", metavar="DIR",
                         help="folder(s) with noisy/ and clean/ holding pairs of the same file names "
                         "(as `afmwatch synth denoise` writes them)")
+    parser.add_argument("--self-supervised", choices=["trace-retrace"], default=None,
+                        help="no clean images: learn from scans that hold trace and retrace (Noise2Noise); "
+                        "--data then holds ordinary scan files")
     parser.add_argument("--arch", choices=["window-mlp", "conv"], default=d.arch,
                         help="window-mlp: Gwyddion's window network; conv: line-aware convolutional denoiser")
     parser.add_argument("--out", required=True, metavar="MODEL",
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         device=to_device(args.device), arch_options=arch_options,
     )
     try:
-        report = train_from_folders(args.data, args.out, options, progress=not args.no_progress)
+        report = train_from_folders(args.data, args.out, options, progress=not args.no_progress,
+                                    self_supervised=args.self_supervised)
     except (ScanError, ModelError, ValueError, TypeError) as exc:
         print(f"afmwatch train-denoiser: {exc}", file=sys.stderr)
         return 1

@@ -106,13 +106,50 @@ def load_pairs(data_dir: str | Path) -> list[Pair]:
     return pairs
 
 
+def load_trace_retrace_pairs(data_dir: str | Path) -> list[Pair]:
+    """Noise2Noise pairs from a lab's own scans: trace and retrace are two noisy looks at one surface.
+
+    Every readable scan under `data_dir` whose file holds the retrace (a `retrace_channel`, or a
+    `retrace_file` beside it as synthetic sets write) gives two pairs, trace -> retrace and retrace ->
+    trace. Noise the two directions share (drift, most line offsets) cannot be learned this way.
+    """
+    from afmwatch.readers import is_supported, read_scan
+
+    pairs = []
+    for path in sorted(p for p in Path(data_dir).rglob("*") if p.is_file() and is_supported(p)):
+        try:
+            trace = read_scan(path)
+            if trace.direction != "forward":
+                continue
+            if trace.metadata.get("retrace_channel"):
+                retrace = read_scan(path, channel=trace.metadata["retrace_channel"])
+            elif trace.metadata.get("retrace_file"):
+                retrace = read_scan((path.parent / trace.metadata["retrace_file"]).resolve())
+            else:
+                continue
+        except ScanError as exc:
+            log.warning("pair_unreadable", file=str(path), error=str(exc))
+            continue
+        if retrace.shape != trace.shape or not np.isfinite(trace.height).all() or not np.isfinite(retrace.height).all():
+            log.warning("pair_skipped", file=str(path), reason="trace and retrace differ in size or have gaps")
+            continue
+        name = str(path.relative_to(data_dir))
+        pairs.append(Pair(name, trace.height, retrace.height, trace.pixel_size_nm))
+        pairs.append(Pair(name + " (retrace)", retrace.height, trace.height, trace.pixel_size_nm))
+    if not pairs:
+        raise ScanError(Path(data_dir), "no scan with both trace and retrace found for trace-retrace training")
+    return pairs
+
+
 def split_pairs(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
-    """A seeded split; at least one validation pair when there are two or more pairs."""
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    n_val = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction))) if len(pairs) > 1 else 0
-    val = [pairs[i] for i in sorted(order[:n_val])]
-    train = [pairs[i] for i in sorted(order[n_val:])]
+    """A seeded split by scan (a trace/retrace pair's two directions stay on one side); at least one
+    validation scan when there are two or more."""
+    scans = sorted({p.name.removesuffix(" (retrace)") for p in pairs})
+    random.Random(seed).shuffle(scans)
+    n_val = min(len(scans) - 1, max(1, round(len(scans) * val_fraction))) if len(scans) > 1 else 0
+    held_out = set(scans[:n_val])
+    val = [p for p in pairs if p.name.removesuffix(" (retrace)") in held_out]
+    train = [p for p in pairs if p.name.removesuffix(" (retrace)") not in held_out]
     return train, val
 
 
@@ -251,26 +288,35 @@ def write_panel(path: Path, results: list[dict[str, Any]], max_rows: int = 4) ->
 
 
 def train_from_folders(
-    data_dirs: list[str | Path], out_model: str | Path, options: TrainOptions, progress: bool = True
+    data_dirs: list[str | Path],
+    out_model: str | Path,
+    options: TrainOptions,
+    progress: bool = True,
+    self_supervised: str | None = None,
 ) -> dict:
     """`afmwatch train-denoiser`: train on folders of pairs, write the model, a JSON report and a PNG panel.
 
-    The report goes to `<model>.report.json`, the validation panel to `<model>.panel.png`.
+    The report goes to `<model>.report.json`, the validation panel to `<model>.panel.png`. With
+    `self_supervised="trace-retrace"` the folders hold ordinary scans and each scan's retrace is the
+    target (Noise2Noise); validation then compares with the other direction, not with a clean image.
     """
     from afmwatch.denoise.model import load_denoiser
 
     out_model = Path(out_model)
     data = [str(d) for d in data_dirs]
-    pairs = [pair for data_dir in data_dirs for pair in load_pairs(data_dir)]
+    loader = load_trace_retrace_pairs if self_supervised == "trace-retrace" else load_pairs
+    pairs = [pair for data_dir in data_dirs for pair in loader(data_dir)]
     train_pairs, val_pairs = split_pairs(pairs, options.val_fraction, options.seed)
     log.info("denoiser_training_started", arch=options.arch, train=len(train_pairs), validation=len(val_pairs))
     network, report = train_denoiser(train_pairs, options, progress=progress)
     report["pairs_validation"] = [p.name for p in val_pairs]
     report["data"] = data
+    report["self_supervised"] = self_supervised
     metadata = {
         "name": out_model.stem,
         "training": {
             "data": data,
+            "self_supervised": self_supervised,
             "pairs": len(train_pairs),
             "steps": options.steps,
             "seed": options.seed,
