@@ -32,11 +32,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def make_dirs(path: Path) -> None:
+    """`mkdir -p` whose new folders survive a power cut (each new entry is synced in its parent)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        fsync_dir(folder.parent)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """Open a temp file beside `path`; on success fsync and rename it over `path`, else remove it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     tmp = Path(tmp_name)
     try:
@@ -86,7 +100,7 @@ def safe_move(src: Path, dst: Path, *, copy_only: bool = False) -> Path:
     when copying: copy to a temp file, fsync, verify size and sha256, rename, then remove the
     original (unless `copy_only`). Returns the final path.
     """
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(dst.parent)
     while True:
         final = unique_path(dst)
         if not copy_only:
