@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -93,8 +94,9 @@ def feed(files: list[Path], staging: Path, inbox: Path, seconds: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from afmwatch.config import load_config
+    from afmwatch.config import ConfigError, load_config
     from afmwatch.daemon.service import Service
+    from afmwatch.networks.model_file import ModelError
 
     folder = Path(args.folder).resolve()
     for sub in ("inbox", "output", "state", "staging"):
@@ -105,10 +107,13 @@ def run(args: argparse.Namespace) -> int:
     config_path.write_text(DEMO_CONFIG.format(device=args.device, model=model), encoding="utf-8")
     print(f"afmwatch demo in {folder}: generating {args.scans} synthetic scans ...", flush=True)
     files, truth = stage(folder, args)
-    config = load_config(config_path)
-    service = Service(config, config_path=config_path)
-    service.install_signal_handlers()
-    service.start()
+    try:
+        service = Service(load_config(config_path), config_path=config_path)
+        service.install_signal_handlers()
+        service.start()
+    except (ConfigError, ModelError) as exc:
+        print(f"afmwatch demo cannot start: {exc}", file=sys.stderr)
+        return 1
     started = time.monotonic()
     feeder = threading.Thread(target=feed, args=(files, folder / "staging", folder / "inbox", args.seconds), daemon=True)
     feeder.start()
