@@ -246,3 +246,23 @@ def test_config_example_lists_every_setting_and_validates(tmp_path):
                                                       ("watch_folder", "output_root", "state_folder", "model_folder")})
     with pytest.raises(ConfigError, match="workers.batch_size: expected at least 1"):
         config_from_dict({"workers": {"batch_size": 0}})
+
+
+@pytest.mark.slow
+def test_sort_none_writes_sidecar_and_preview_beside_the_untouched_scan(tmp_path, model):
+    config = write_config(tmp_path, model, sort="none")
+    inbox = tmp_path / "inbox"
+    (inbox / "day1").mkdir()
+    scan = scan_bytes_file(inbox / "day1" / "stays.tif", 41)
+    digest = sha256(scan)
+    daemon = Daemon(config).wait_ready()
+    try:
+        wait_until(lambda: sidecar_path(scan).exists(), what="sidecar beside the scan")
+        time.sleep(1.0)  # its own sidecar and preview must not be picked up as scans
+    finally:
+        assert daemon.terminate() == 0
+    sidecar = json.loads(sidecar_path(scan).read_text())
+    validate(sidecar)
+    assert sidecar["final_path"] == sidecar["original_path"] == str(scan) and sha256(scan) == digest
+    assert preview_path(scan).exists() and len(daemon.events("scan_sorted")) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.tif"))
