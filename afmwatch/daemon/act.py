@@ -325,15 +325,9 @@ class Actor:
         return result, rule_to_dict(outcome.rule), list(outcome.reasons)
 
     def _preview(self, job: Job, final: Path, result: dict[str, Any], rule: dict[str, Any] | None) -> Path:
-        scan = job.frames[0]
-        confidence = result.get("confidence")
-        caption = result["decision"] + (f" {confidence:.2f}" if confidence is not None else "")
-        if rule:
-            caption += f" (rule: {rule['metric']})"
-        if len(job.frames) > 1:
-            caption += f", {len(job.frames)} frames"
-        levelled = level(scan, self.get_config().reading.level_polynomial)
-        return write_preview(preview_path(final), levelled.height, scan.pixel_size_nm, caption)
+        """The levelled first frame, colour-mapped, with a scale bar and the decision in the corner."""
+        scan = level(job.frames[0], self.get_config().reading.level_polynomial)
+        return write_preview(preview_path(final), *_enlarged(scan), caption=preview_caption(result, rule, len(job.frames)))
 
     def _denoise(self, job: Job, config: Config, final: Path, decision: str) -> dict[str, Any]:
         """Denoise the (first) frame; a failure never blocks sorting, it is recorded in the sidecar."""
@@ -358,6 +352,30 @@ class Actor:
             block = {"paths": [], "model": str(model), "error": str(exc)}
         job.add_time("denoise", time.monotonic() - started)
         return block
+
+
+PREVIEW_MIN_SIZE = 384  # pixels: small scans are enlarged (nearest neighbour) so the caption fits
+
+
+def _enlarged(scan: Any) -> tuple[Any, float | None]:
+    """Height and pixel size of `scan`, repeated to at least PREVIEW_MIN_SIZE pixels wide."""
+    factor = -(-PREVIEW_MIN_SIZE // max(1, max(scan.shape)))
+    if factor <= 1:
+        return scan.height, scan.pixel_size_nm
+    height = scan.height.repeat(factor, axis=0).repeat(factor, axis=1)
+    return height, (scan.pixel_size_nm / factor if scan.pixel_size_nm else None)
+
+
+def preview_caption(result: dict[str, Any], rule: dict[str, Any] | None, frames: int = 1) -> str:
+    """"good 0.97", "review: bad 0.55", or "bad: scar_fraction (network: good 0.81)"; + frame count."""
+    network = f"{result['label']} {result['confidence']:.2f}" if result.get("label") else ""
+    if rule:
+        caption = f"{result['decision']}: {rule['metric']}" + (f" (network: {network})" if network else "")
+    elif result["decision"] == result.get("label"):
+        caption = network
+    else:
+        caption = f"{result['decision']}: {network}" if network else result["decision"]
+    return caption + (f", {frames} frames" if frames > 1 else "")
 
 
 def _scan_fields(job: Job) -> dict[str, Any]:
