@@ -266,3 +266,13 @@ def test_sort_none_writes_sidecar_and_preview_beside_the_untouched_scan(tmp_path
     assert sidecar["final_path"] == sidecar["original_path"] == str(scan) and sha256(scan) == digest
     assert preview_path(scan).exists() and len(daemon.events("scan_sorted")) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.tif"))
+
+
+def test_preview_caption_says_who_decided():
+    from afmwatch.daemon.act import preview_caption
+
+    assert preview_caption({"label": "good", "decision": "good", "confidence": 0.971}, None) == "good 0.97"
+    assert preview_caption({"label": "bad", "decision": "review", "confidence": 0.55}, None, 4) == "review: bad 0.55, 4 frames"
+    rule = {"metric": "scar_fraction"}
+    assert preview_caption({"label": "good", "decision": "bad", "confidence": 0.81}, rule) == \
+        "bad: scar_fraction (network: good 0.81)"
