@@ -47,8 +47,12 @@ def make_dirs(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
-    """Open a temp file beside `path`; on success fsync and rename it over `path`, else remove it."""
+def atomic_write(path: str | Path, *, sync: bool = True) -> Iterator[BinaryIO]:
+    """Open a temp file beside `path`; on success fsync and rename it over `path`, else remove it.
+
+    `sync=False` skips the two fsyncs for files that matter less than their cost (previews): still
+    never a half-written file after a crash, but a power cut may lose the newest ones.
+    """
     path = Path(path)
     make_dirs(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -58,16 +62,18 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if sync:
+            fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_write(path) as handle:
+def atomic_write_bytes(path: str | Path, data: bytes, *, sync: bool = True) -> None:
+    with atomic_write(path, sync=sync) as handle:
         handle.write(data)
 
 

@@ -26,9 +26,9 @@ from afmwatch.daemon.journal import Journal
 from afmwatch.daemon.metrics import Metrics
 from afmwatch.daemon.pool import STOP
 from afmwatch.daemon.sidecar import SCHEMA_VERSION, iso_utc, plain, preview_path, sidecar_path, write_sidecar
-from afmwatch.durable import fsync_dir, safe_move, sha256_file
+from afmwatch.durable import atomic_write_bytes, fsync_dir, safe_move, sha256_file
 from afmwatch.level import level
-from afmwatch.render import write_preview
+from afmwatch.render import png_bytes, preview_image
 from afmwatch.rules import apply_rules, rule_to_dict
 from afmwatch.scan import ScanError
 
@@ -327,7 +327,10 @@ class Actor:
     def _preview(self, job: Job, final: Path, result: dict[str, Any], rule: dict[str, Any] | None) -> Path:
         """The levelled first frame, colour-mapped, with a scale bar and the decision in the corner."""
         scan = level(job.frames[0], self.get_config().reading.level_polynomial)
-        return write_preview(preview_path(final), *_enlarged(scan), caption=preview_caption(result, rule, len(job.frames)))
+        image = preview_image(*_enlarged(scan), caption=preview_caption(result, rule, len(job.frames)))
+        path = preview_path(final)
+        atomic_write_bytes(path, png_bytes(image), sync=False)  # a power cut may cost a preview, never a scan
+        return path
 
     def _denoise(self, job: Job, config: Config, final: Path, decision: str) -> dict[str, Any]:
         """Denoise the (first) frame; a failure never blocks sorting, it is recorded in the sidecar."""
@@ -354,7 +357,7 @@ class Actor:
         return block
 
 
-PREVIEW_MIN_SIZE = 384  # pixels: small scans are enlarged (nearest neighbour) so the caption fits
+PREVIEW_MIN_SIZE = 256  # pixels: smaller scans are enlarged (nearest neighbour) so the caption fits
 
 
 def _enlarged(scan: Any) -> tuple[Any, float | None]:
