@@ -187,23 +187,24 @@ def blunt_tip(z: np.ndarray, rng: np.random.Generator, severity: float, surface:
 def double_tip(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
     """A double tip: a second apex about a feature width away repeats every feature as a lower twin,
     always at the same offset (doublets all pointing one way), lower by `drop`."""
-    distance_px = rng.uniform(0.7, 1.6) * surface.feature_width_nm / surface.pixel_size_nm
+    distance_px = rng.uniform(1.0, 2.0) * surface.feature_width_nm / surface.pixel_size_nm
     distance_px = float(np.clip(distance_px, 3, 0.25 * z.shape[1]))
     angle = rng.uniform(0, 2 * np.pi)
     offset = (int(round(distance_px * np.sin(angle))), int(round(distance_px * np.cos(angle))))
-    drop = (1.0 - severity) * surface.feature_height_nm  # a twin half as high at 0.5
+    twin = min(0.85, 1.1 * severity)  # the twin's height relative to the feature: 0.55 at 0.5
+    drop = (1.0 - twin) * surface.feature_height_nm
     return double_tip_image(z, offset, drop), {"offset_px": list(offset), "drop_nm": drop}
 
 
 def drift(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
     """Thermal drift and piezo creep: each row lands further sideways, shearing the image.
 
-    Needs a surface wider than tall (at least 2.6 times); returns the square image the scan recorded.
+    Needs a surface wider than tall (at least 2.7 times); returns the square image the scan recorded.
     """
     rows = z.shape[0]
     sign = rng.choice([-1.0, 1.0])
     shear = 1.2 * severity * rows  # sideways drift over the whole scan, pixels
-    creep = 0.4 * severity * rows * rng.uniform(0.5, 1.0)  # extra offset on the first lines, decaying
+    creep = 0.5 * severity * rows * rng.uniform(0.6, 1.0)  # extra offset on the first lines, decaying
     creep_rows = rng.uniform(0.05, 0.15) * rows
     y = np.arange(rows, dtype=np.float64)
     shift = shear * y / rows + creep * np.exp(-y / creep_rows)

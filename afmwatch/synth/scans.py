@@ -122,7 +122,7 @@ def synth_scan(
     by_stage = {stage: [(n, s) for n, s in artefacts if ARTEFACTS[n].stage == stage] for stage in STAGES}
     needs_margin = bool(by_stage["geometry"])
 
-    surf = SURFACES[kind](rng, size, cols=int(2.6 * size) + 2 if needs_margin else size)
+    surf = SURFACES[kind](rng, size, cols=int(2.7 * size) + 2 if needs_margin else size)
     clean = surf.height[:, :size].copy()
     records: list[dict[str, Any]] = []
 
