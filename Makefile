@@ -30,16 +30,32 @@ DEFAULT_MODEL_DATA := build/default-model
 SYNTH_FLAGS := --size 256 --no-gwy --no-previews --no-retrace --workers 2
 default-model: $(STAMP)
 	rm -rf $(DEFAULT_MODEL_DATA)
-	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/train --n 1200 --seed 1 $(SYNTH_FLAGS)
+	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/train --n 2000 --seed 1 $(SYNTH_FLAGS)
 	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/test --n 400 --seed 1001 $(SYNTH_FLAGS)
 	$(PY) -m afmwatch train --data $(DEFAULT_MODEL_DATA)/train --out $(DEFAULT_MODEL_DATA)/default-classifier.safetensors \
-		--arch compact --resize 128 --image-size 128 --epochs 16 --batch-size 32 --optimizer adam --lr 0.001 \
+		--arch compact --resize 256 --image-size 256 --epochs 16 --batch-size 32 --optimizer adam --lr 0.001 \
 		--scheduler step --jitter 0.1 --seed 0 --threads 2 --device cpu
 	$(PY) -m afmwatch evaluate --model $(DEFAULT_MODEL_DATA)/default-classifier.safetensors \
 		--data $(DEFAULT_MODEL_DATA)/test --out $(DEFAULT_MODEL_DATA)/evaluation --device cpu
 	cp $(DEFAULT_MODEL_DATA)/default-classifier.safetensors models/default-classifier.safetensors
 	cp $(DEFAULT_MODEL_DATA)/evaluation/evaluation.json models/default-classifier.evaluation.json
 	cp $(DEFAULT_MODEL_DATA)/default-classifier.report.json models/default-classifier.report.json
+
+# The shipped denoisers (card: models/DENOISERS.md): synthetic particles at three noise levels (seeds 11-13),
+# one training command each; validation panels stay in build/default-denoisers, models and reports go to models/.
+# One thread each: repeatable, and on a busy CPU PyTorch with more threads than free cores runs ~10x slower.
+DENOISE_DATA := build/default-denoisers
+DENOISE_SETS := $(DENOISE_DATA)/particles-0.05 $(DENOISE_DATA)/particles-0.1 $(DENOISE_DATA)/particles-0.2
+default-denoisers: $(STAMP)
+	$(PY) -m afmwatch synth denoise --out $(DENOISE_DATA)/particles-0.05 --n 20 --noise 0.05 --seed 11 --no-gwy --no-previews
+	$(PY) -m afmwatch synth denoise --out $(DENOISE_DATA)/particles-0.1 --n 20 --noise 0.1 --seed 12 --no-gwy --no-previews
+	$(PY) -m afmwatch synth denoise --out $(DENOISE_DATA)/particles-0.2 --n 20 --noise 0.2 --seed 13 --no-gwy --no-previews
+	$(PY) -m afmwatch train-denoiser --data $(DENOISE_SETS) --arch window-mlp --steps 800 --seed 0 --threads 1 \
+		--out $(DENOISE_DATA)/denoiser-window-mlp.safetensors
+	$(PY) -m afmwatch train-denoiser --data $(DENOISE_SETS) --arch conv --steps 1200 --seed 0 --threads 1 \
+		--out $(DENOISE_DATA)/denoiser-conv.safetensors
+	for m in denoiser-window-mlp denoiser-conv; do \
+		cp $(DENOISE_DATA)/$$m.safetensors $(DENOISE_DATA)/$$m.report.json models/; done
 
 clean:
 	rm -rf $(VENV) demo

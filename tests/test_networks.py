@@ -285,3 +285,12 @@ def test_a_line_scan_or_a_tiny_image_still_gives_the_network_input(rng):
         prepared = prepare(scan_of(rng.normal(0, 1, shape)), spec)
         assert min(prepared.shape) == 64 and max(prepared.shape) <= 4 * 64
         assert to_tensor(scan_of(rng.normal(0, 1, shape)), spec).shape == (1, 48, 48)
+
+
+def test_missing_lines_stand_out_instead_of_looking_flat(rng):
+    """An aborted scan's NaN lines become the lowest height, so the network sees a cliff, not a plateau."""
+    height = rng.normal(0, 1, (64, 64))
+    height[48:] = np.nan
+    prepared = prepare(scan_of(height), make_pipeline(1, "standardise", resize=64, crop=64))
+    assert np.isfinite(prepared).all()
+    assert prepared[56:].mean() < np.percentile(prepared[:40], 1)

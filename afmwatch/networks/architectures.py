@@ -66,16 +66,19 @@ def _conv_block(cin: int, cout: int) -> nn.Sequential:
 
 
 class CompactNet(nn.Module):
-    """A small net for height maps (about 0.1 M weights): four stride-2 stages, then average and max
-    pooling side by side, so a single scar row counts as much as a texture over the whole scan."""
+    """A small net for height maps at full resolution (about 0.25 M weights): a 4x4 stride-4 stem that
+    sees every pixel (one-row scars, fine ringing) without an image-wide resize, three stride-2 stages,
+    then average and max pooling side by side, so a single scar counts as much as a texture."""
 
-    def __init__(self, num_classes: int = 2, widths: tuple[int, ...] = (16, 32, 48, 64)):
+    def __init__(self, num_classes: int = 2, stem: int = 24, widths: tuple[int, ...] = (32, 64, 96)):
         super().__init__()
-        stages, cin = [], 1
+        layers: list[nn.Module] = [
+            nn.Conv2d(1, stem, 4, stride=4, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)]
+        cin = stem
         for width in widths:
-            stages.append(_conv_block(cin, width))
+            layers.append(_conv_block(cin, width))
             cin = width
-        self.features = nn.Sequential(*stages)
+        self.features = nn.Sequential(*layers)
         self.head = nn.Linear(2 * cin, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

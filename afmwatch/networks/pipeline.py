@@ -115,7 +115,10 @@ def prepare(scan: Scan, spec: dict[str, Any]) -> np.ndarray:
         top, left = max(0, (rows - longest) // 2), max(0, (cols - longest) // 2)
         area = area[top : top + longest, left : left + longest]
     levelled = level_array(area, spec["level_polynomial"])
-    levelled = np.where(np.isfinite(levelled), levelled, 0.0).astype(np.float32)
+    finite = np.isfinite(levelled)
+    if not finite.all():  # lines never acquired: the lowest height, as instruments show them (not "flat")
+        fill = float(levelled[finite].min()) if finite.any() else 0.0
+        levelled = np.where(finite, levelled, fill).astype(np.float32)
     return resize_short_edge(levelled, spec["resize"])
 
 
