@@ -24,6 +24,15 @@ from afmwatch.writers import write_tiff
 PIXEL_NM = 39.0625
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks train far faster on one thread, above all on a busy CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def noisy_pair(rng: np.random.Generator, size: int = 48, noise_nm: float = 3.0, line_nm: float = 3.0) -> Pair:
     """Round particles (20 nm high) on a flat substrate, plus white noise and one offset per row."""
     y, x = np.mgrid[0:size, 0:size]
@@ -47,9 +56,9 @@ def tiny_denoiser(arch: str, path: Path) -> Denoiser:
 
 def test_window_mlp_lowers_loss_and_keeps_shape_units_and_pixel_size(rng, tmp_path):
     pair = noisy_pair(rng)
-    options = TrainOptions(arch="window-mlp", steps=120, batch_size=4, patch_rows=32, patch_cols=48, seed=1)
+    options = TrainOptions(arch="window-mlp", steps=75, batch_size=4, patch_rows=32, patch_cols=48, seed=1)
     network, report = train_denoiser([pair], options, progress=False)
-    assert report["loss_last_50"] < 0.7 * report["loss_first_50"]
+    assert report["loss_curve"][-1] < 0.7 * report["loss_curve"][0]  # means over 25 steps
     save_denoiser(tmp_path / "w.safetensors", network, "window-mlp", {})
     denoiser = load_denoiser(tmp_path / "w.safetensors")
     assert denoiser.network.config() == {"window": 27, "hidden": 6}  # Gwyddion's defaults
@@ -69,7 +78,7 @@ def test_conv_trained_a_few_steps_improves_psnr_and_removes_line_offsets(rng):
     pairs = [noisy_pair(rng, size=48) for _ in range(3)]
     test = noisy_pair(np.random.default_rng(99), size=48)
     options = TrainOptions(
-        arch="conv", steps=80, batch_size=4, patch_rows=32, patch_cols=48, seed=0,
+        arch="conv", steps=120, batch_size=4, patch_rows=32, patch_cols=48, seed=0, learning_rate=1e-2,
         arch_options={"channels": 8, "depth": 3},
     )
     network, _ = train_denoiser(pairs, options, progress=False)
