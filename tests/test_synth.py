@@ -230,7 +230,7 @@ def test_blunt_tip_broadens_and_double_tip_repeats_features():
     single[40:44, 40:44] = 40.0
     doubled, params = art.double_tip(single, np.random.default_rng(1), 0.8, single_surface)
     dy, dx = params["offset_px"]
-    assert params["drop_nm"] == pytest.approx(0.1 * 40.0)
+    assert params["drop_nm"] == pytest.approx(0.2 * 40.0)
     # the twin: the same square again at the tip's offset, lower by the drop
     ghost = doubled[40 + dy : 44 + dy, 40 + dx : 44 + dx]
     assert np.all(ghost >= 40.0 - params["drop_nm"] - 1e-9)

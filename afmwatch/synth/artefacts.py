@@ -191,7 +191,7 @@ def double_tip(z: np.ndarray, rng: np.random.Generator, severity: float, surface
     distance_px = float(np.clip(distance_px, 3, 0.25 * z.shape[1]))
     angle = rng.uniform(0, 2 * np.pi)
     offset = (int(round(distance_px * np.sin(angle))), int(round(distance_px * np.cos(angle))))
-    twin = min(0.9, 1.4 * severity)  # the twin's height relative to the feature: 0.7 at 0.5
+    twin = min(0.8, 1.4 * severity)  # the twin's height relative to the feature: 0.7 at 0.5
     drop = (1.0 - twin) * surface.feature_height_nm
     return double_tip_image(z, offset, drop), {"offset_px": list(offset), "drop_nm": drop}
 
