@@ -30,6 +30,7 @@ from skimage.restoration import denoise_nl_means, estimate_sigma
 from afmwatch.denoise.metrics import quality
 from afmwatch.denoise.model import default_denoiser_path, load_denoiser
 from afmwatch.level import align_rows
+from afmwatch.log import configure_logging
 from afmwatch.readers import read_scan
 from afmwatch.synth import generate_denoise_set
 
@@ -126,7 +127,7 @@ def markdown(results: dict[str, list[dict]], shapes: list[str], noises: list[flo
         "non-cumulative line noise of half that). The denoisers were trained on particles only; stars and donuts "
         "are unseen shapes. PSNR uses the clean image's peak-to-valley height as the peak; the line artefact is the "
         "standard deviation over rows of each row's median difference from the clean image (nm, 0 = no line noise "
-        "left). Images/s: one image at a time, this machine, while other jobs shared its 2 cores (rough).",
+        "left). Images/s: one image at a time on one thread, while other jobs shared the machine's cores (rough).",
         "",
         f"Machine: {machine()}.",
         "",
@@ -195,11 +196,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conv", default=str(default_denoiser_path("conv")), help="conv denoiser model")
     parser.add_argument("--window-mlp", default=str(default_denoiser_path("window-mlp")), help="window-mlp model")
     parser.add_argument("--no-bm3d", action="store_true", help="skip BM3D even when installed")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="PyTorch threads (default 1, like the classical filters; more threads than free cores "
+                        "is much slower on a busy machine)")
     parser.add_argument("--json", default=None, help="also write every per-image result here")
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"), help="file to put the section in")
     args = parser.parse_args(argv)
+    configure_logging("warning")
     if args.quick:
         args.n, args.size, args.noise = 1, 64, [0.1]
+    torch.set_num_threads(args.threads)
     try:
         import bm3d  # noqa: F401
 

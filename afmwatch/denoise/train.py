@@ -254,7 +254,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_panel(path: Path, results: list[dict[str, Any]], max_rows: int = 4) -> Path:
-    """PNG: one row per validation pair showing noisy / denoised / clean / denoised - clean."""
+    """PNG: noisy / denoised / clean / denoised - clean for up to `max_rows` validation pairs spread over the set."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,7 +262,7 @@ def write_panel(path: Path, results: list[dict[str, Any]], max_rows: int = 4) ->
 
     import matplotlib.pyplot as plt
 
-    shown = results[:max_rows]
+    shown = results[:: max(1, len(results) // max_rows)][:max_rows]
     fig, axes = plt.subplots(len(shown), 4, figsize=(12, 3.1 * len(shown)), squeeze=False)
     for row, result in zip(axes, shown):
         noisy, denoised, clean = result["_images"]
