@@ -46,6 +46,23 @@ def decide(p_bad: float, review_band: tuple[float, float]) -> str:
     return "bad" if p_bad > high else "good"
 
 
+def to_predictions(probabilities: torch.Tensor, class_names: tuple[str, ...],
+                   review_band: tuple[float, float]) -> list[Prediction]:
+    """Predictions from (N, classes) probabilities: the more probable label, its probability as the
+    confidence, and the decision with the review band applied to P(bad)."""
+    bad = class_names.index("bad")
+    results = []
+    for row in probabilities.tolist():
+        label_index = max(range(len(row)), key=row.__getitem__)
+        results.append(Prediction(
+            label=class_names[label_index],
+            decision=decide(row[bad], review_band),
+            confidence=float(row[label_index]),
+            probabilities={name: float(p) for name, p in zip(class_names, row)},
+        ))
+    return results
+
+
 def resolve_device(device: str) -> torch.device:
     """"auto" -> CUDA when available, else CPU; asking for "cuda" without a GPU is an error."""
     if device == "auto":
@@ -131,17 +148,7 @@ class Classifier:
 
     def predict(self, batch: torch.Tensor) -> list[Prediction]:
         """One Prediction per row of the batch (CUDA out-of-memory errors propagate untouched)."""
-        bad = self.class_names.index("bad")
-        results = []
-        for row in self.probabilities(batch).tolist():
-            label_index = max(range(len(row)), key=row.__getitem__)
-            results.append(Prediction(
-                label=self.class_names[label_index],
-                decision=decide(row[bad], self.review_band),
-                confidence=float(row[label_index]),
-                probabilities={name: float(p) for name, p in zip(self.class_names, row)},
-            ))
-        return results
+        return to_predictions(self.probabilities(batch), self.class_names, self.review_band)
 
     def predict_scans(self, scans: list[Scan]) -> list[Prediction]:
         """Preprocess and classify a list of scans as one batch."""
