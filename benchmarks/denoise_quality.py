@@ -141,8 +141,8 @@ def markdown(results: dict[str, list[dict]], shapes: list[str], noises: list[flo
         for shape in shapes:
             cells += [f"{mean_of(rows, 'psnr_db', shape=shape):.2f}", f"{mean_of(rows, 'ssim', shape=shape):.3f}",
                       f"{mean_of(rows, 'line_artefact', shape=shape):.2f}"]
-        speed = len(rows) / max(sum(r["seconds"] for r in rows), 1e-9)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {speed:.1f} |")
+        speed = "-" if name == "noisy input" else f"{len(rows) / max(sum(r['seconds'] for r in rows), 1e-9):.1f}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {speed} |")
     lines += ["", "PSNR (dB) by noise level:", "",
               "| method | " + " | ".join(f"{s} {x}" for s in shapes for x in noises) + " |",
               "|---|" + "---|" * (len(shapes) * len(noises))]
@@ -153,11 +153,16 @@ def markdown(results: dict[str, list[dict]], shapes: list[str], noises: list[flo
     return "\n".join(lines)
 
 
+ISSUE_CLASSICAL = ("median 3x3", "Gaussian (sigma 1 px)", "align rows + median 3x3", "non-local means", "BM3D")
+
+
 def targets(results: dict[str, list[dict]], shapes: list[str]) -> list[str]:
     """The issue's targets, measured: window-mlp beats the noisy input; conv >= 3 dB over window-mlp and
-    >= 1 dB over the best classical method on stars and donuts."""
+    >= 1 dB over the best classical method on stars and donuts. The best classical method is reported both
+    from the issue's list and including the stronger combinations added here (row alignment + NLM/BM3D)."""
     out = []
-    classical = [m for m in results if m not in ("noisy input", *DENOISERS)]
+    issue_list = [m for m in results if m in ISSUE_CLASSICAL]
+    every_classical = [m for m in results if m not in ("noisy input", *DENOISERS)]
     for shape in shapes:
         psnr = {m: mean_of(rows, "psnr_db", shape=shape) for m, rows in results.items()}
         if "window-mlp" in psnr:
@@ -166,11 +171,13 @@ def targets(results: dict[str, list[dict]], shapes: list[str]) -> list[str]:
         if "conv" in psnr and "window-mlp" in psnr:
             gain = psnr["conv"] - psnr["window-mlp"]
             out.append(f"{shape}: conv {gain:+.2f} dB over window-mlp ({'met' if gain >= 3 else 'NOT met'})")
-        if "conv" in psnr and classical:
-            best = max(classical, key=lambda m: psnr[m])
-            gain = psnr["conv"] - psnr[best]
-            out.append(f"{shape}: conv {gain:+.2f} dB over the best classical method, {best} "
-                       f"({'met' if gain >= 1 else 'NOT met'})")
+        for label, candidates in (("the issue's classical methods", issue_list),
+                                  ("every classical method here", every_classical)):
+            if "conv" in psnr and candidates:
+                best = max(candidates, key=lambda m: psnr[m])
+                gain = psnr["conv"] - psnr[best]
+                out.append(f"{shape}: conv {gain:+.2f} dB over the best of {label}, {best} "
+                           f"({'met' if gain >= 1 else 'NOT met'})")
     return out
 
 
