@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--formats", default="tiff,gwy,png",
                         help="comma-separated: tiff (float32 height map), gwy (Gwyddion), png (preview); "
                         "default %(default)s")
+    parser.add_argument("--level", action=argparse.BooleanOptionalAction, default=True,
+                        help="level first (plane fit + median row alignment: the denoisers learned on flat, untilted "
+                        "scans; default on); --no-level denoises the raw heights")
     parser.add_argument("--channel", default=None, help="channel to denoise (default: the height channel)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
 
@@ -23,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from afmwatch.denoise.model import default_denoiser_path, load_denoiser, to_device
     from afmwatch.denoise.write import FORMATS, write_denoised
+    from afmwatch.level import level
     from afmwatch.networks.model_file import ModelError
     from afmwatch.readers import read_scan
     from afmwatch.scan import ScanError
@@ -43,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     for file in args.files:
         try:
             scan = read_scan(file, channel=args.channel)
+            if args.level:
+                scan = level(scan)
             written = write_denoised(denoiser.denoise(scan), args.out, formats)
         except (ScanError, OSError) as exc:
             failed += 1

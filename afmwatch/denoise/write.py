@@ -15,6 +15,8 @@ from afmwatch.scan import HEIGHT_UNITS, Scan
 from afmwatch.writers import write_gwy, write_tiff
 
 FORMATS = ("tiff", "gwy", "png")
+# Links to the other scan direction: the denoised file holds one channel, so they would point nowhere.
+DIRECTION_LINKS = ("retrace_channel", "trace_channel", "retrace_file", "trace_file")
 SUFFIXES = {"tiff": ".tiff", "gwy": ".gwy", "png": ".png"}
 
 log = structlog.get_logger(__name__)
@@ -47,7 +49,8 @@ def write_denoised(scan: Scan, out_dir: str | Path, formats: tuple[str, ...] | l
     for fmt in formats:
         path = out_dir / f"{stem}{SUFFIXES[fmt]}"
         if fmt == "tiff":
-            metadata = dict(scan.metadata, source_file=str(scan.path), source_format=scan.format)
+            metadata = {k: v for k, v in scan.metadata.items() if k not in DIRECTION_LINKS}
+            metadata.update(source_file=str(scan.path), source_format=scan.format)
             written.append(
                 write_tiff(path, scan.height, scan.pixel_size_nm, units=scan.units, channel=scan.channel, metadata=metadata)
             )
