@@ -179,3 +179,15 @@ def test_trace_retrace_training_needs_no_clean_images(tmp_path):
     assert {n.removesuffix(" (retrace)") for n in report["pairs_trained"]}.isdisjoint(
         {n.removesuffix(" (retrace)") for n in report["pairs_validation"]}
     )
+
+
+def test_denoise_command_levels_first_unless_told_not_to(tmp_path):
+    y, x = np.mgrid[0:40, 0:40]
+    tilted = write_tiff(tmp_path / "tilted.tif", (2.0 * x + 0.5 * y).astype(np.float32), 10.0)
+    tiny_denoiser("conv", tmp_path / "c.safetensors")  # untrained: output = input minus a small residual
+    for flag, folder in (([], "levelled"), (["--no-level"], "raw")):
+        assert main(["denoise", str(tilted), "--model", str(tmp_path / "c.safetensors"), "--formats", "tiff",
+                     "--out", str(tmp_path / folder), *flag]) == 0
+    levelled = read_scan(tmp_path / "levelled" / "tilted.tif.denoised.tiff").height
+    raw = read_scan(tmp_path / "raw" / "tilted.tif.denoised.tiff").height
+    assert np.ptp(raw) > 80 and np.ptp(levelled) < 8  # the ~100 nm tilt is gone only when levelled
