@@ -195,7 +195,9 @@ def write_section(path: Path, section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke test: one 64 px pair per shape (numbers meaningless: features 4x smaller than in training); writes nothing")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: one 64 px pair per shape (numbers meaningless: features 4x smaller than "
+                        "in training); writes nothing")
     parser.add_argument("--n", type=int, default=2, help="pairs per shape and noise level")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.05, 0.1, 0.2])

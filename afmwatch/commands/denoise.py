@@ -10,7 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="scan files (any format afmwatch reads)")
     parser.add_argument("--model", default=None,
                         help="denoiser model file (default: the shipped models/denoiser-conv.safetensors)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the denoised files (created if missing)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder for the denoised files (created if missing)")
     parser.add_argument("--formats", default="tiff,gwy,png",
                         help="comma-separated: tiff (float32 height map), gwy (Gwyddion), png (preview); "
                         "default %(default)s")

@@ -33,7 +33,8 @@ def default_denoiser_path(arch: str = "conv") -> Path:
 
 def save_denoiser(path: str | Path, network: nn.Module, arch: str, metadata: dict[str, Any]) -> Path:
     """Write a trained network as a denoiser model file; `metadata` adds name, training summary, ..."""
-    meta = dict(metadata, kind=MODEL_KIND, arch=arch, arch_options=network.config(), normalisation=network.normalisation)
+    meta = dict(metadata, kind=MODEL_KIND, arch=arch, arch_options=network.config(),
+                normalisation=network.normalisation)
     meta.setdefault("name", Path(path).stem)
     return save_model_file(path, network.state_dict(), meta)
 
@@ -59,7 +60,8 @@ class Denoiser:
         min_size = self.network.min_size
         if rows < min_size or cols < min_size:
             raise ScanError(
-                scan.path, f"{rows} x {cols} pixels is too small for denoiser {self.name} (needs {min_size} x {min_size})"
+                scan.path,
+                f"{rows} x {cols} pixels is too small for denoiser {self.name} (needs {min_size} x {min_size})",
             )
         missing = ~np.isfinite(scan.height)
         if missing.all():

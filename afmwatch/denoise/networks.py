@@ -132,10 +132,11 @@ class LineAwareDenoiser(nn.Module):
     """Residual denoiser: output = input - pixel noise - row offsets, all estimated from shared features.
 
     The input is normalised by its median and robust standard deviation, so on a typical scan (mostly
-    substrate) the noise has a spread of about 1 whatever its size in nanometres. As in FFDNet, the image is first split into four half-resolution sub-images (pixel unshuffle), so
-    the trunk sees twice as far for a quarter of the work. The trunk mixes 3 x 3 convolutions (dilated,
-    for a wide field of view) with 1 x `row_kernel` convolutions along the fast-scan axis, where scars
-    and line noise live.
+    substrate) the noise has a spread of about 1 whatever its size in nanometres. As in FFDNet, the
+    image is first split into four half-resolution sub-images (pixel unshuffle), so the trunk sees
+    twice as far for a quarter of the work. The trunk mixes 3 x 3 convolutions (dilated, for a wide
+    field of view) with 1 x `row_kernel` convolutions along the fast-scan axis, where scars and line
+    noise live, with batch normalisation as in DnCNN.
     """
 
     normalisation = "median-mad"

@@ -52,7 +52,8 @@ def write_denoised(scan: Scan, out_dir: str | Path, formats: tuple[str, ...] | l
             metadata = {k: v for k, v in scan.metadata.items() if k not in DIRECTION_LINKS}
             metadata.update(source_file=str(scan.path), source_format=scan.format)
             written.append(
-                write_tiff(path, scan.height, scan.pixel_size_nm, units=scan.units, channel=scan.channel, metadata=metadata)
+                write_tiff(path, scan.height, scan.pixel_size_nm, units=scan.units, channel=scan.channel,
+                           metadata=metadata)
             )
         elif fmt == "gwy":
             if scan.units != HEIGHT_UNITS or not scan.pixel_size_nm:
