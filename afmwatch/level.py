@@ -23,8 +23,24 @@ def _fit_surface(z: np.ndarray, order: int) -> np.ndarray:
 
 
 def plane_fit(z: np.ndarray) -> np.ndarray:
-    """Remove the best-fit plane (sample tilt)."""
-    return (z - _fit_surface(z, 1)).astype(np.float32)
+    """Remove the best-fit plane (sample tilt).
+
+    On a complete grid the centred x, y and constant terms are orthogonal, so the least-squares
+    plane comes from row and column means in one pass (the daemon levels every scan); scans with
+    missing pixels take the general fit.
+    """
+    if not np.isfinite(z).all():
+        return (z - _fit_surface(z, 1)).astype(np.float32)
+    z64 = z.astype(np.float64, copy=False)
+    rows, cols = z.shape
+    x = np.linspace(-1.0, 1.0, cols) if cols > 1 else np.zeros(1)
+    y = np.linspace(-1.0, 1.0, rows) if rows > 1 else np.zeros(1)
+    col_means = z64.mean(axis=0)
+    row_means = z64.mean(axis=1)
+    slope_x = float(col_means @ x / (x @ x)) if cols > 1 else 0.0
+    slope_y = float(row_means @ y / (y @ y)) if rows > 1 else 0.0
+    plane = col_means.mean() + slope_x * x[None, :] + slope_y * y[:, None]
+    return (z64 - plane).astype(np.float32)
 
 
 def polynomial_fit(z: np.ndarray, order: int = 2) -> np.ndarray:
@@ -34,8 +50,13 @@ def polynomial_fit(z: np.ndarray, order: int = 2) -> np.ndarray:
 
 def align_rows(z: np.ndarray) -> np.ndarray:
     """Subtract each fast-scan row's median (Gwyddion's Align Rows, median method)."""
-    medians = np.nanmedian(z, axis=1, keepdims=True)
-    medians = np.where(np.isfinite(medians), medians, 0.0)
+    finite = np.isfinite(z)
+    if finite.all():
+        return (z - np.median(z, axis=1, keepdims=True)).astype(np.float32)
+    medians = np.zeros((z.shape[0], 1), dtype=np.float64)
+    measured = finite.any(axis=1)  # rows never acquired (aborted scan) stay missing, without a warning
+    if measured.any():
+        medians[measured] = np.nanmedian(z[measured], axis=1, keepdims=True)
     return (z - medians).astype(np.float32)
 
 
