@@ -348,7 +348,8 @@ class Actor:
                 out_dir = config.output_root / "denoised" / decision / relative_path(job.path, config.watch_folder).parent
             else:
                 out_dir = final.parent
-            paths = write_denoised(denoiser.denoise(job.frames[0]), out_dir, config.denoise.formats)
+            levelled = level(job.frames[0], config.reading.level_polynomial)  # as `afmwatch denoise` does
+            paths = write_denoised(denoiser.denoise(levelled), out_dir, config.denoise.formats)
             block = {"paths": [str(p) for p in paths], "model": str(model), "error": None}
         except (ModelError, ScanError, OSError, ValueError, RuntimeError) as exc:
             log.warning("denoise_failed", file=str(job.path), error=str(exc))
