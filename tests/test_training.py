@@ -191,6 +191,7 @@ def test_ctrl_c_keeps_the_best_model_so_far(monkeypatch):
 @pytest.fixture(scope="module")
 def synth_folder(tmp_path_factory) -> Path:
     from afmwatch.synth.sets import generate_classify_set
+    from afmwatch.writers import write_tiff
 
     out = tmp_path_factory.mktemp("synth") / "set"
     generate_classify_set(out, 24, seed=7, size=64, gwy=True, previews=True, retrace=False)
@@ -199,6 +200,7 @@ def synth_folder(tmp_path_factory) -> Path:
     (out / "good" / "sub").mkdir()
     (out / "good" / "sub" / "copy-of-first.tif").write_bytes(first.read_bytes())  # identical file
     (out / "good" / f"{first.stem}.afmwatch.json").write_text("{}")
+    write_tiff(out / "bad" / f"{first.stem}.denoised.tiff", np.zeros((64, 64), np.float32), 10.0)  # daemon output
     (out / "review").mkdir()
     (out / "review" / "unsure.tif").write_bytes(first.read_bytes())
     (out / "bad" / "broken.tif").write_bytes(b"II*\x00 not really a tiff")
@@ -208,7 +210,7 @@ def synth_folder(tmp_path_factory) -> Path:
 def test_collect_ignores_review_failed_sidecars_and_extra_formats(synth_folder):
     files, notes = collect_files(synth_folder)
     names = [f.path.name for f in files]
-    assert "unsure.tif" not in names and not any(".afmwatch." in n for n in names)
+    assert "unsure.tif" not in names and not any(".afmwatch." in n or ".denoised" in n for n in names)
     assert all(f.path.parent.name in ("good", "bad", "sub") for f in files)
     assert len([n for n in names if n.endswith(".tif")]) == len(names)  # .gwy/.png of the same scan: once
     copies = [f for f in files if f.path.name == "copy-of-first.tif"]

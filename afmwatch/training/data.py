@@ -43,7 +43,7 @@ def _candidate(path: Path) -> bool:
     name = path.name.lower()
     if name.startswith((".", "~")) or not path.is_file():
         return False
-    if name.endswith(IGNORED_SUFFIXES):
+    if name.endswith(IGNORED_SUFFIXES) or ".denoised" in name:  # the daemon's denoised copies are not measurements
         return False
     from afmwatch.readers import is_supported
 
