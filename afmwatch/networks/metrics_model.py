@@ -22,7 +22,7 @@ import torch
 
 from afmwatch import __version__
 from afmwatch.config import ReadingConfig
-from afmwatch.networks.classifier import CLASS_NAMES, Prediction, decide
+from afmwatch.networks.classifier import CLASS_NAMES, Prediction, to_predictions
 from afmwatch.networks.model_file import ModelError, file_sha256, save_model_file
 from afmwatch.quality import load_retrace, measure
 from afmwatch.scan import Scan
@@ -195,12 +195,7 @@ class MetricsClassifier:
         return torch.from_numpy(np.stack([1 - p_bad, p_bad], axis=1))
 
     def predict(self, batch: torch.Tensor) -> list[Prediction]:
-        results = []
-        for p_good, p_bad in self.probabilities(batch).tolist():
-            label = "bad" if p_bad > p_good else "good"
-            results.append(Prediction(label=label, decision=decide(p_bad, self.review_band),
-                                      confidence=max(p_good, p_bad), probabilities={"good": p_good, "bad": p_bad}))
-        return results
+        return to_predictions(self.probabilities(batch), CLASS_NAMES, self.review_band)
 
     def predict_scans(self, scans: list[Scan]) -> list[Prediction]:
         if not scans:
