@@ -103,3 +103,21 @@ def test_evaluate_reports_metrics_interval_and_plots(tmp_path, make_classifier_f
     assert {row["true"] for row in report["files"]} == {"good", "bad"}
     for name in ("evaluation.json", "confusion.png", "roc.png"):
         assert (out / name).stat().st_size > 100
+
+
+def test_evaluate_compares_several_models_on_the_same_scans(tmp_path, make_classifier_file, capsys):
+    from afmwatch.synth.sets import generate_classify_set
+
+    data = tmp_path / "set"
+    generate_classify_set(data, 8, seed=12, size=64, gwy=False, previews=False, retrace=False)
+    first = make_classifier_file(tmp_path / "first.safetensors", arch="compact", crop=32)
+    second = make_classifier_file(tmp_path / "second.safetensors", arch="convnet", crop=32)
+    assert main(["evaluate", "--model", str(first), "--compare", str(second), "--data", str(data),
+                 "--out", str(tmp_path / "ev"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["comparison"]
+    assert [r["arch"] for r in rows] == ["compact", "convnet"]
+    assert all(r["count"] == 8 for r in rows)
+    assert main(["evaluate", "--model", str(first), "--compare", str(second), "--data", str(data),
+                 "--out", str(tmp_path / "ev2")]) == 0
+    text = capsys.readouterr().out
+    assert "on the same scans" in text and "convnet" in text

@@ -282,3 +282,31 @@ def test_options_out_of_range_are_refused_before_reading(tmp_path, capsys):
                        "--folds", "1", "--val-fraction", "1.5"]) == 1
     err = capsys.readouterr().err
     assert "--epochs" in err and "--folds" in err and "--val-fraction" in err
+
+
+def test_compare_cross_validates_other_architectures_on_the_same_folds(synth_folder, tmp_path, capsys):
+    from afmwatch.training.splits import kfold_splits
+
+    out = tmp_path / "cmp.safetensors"
+    assert _run_train(["--data", str(synth_folder), "--out", str(out), "--arch", "convnet", "--epochs", "1",
+                       "--batch-size", "8", "--image-size", "32", "--resize", "32", "--folds", "2",
+                       "--compare", "metrics-logistic,convnet"]) == 0
+    report = json.loads((tmp_path / "cmp.report.json").read_text())
+    comparison = report["comparison"]
+    assert list(comparison) == ["convnet", "metrics-logistic"]  # the run's own arch once, first
+    assert comparison["convnet"]["balanced_accuracy"] == report["cross_validation"]["balanced_accuracy"]
+    own, other = comparison["convnet"], comparison["metrics-logistic"]
+    assert own["count"] == other["count"] == report["data"]["count"] and other["folds"] == 2
+    assert 0.0 <= other["balanced_accuracy"]["mean"] <= 1.0
+    assert "metrics-logistic" in capsys.readouterr().out
+    # the folds depend on the files only, so both architectures were validated on the same scans
+    files, _ = collect_files(synth_folder)
+    labels = np.array([f.label for f in files])
+    args = (labels, [f.sha256 for f in files], [f.group for f in files], 2, 0)
+    assert [v.tolist() for _, v in kfold_splits(*args)] == [v.tolist() for _, v in kfold_splits(*args)]
+
+
+def test_compare_without_folds_is_refused(synth_folder, tmp_path, capsys):
+    assert _run_train(["--data", str(synth_folder), "--out", str(tmp_path / "m.safetensors"),
+                       "--compare", "metrics-logistic"]) == 1
+    assert "--folds" in capsys.readouterr().err

@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None,
                         help="folder for evaluation.json, confusion.png, roc.png (default: evaluation-MODELNAME)")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument("--compare", action="append", default=[], metavar="MODEL",
+                        help="evaluate this model too, on the same scans, and print a comparison (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,9 +27,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         classifier, reading = load_from_args(args)
         report = evaluate_folder(classifier, args.data, batch_size=args.batch_size, reading=reading)
+        others = [_evaluate_other(model, args, reading) for model in args.compare]
     except (ModelError, ConfigError, ValueError, RuntimeError) as exc:
         print(f"afmwatch evaluate: {exc}", file=sys.stderr)
         return 2
+    if others:
+        report["comparison"] = [_summary(r) for r in (report, *others)]
     paths = write_evaluation(report, args.out or f"evaluation-{classifier.name}")
     if args.json:
         print(json.dumps(report, indent=2))
@@ -44,8 +49,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"confusion (rows true good/bad, columns predicted good/bad): {m['confusion_matrix']}")
     print(f"decisions: {d['good']} good, {d['bad']} bad, {d['review']} review; "
           f"accuracy of the sorted (non-review) scans {_fmt(d['accuracy_of_sorted'])}")
+    if others:
+        print("on the same scans:")
+        for row in report["comparison"]:
+            ci = row["balanced_accuracy_95ci"]
+            print(f"  {row['model']:<28} {row['arch']:<18} balanced accuracy {_fmt(row['balanced_accuracy'])}"
+                  + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+                  + f", ROC AUC {_fmt(row['roc_auc'])}, review {row['review']}")
     print(f"report: {paths['report']}")
     return 0
+
+
+def _evaluate_other(model: str, args: argparse.Namespace, reading):
+    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.store import resolve_model
+    from afmwatch.training.evaluate import evaluate_folder
+
+    other = load_classifier(resolve_model(model, args.model_folder), device=args.device)
+    return evaluate_folder(other, args.data, batch_size=args.batch_size, reading=reading)
+
+
+def _summary(report: dict) -> dict:
+    """One comparison row: which model, and its headline figures on this folder."""
+    m = report["metrics"]
+    return {"model": report["model"]["name"], "arch": report["model"]["arch"], "count": m["count"],
+            "balanced_accuracy": m["balanced_accuracy"], "balanced_accuracy_95ci": m["balanced_accuracy_95ci"],
+            "roc_auc": m["roc_auc"], "review": report["decisions"]["review"]}
 
 
 def _fmt(value: float | None) -> str:

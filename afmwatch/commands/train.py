@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="P(bad) band sent to review (default: chosen from validation)")
     parser.add_argument("--name", default=None, help="model name (default: the output file's name)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all)")
+    parser.add_argument("--compare", default=None, metavar="ARCH[,ARCH...]",
+                        help="with --folds K: cross-validate these architectures too, on the same folds, and put "
+                        "the comparison in the report (e.g. convnet,metrics-logistic)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,8 +66,14 @@ def run(args: argparse.Namespace) -> int:
         name=args.name, threads=args.threads,
     )
     command = _command_line(args, options)
+    compare = [a.strip() for a in (args.compare or "").split(",") if a.strip()]
+    if compare and args.folds < 2:
+        print("afmwatch train: --compare needs --folds K (K >= 2)", file=sys.stderr)
+        return 1
     try:
         report = train_folder(args.data, args.out, options, command=command)
+        if compare:
+            _add_comparison(report, args.data, options, compare)
     except (ModelError, ValueError, RuntimeError) as exc:
         print(f"afmwatch train: {exc}", file=sys.stderr)
         return 1
@@ -82,8 +91,27 @@ def run(args: argparse.Namespace) -> int:
               f"{_fmt(cv['balanced_accuracy']['mean'])} ± {_fmt(cv['balanced_accuracy']['std'])}")
     print(f"temperature {report['temperature']:.3f}, review band P(bad) in {report['review_band']}, "
           f"best epoch {report['best_epoch']}" + ("  (interrupted: best model so far kept)" if report["interrupted"] else ""))
+    if "comparison" in report:
+        print(f"same {cv['folds']} folds, balanced accuracy (mean ± std):")
+        for arch, summary in report["comparison"].items():
+            ba = summary["balanced_accuracy"]
+            print(f"  {arch:<20} {_fmt(ba['mean'])} ± {_fmt(ba['std'])}   ROC AUC {_fmt(summary['roc_auc']['mean'])}")
     print(f"report:   {report['files']['report']}")
     return 0
+
+
+def _add_comparison(report: dict, data: str, options, archs: list[str]) -> None:
+    """Cross-validate `archs` on the run's folds; the trained model's own folds come first."""
+    from dataclasses import replace
+
+    from afmwatch.training.compare import SUMMARY_KEYS, compare_architectures
+    from afmwatch.training.report import write_json
+
+    own_arch = report["options"]["arch"]
+    own = {"count": report["data"]["count"], **{k: report["cross_validation"][k] for k in SUMMARY_KEYS}}
+    others = compare_architectures(data, replace(options, arch=own_arch), [a for a in archs if a != own_arch])
+    report["comparison"] = {own_arch: own, **others}
+    write_json(report, report["files"]["report"])
 
 
 def _command_line(args: argparse.Namespace, options) -> str:
