@@ -14,7 +14,7 @@ from afmwatch.denoise import load_denoiser, save_denoiser, write_denoised
 from afmwatch.denoise.metrics import psnr
 from afmwatch.denoise.model import Denoiser
 from afmwatch.denoise.networks import LineAwareDenoiser, WindowMLP
-from afmwatch.denoise.train import Pair, TrainOptions, train_denoiser
+from afmwatch.denoise.train import Pair, TrainOptions, half_scale, train_denoiser
 from afmwatch.durable import sha256_file
 from afmwatch.networks.model_file import ModelError, save_model_file
 from afmwatch.readers import read_scan
@@ -85,6 +85,26 @@ def test_conv_trained_a_few_steps_improves_psnr_and_removes_line_offsets(rng):
     denoiser = Denoiser(network, "conv", "test", Path("test.safetensors"), "", {})
     out = denoiser.denoise(as_scan(test.noisy)).height
     assert psnr(out, test.clean) > psnr(test.noisy, test.clean) + 2.0
+
+
+def test_half_scale_pair_halves_the_objects_but_keeps_the_noise(rng):
+    pair = noisy_pair(rng, size=96, noise_nm=3.0, line_nm=0.0)
+    half = half_scale(pair)
+    assert half.clean.shape == (48, 48) and half.pixel_size_nm == 2 * PIXEL_NM
+    np.testing.assert_allclose(half.clean, pair.clean.reshape(48, 2, 48, 2).mean(axis=(1, 3)), rtol=1e-5)
+    # subsampled, not averaged: the noise keeps its spread (averaging 2 x 2 would halve it)
+    assert 0.85 < np.std(half.noisy - half.clean) / np.std(pair.noisy - pair.clean) < 1.15
+
+
+def test_conv_averages_over_flips_and_window_mlp_stays_one_pass(tmp_path):
+    conv = tiny_denoiser("conv", tmp_path / "c.safetensors")
+    image = np.random.default_rng(3).normal(0, 1, (24, 40)).astype(np.float32)
+    flips = [np.flip(conv.network(torch.from_numpy(np.ascontiguousarray(np.flip(image, axes)))[None, None])
+                     [0, 0].detach().numpy(), axes) for axes in ((), (0,), (1,), (0, 1))]
+    np.testing.assert_allclose(conv._run(image), np.mean(flips, axis=0), rtol=1e-4, atol=1e-5)
+    window = tiny_denoiser("window-mlp", tmp_path / "w.safetensors")
+    single = window.network(torch.from_numpy(image)[None, None])[0, 0].detach().numpy()
+    np.testing.assert_allclose(window._run(image), single, rtol=1e-5, atol=1e-6)
 
 
 def test_missing_pixels_stay_missing(tmp_path):

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--patch", type=int, nargs=2, default=(d.patch_rows, d.patch_cols), metavar=("ROWS", "COLS"),
                         help="random training patch size (default %(default)s; wide patches show more of each row)")
+    parser.add_argument("--half-scale", action="store_true",
+                        help="also train on every pair at half scale (objects half as wide in pixels, same noise): "
+                        "a wider range of feature sizes, so thin or small shapes not in the data are kept better")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the architecture's)")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of pairs held out")
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     options = TrainOptions(
         arch=args.arch, steps=args.steps, batch_size=args.batch_size, patch_rows=args.patch[0],
         patch_cols=args.patch[1], learning_rate=args.lr, seed=args.seed, val_fraction=args.val_fraction,
-        device=to_device(args.device), arch_options=arch_options,
+        device=to_device(args.device), arch_options=arch_options, half_scale=args.half_scale,
     )
     try:
         report = train_from_folders(args.data, args.out, options, progress=not args.no_progress,

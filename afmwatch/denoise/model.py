@@ -21,6 +21,7 @@ from afmwatch.scan import Scan, ScanError
 
 MODEL_KIND = "denoiser"
 MODELS_FOLDER = Path(__file__).resolve().parents[2] / "models"
+FLIPS: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (0, 1))  # the flips `conv` averages over
 DEFAULT_DENOISERS = {"conv": "denoiser-conv.safetensors", "window-mlp": "denoiser-window-mlp.safetensors"}
 
 log = structlog.get_logger(__name__)
@@ -68,11 +69,22 @@ class Denoiser:
             raise ScanError(scan.path, "no valid height values to denoise")
         centre, scale = NORMALISATIONS[self.network.normalisation](scan.height)
         image = normalise(np.where(missing, centre, scan.height), centre, scale)
-        result = denormalise(run_network(self.network, image), centre, scale)
+        result = denormalise(self._run(image), centre, scale)
         result[missing] = np.nan
         meta = dict(scan.metadata, denoiser={"name": self.name, "arch": self.arch, "sha256": self.sha256})
         log.debug("scan_denoised", file=str(scan.path), denoiser=self.name, rows=rows, cols=cols)
         return scan.with_height(result, metadata=meta)
+
+    def _run(self, image: np.ndarray) -> np.ndarray:
+        """The network on a normalised image; `conv` averages over the image and its up-down,
+        left-right and both flips (never transposed: rows stay rows), each flipped back, which
+        removes about a third of what noise one pass leaves. `window-mlp` stays Gwyddion's single pass."""
+        if not getattr(self.network, "flip_ensemble", False):
+            return run_network(self.network, image)
+        total = np.zeros(image.shape, dtype=np.float64)
+        for axes in FLIPS:
+            total += np.flip(run_network(self.network, np.ascontiguousarray(np.flip(image, axes))), axes)
+        return (total / len(FLIPS)).astype(np.float32)
 
     def to(self, device: str) -> Denoiser:
         self.network.to(device)

@@ -140,10 +140,11 @@ class LineAwareDenoiser(nn.Module):
     """
 
     normalisation = "median-mad"
+    flip_ensemble = True  # applied to the image and its flips, averaged (see Denoiser.denoise)
 
-    def __init__(self, channels: int = 32, depth: int = 6, row_kernel: int = 9):
+    def __init__(self, channels: int = 32, depth: int = 6, row_kernel: int = 9, fine_channels: int = 0):
         super().__init__()
-        self.channels, self.depth, self.row_kernel = channels, depth, row_kernel
+        self.channels, self.depth, self.row_kernel, self.fine_channels = channels, depth, row_kernel, fine_channels
         # zero padding: reflect padding at every layer doubles the cost on a CPU for no visible gain
         layers: list[nn.Module] = [nn.Conv2d(4, channels, 3, padding=1)]
         for i in range(depth):
@@ -158,16 +159,27 @@ class LineAwareDenoiser(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.pixel_noise = nn.Conv2d(channels, 4, 3, padding=1)
         self.row_offset = RowOffset(channels)
+        # optional full-resolution refinement: the trunk's features back at full resolution, the input and
+        # the half-resolution estimate -> a correction for detail finer than two pixels (thin rings, edges)
+        self.fine = None
+        if fine_channels:
+            self.fine = nn.Sequential(
+                nn.Conv2d(channels // 4 + 2, fine_channels, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(fine_channels, 1, 3, padding=1),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows, cols = x.shape[-2:]
         padded = F.pad(x, (0, cols % 2, 0, rows % 2), mode="replicate")  # pixel unshuffle needs even sizes
         features = self.trunk(F.pixel_unshuffle(padded, 2))
         noise = F.pixel_shuffle(self.pixel_noise(features), 2) + self.row_offset(features)
+        if self.fine is not None:
+            noise = noise + self.fine(torch.cat([F.pixel_shuffle(features, 2), padded, noise], dim=1))
         return x - noise[..., :rows, :cols]
 
     def config(self) -> dict[str, Any]:
-        return {"channels": self.channels, "depth": self.depth, "row_kernel": self.row_kernel}
+        config = {"channels": self.channels, "depth": self.depth, "row_kernel": self.row_kernel}
+        return dict(config, fine_channels=self.fine_channels) if self.fine_channels else config
 
     @property
     def min_size(self) -> int:
