@@ -52,7 +52,7 @@ default-denoisers: $(STAMP)
 	$(PY) -m afmwatch synth denoise --out $(DENOISE_DATA)/particles-0.2 --n 20 --noise 0.2 --seed 13 --no-gwy --no-previews
 	$(PY) -m afmwatch train-denoiser --data $(DENOISE_SETS) --arch window-mlp --steps 800 --seed 0 --threads 1 \
 		--out $(DENOISE_DATA)/denoiser-window-mlp.safetensors
-	$(PY) -m afmwatch train-denoiser --data $(DENOISE_SETS) --arch conv --steps 3600 --seed 0 --threads 1 \
+	$(PY) -m afmwatch train-denoiser --data $(DENOISE_SETS) --arch conv --steps 4800 --seed 0 --threads 1 \
 		--half-scale --arch-options '{"fine_channels": 16}' --out $(DENOISE_DATA)/denoiser-conv.safetensors
 	for m in denoiser-window-mlp denoiser-conv; do \
 		cp $(DENOISE_DATA)/$$m.safetensors $(DENOISE_DATA)/$$m.report.json models/; done
