@@ -106,12 +106,14 @@ def safe_move(src: Path, dst: Path, *, copy_only: bool = False) -> Path:
     when copying: copy to a temp file, fsync, verify size and sha256, rename, then remove the
     original (unless `copy_only`). Returns the final path.
     """
+    if src.is_symlink():  # linking or copying would take the target, which may lie outside our folders
+        raise OSError(f"{src} is a symbolic link; afmwatch does not follow links")
     make_dirs(dst.parent)
     while True:
         final = unique_path(dst)
         if not copy_only:
             try:
-                os.link(src, final)
+                os.link(src, final, follow_symlinks=False)
             except FileExistsError:
                 continue
             except OSError:

@@ -259,3 +259,38 @@ def test_denoising_failure_never_blocks_sorting_and_a_working_denoiser_writes_be
     written = Path(denoised["paths"][0])
     assert written.parent == second.parent and written.name.startswith("second.tif.denoised")
     assert read_scan(written).pixel_size_nm == pytest.approx(2.0)
+
+
+def test_symbolic_links_are_never_followed_out_of_the_watch_folder(tmp_path, model):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    secret = scan_bytes_file(outside / "secret.tif", 7)
+    digest = sha256(secret)
+    (outside / "folder").mkdir()
+    scan_bytes_file(outside / "folder" / "inner.tif", 8)
+    config = write_config(tmp_path, model)
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    (inbox / "link.tif").symlink_to(secret)                 # present at start: the folder scan
+    daemon = Daemon(config).wait_ready()
+    try:
+        (inbox / "later.tif").symlink_to(secret)            # arriving: the observer
+        (inbox / "linked-folder").symlink_to(outside / "folder", target_is_directory=True)
+        real = _drop(inbox / "real.tif", 9)
+        wait_until(lambda: processed_count(out) == 1, what="the real scan sorted")
+        time.sleep(1.5)  # time enough for the links to have been (wrongly) taken
+    finally:
+        assert daemon.terminate() == 0
+    assert [p.name for p in sorted_files(out)] == ["real.tif"] and sha256(sorted_files(out)[0]) == real
+    assert sha256(secret) == digest and (outside / "folder" / "inner.tif").exists()
+    assert (inbox / "link.tif").is_symlink() and (inbox / "later.tif").is_symlink()
+
+
+def test_safe_move_refuses_a_symbolic_link(tmp_path):
+    from afmwatch.durable import safe_move
+
+    target = scan_bytes_file(tmp_path / "target.tif", 1)
+    link = tmp_path / "link.tif"
+    link.symlink_to(target)
+    with pytest.raises(OSError, match="symbolic link"):
+        safe_move(link, tmp_path / "out" / "link.tif")
+    assert link.is_symlink() and target.exists() and not (tmp_path / "out" / "link.tif").exists()

@@ -22,11 +22,14 @@ from afmwatch.config import WatchConfig
 def wanted(path: Path, root: Path, watch: WatchConfig) -> bool:
     """Whether `path` (below `root`) is a scan to process: no part of it excluded, its name included.
 
-    With no `include` globs, every format the readers know is included.
+    With no `include` globs, every format the readers know is included. A symbolic link is never
+    wanted: following it would read, and move, a file outside the configured folders.
     """
     try:
         parts = path.relative_to(root).parts
     except ValueError:
+        return False
+    if path.is_symlink() or not path.resolve().is_relative_to(root.resolve()):  # a link, or under a linked folder
         return False
     if not parts or (len(parts) > 1 and not watch.recursive):
         return False
