@@ -230,7 +230,7 @@ def test_denoising_failure_never_blocks_sorting_and_a_working_denoiser_writes_be
 
     import yaml
 
-    from afmwatch.denoise import save_denoiser
+    from afmwatch.denoise.model import save_denoiser
     from afmwatch.denoise.networks import WindowMLP
     from afmwatch.readers import read_scan
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from afmwatch.cli import main
-from afmwatch.denoise import load_denoiser, save_denoiser, write_denoised
+from afmwatch.denoise.model import load_denoiser, save_denoiser
+from afmwatch.denoise.write import write_denoised
 from afmwatch.denoise.metrics import psnr
 from afmwatch.denoise.model import Denoiser
 from afmwatch.denoise.networks import LineAwareDenoiser, WindowMLP

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from afmwatch.daemon.sidecar import sidecar_path
-from afmwatch.denoise import save_denoiser
+from afmwatch.denoise.model import save_denoiser
 from afmwatch.denoise.networks import WindowMLP
 from afmwatch.readers import read_scan
 from daemon_support import (

@@ -18,7 +18,7 @@ def _arch_options(text: str) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from afmwatch.denoise.train import TrainOptions
+    from afmwatch.denoise.options import TrainOptions
 
     d = TrainOptions()
     parser.add_argument("--data", required=True, nargs="+", metavar="DIR",

@@ -334,7 +334,8 @@ class Actor:
 
     def _denoise(self, job: Job, config: Config, final: Path, decision: str) -> dict[str, Any]:
         """Denoise the (first) frame; a failure never blocks sorting, it is recorded in the sidecar."""
-        from afmwatch.denoise import load_denoiser, write_denoised
+        from afmwatch.denoise.model import load_denoiser
+        from afmwatch.denoise.write import write_denoised
         from afmwatch.networks.model_file import ModelError
 
         model = config.denoise.model

@@ -1,6 +1,5 @@
-"""Denoising: Gwyddion's window network, a line-aware convolutional denoiser, training and writing."""
+"""Denoising: Gwyddion's window network, a line-aware convolutional denoiser, training and writing.
 
-from afmwatch.denoise.model import Denoiser, default_denoiser_path, load_denoiser, save_denoiser
-from afmwatch.denoise.write import write_denoised
-
-__all__ = ["Denoiser", "default_denoiser_path", "load_denoiser", "save_denoiser", "write_denoised"]
+Import the parts (`afmwatch.denoise.model`, `.write`, `.train`, `.options`) directly: this package
+imports nothing itself, so the command line can read the training options without loading torch.
+"""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from afmwatch.denoise.metrics import quality
 from afmwatch.denoise.model import Denoiser, save_denoiser
+from afmwatch.denoise.options import TrainOptions
 from afmwatch.denoise.networks import NORMALISATIONS, WindowMLP, build_network, normalise
 from afmwatch.durable import atomic_write_bytes
 from afmwatch.scan import Scan, ScanError
@@ -46,21 +47,6 @@ class Pair:
 
 # Adam learning rates that train each architecture well in a few hundred to a few thousand steps.
 DEFAULT_LEARNING_RATES = {"window-mlp": 1e-2, "conv": 3e-3}
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    arch: str = "conv"
-    steps: int = 1500
-    batch_size: int = 8
-    patch_rows: int = 32
-    patch_cols: int = 128
-    learning_rate: float | None = None  # None: the architecture's default (DEFAULT_LEARNING_RATES)
-    seed: int = 0
-    val_fraction: float = 0.15
-    device: str = "cpu"
-    arch_options: dict[str, Any] = field(default_factory=dict)
-    half_scale: bool = False  # also train on every pair at half scale (smaller particles, same noise)
 
 
 def _pick_files(folder: Path) -> dict[str, Path]:
