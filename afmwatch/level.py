@@ -73,6 +73,6 @@ def level_array(z: np.ndarray, polynomial_order: int = 0) -> np.ndarray:
 
 def level(scan: Scan, polynomial_order: int = 0) -> Scan:
     """Level a Scan; returns a new Scan and records the levelling in its metadata."""
-    levelled = level_array(scan.height, polynomial_order)
+    levelled = scan.levelled(polynomial_order)  # shared with the input pipeline: levelled once
     meta = dict(scan.metadata, levelled=f"plane+align_rows+poly{polynomial_order}")
     return scan.with_height(levelled, metadata=meta)

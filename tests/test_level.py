@@ -1,8 +1,10 @@
 import warnings
+from pathlib import Path
 
 import numpy as np
 
-from afmwatch.level import align_rows, level_array, plane_fit, polynomial_fit
+from afmwatch.level import align_rows, level, level_array, plane_fit, polynomial_fit
+from afmwatch.scan import Scan
 
 
 def _surface(rng):
@@ -58,3 +60,25 @@ def test_fast_plane_fit_matches_the_general_least_squares_fit(rng):
 
     z = rng.normal(size=(100, 173)) + 0.3 * np.arange(173) - 0.1 * np.arange(100)[:, None]
     assert np.abs(plane_fit(z) - (z - _fit_surface(z, 1))).max() < 1e-4
+
+
+def test_a_scan_is_levelled_once_and_shares_read_only_heights(monkeypatch):
+    """The input pipeline, the preview and the denoiser level the same scan: once, not three times."""
+    import afmwatch.level as level_module
+    from afmwatch.networks.pipeline import make_pipeline, to_tensor
+
+    calls = []
+    real = level_module.level_array
+    monkeypatch.setattr(level_module, "level_array", lambda z, order=0: calls.append(order) or real(z, order))
+    rng = np.random.default_rng(5)
+    z = rng.normal(0, 1, (64, 64)).astype(np.float32) + np.linspace(0, 30, 64, dtype=np.float32)
+    scan = Scan(height=z, pixel_size_nm=2.0, channel="Height", path=Path("a.tif"), format="tiff")
+    to_tensor(scan, make_pipeline(1, "standardise", resize=64, crop=48))
+    shown = level(scan)
+    assert calls == [0]
+    assert np.array_equal(shown.height, real(z, 0))
+    assert not shown.height.flags.writeable
+    level(scan, 2)
+    assert calls == [0, 2]
+    level(scan.with_height(z + 1))  # new heights: levelled afresh
+    assert calls == [0, 2, 0]

@@ -114,7 +114,10 @@ def prepare(scan: Scan, spec: dict[str, Any]) -> np.ndarray:
     if max(rows, cols) > longest:  # e.g. a line scan: never resize it into a huge image
         top, left = max(0, (rows - longest) // 2), max(0, (cols - longest) // 2)
         area = area[top : top + longest, left : left + longest]
-    levelled = level_array(area, spec["level_polynomial"])
+    if area is scan.height:  # the whole scan: its levelled heights are shared with the preview
+        levelled = scan.levelled(spec["level_polynomial"])
+    else:
+        levelled = level_array(area, spec["level_polynomial"])
     finite = np.isfinite(levelled)
     if not finite.all():  # lines never acquired: the lowest height, as instruments show them (not "flat")
         fill = float(levelled[finite].min()) if finite.any() else 0.0
@@ -122,24 +125,34 @@ def prepare(scan: Scan, spec: dict[str, Any]) -> np.ndarray:
     return resize_short_edge(levelled, spec["resize"])
 
 
-def _normalise(crop: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
-    """(H, W) float tensor -> (channels, H, W) network input."""
+def _normalise(crop: np.ndarray, spec: dict[str, Any]) -> torch.Tensor:
+    """(H, W) float32 array -> (channels, H, W) network input.
+
+    Plain numpy: the reader threads run this for every scan, and PyTorch's own thread pool would
+    compete with the inference thread for the same cores."""
     if spec["normalise"] == "standardise":
-        std = crop.std()
-        x = (crop - crop.mean()) / std if std > 0 else torch.zeros_like(crop)
-        x = x.clamp(-STANDARDISED_CLIP, STANDARDISED_CLIP)
-        return x.expand(spec["channels"], -1, -1).clone()
+        std = float(crop.std(ddof=1, dtype=np.float64)) if crop.size > 1 else 0.0
+        if std > 0:
+            x = (crop - np.float32(crop.mean(dtype=np.float64))) / np.float32(std)
+            np.clip(x, -STANDARDISED_CLIP, STANDARDISED_CLIP, out=x)
+        else:
+            x = np.zeros_like(crop)
+        return torch.from_numpy(np.repeat(x[None], spec["channels"], axis=0))
     # ImageNet: show the height map like a grey image in [0, 1] (0.5th..99.5th percentile), then the
     # ImageNet mean and standard deviation per channel, as torchvision's pretrained networks expect.
-    low, high = torch.quantile(crop.flatten(), torch.tensor([0.005, 0.995], dtype=crop.dtype))
-    grey = ((crop - low) / (high - low)).clamp(0, 1) if high > low else torch.zeros_like(crop)
+    low, high = np.percentile(crop, [0.5, 99.5])
+    if high > low:
+        grey = (crop - np.float32(low)) / np.float32(high - low)
+        np.clip(grey, 0, 1, out=grey)
+    else:
+        grey = np.zeros_like(crop)
     if spec["channels"] == 1:
         mean, std = (IMAGENET_GREY[0],), (IMAGENET_GREY[1],)
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
-    mean_t = torch.tensor(mean, dtype=crop.dtype)[:, None, None]
-    std_t = torch.tensor(std, dtype=crop.dtype)[:, None, None]
-    return (grey.expand(len(mean), -1, -1) - mean_t) / std_t
+    mean_a = np.array(mean, dtype=np.float32)[:, None, None]
+    std_a = np.array(std, dtype=np.float32)[:, None, None]
+    return torch.from_numpy((grey[None] - mean_a) / std_a)
 
 
 def finish(prepared: np.ndarray, spec: dict[str, Any], rng: np.random.Generator | None = None) -> torch.Tensor:
@@ -156,7 +169,7 @@ def finish(prepared: np.ndarray, spec: dict[str, Any], rng: np.random.Generator 
             crop = crop[:, ::-1]
         if rng.random() < 0.5:
             crop = crop[::-1, :]
-    x = _normalise(torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32)), spec)
+    x = _normalise(np.ascontiguousarray(crop, dtype=np.float32), spec)
     if rng is not None and spec["jitter"] > 0:
         gain, offset = rng.uniform(-spec["jitter"], spec["jitter"], size=2)
         x = x * float(1 + gain) + float(offset)
