@@ -22,16 +22,40 @@ def afmhot_lut() -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
 
 
+AFMHOT_PALETTE = afmhot_lut().ravel().tolist()
+WHITE, BLACK = 255, 0  # palette indices
+
+
 def to_unit_range(height: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> np.ndarray:
     """Map heights to 0..1 with robust percentile limits (a few spikes do not wash out the image)."""
-    finite = height[np.isfinite(height)]
-    if finite.size == 0:
-        return np.zeros_like(height, dtype=np.float32)
-    low, high = np.percentile(finite, [low_pct, high_pct])
+    low, high = display_limits(height, low_pct, high_pct)
     if high <= low:
         return np.zeros_like(height, dtype=np.float32)
     out = (np.nan_to_num(height, nan=low) - low) / (high - low)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def display_limits(height: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> tuple[float, float]:
+    """The percentile limits of the colour scale, from at most about 16,000 evenly spaced pixels:
+    a display range needs no more, and the daemon renders every scan. (0, 0) when nothing is finite."""
+    sample = height.ravel()[:: max(1, height.size // 16384)]
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        sample = height[np.isfinite(height)]  # a few finite pixels the stride stepped over
+        if sample.size == 0:
+            return 0.0, 0.0
+    low, high = np.percentile(sample, [low_pct, high_pct])
+    return float(low), float(high)
+
+
+def grey_levels(height: np.ndarray) -> np.ndarray:
+    """Heights as 0..255 (uint8) between the display limits; missing pixels at the lowest level."""
+    low, high = display_limits(height)
+    if high <= low:
+        return np.zeros(height.shape, dtype=np.uint8)
+    scaled = (height - np.float32(low)) * np.float32(255.0 / (high - low))
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    return np.nan_to_num(scaled, copy=False, nan=0.0).astype(np.uint8)
 
 
 def _nice_length(target_nm: float) -> float:
@@ -53,12 +77,15 @@ def preview_image(
     caption: str | None = None,
     max_size: int = 512,
 ) -> Image.Image:
-    """A colour-mapped RGB image with an optional scale bar (bottom left) and caption (top left)."""
-    rgb = afmhot_lut()[(to_unit_range(height) * 255).astype(np.uint8)]
-    image = Image.fromarray(rgb, mode="RGB")
-    scale = min(1.0, max_size / max(image.size))
-    if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    """A colour-mapped (palette) image with an optional scale bar (bottom left) and caption (top left)."""
+    levels = Image.fromarray(grey_levels(height), mode="L")
+    scale = min(1.0, max_size / max(levels.size))
+    if scale < 1.0:  # shrink the grey levels (the colour map is monotonic), then colour them
+        levels = levels.resize((max(1, round(levels.width * scale)), max(1, round(levels.height * scale))))
+    # A palette image: a third of the pixel data of RGB and no per-row PNG filter search, so encoding
+    # is several times faster. Index 255 of afmhot is white and 0 black, for the scale bar and text.
+    image = Image.fromarray(np.asarray(levels), mode="P")
+    image.putpalette(AFMHOT_PALETTE)
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=12)
     if pixel_size_nm and image.width >= 64:
@@ -66,11 +93,18 @@ def preview_image(
         bar_nm = _nice_length(image.width * shown_px_nm / 4)
         bar_px = max(1, round(bar_nm / shown_px_nm))
         y = image.height - 12
-        draw.rectangle([8, y, 8 + bar_px, y + 4], fill=(255, 255, 255), outline=(0, 0, 0))
-        draw.text((8, y - 12), _format_length(bar_nm), fill=(255, 255, 255), font=font, stroke_width=1, stroke_fill=(0, 0, 0))
+        draw.rectangle([8, y, 8 + bar_px, y + 4], fill=WHITE, outline=BLACK)
+        _label(draw, (8, y - 14), _format_length(bar_nm), font)
     if caption:
-        draw.text((6, 4), caption, fill=(255, 255, 255), font=font, stroke_width=1, stroke_fill=(0, 0, 0))
+        _label(draw, (6, 4), caption, font)
     return image
+
+
+def _label(draw: ImageDraw.ImageDraw, at: tuple[int, int], text: str, font: ImageFont.ImageFont) -> None:
+    """White text on a black box: readable on any colour, and a third of the cost of outlined text."""
+    left, top, right, bottom = draw.textbbox(at, text, font=font)
+    draw.rectangle([left - 2, top - 2, right + 1, bottom + 1], fill=BLACK)
+    draw.text(at, text, fill=WHITE, font=font)
 
 
 def png_bytes(image: Image.Image) -> bytes:
