@@ -215,6 +215,11 @@ def _runs(mask: np.ndarray, min_length: int) -> np.ndarray:
     return (np.cumsum(marks[:-1], dtype=np.int8) > 0).reshape(rows, cols + 1)[:, :cols]
 
 
+def scar_threshold(z: np.ndarray) -> float:
+    """The least jump from both neighbouring lines that marks a band (see `_scar_map`)."""
+    return max(SCAR_THRESHOLD_SIGMA * _robust_sigma(np.diff(z, axis=0)), SCAR_THRESHOLD_SQ * float(np.std(z)))
+
+
 def _scar_map(z: np.ndarray, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixels in scars (bands 1-3 lines high) and in all streaks (bands up to `max_rows` high).
 
@@ -222,13 +227,50 @@ def _scar_map(z: np.ndarray, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
     than SCAR_THRESHOLD_SIGMA robust sigmas of the line-to-line step and SCAR_THRESHOLD_SQ of the RMS
     roughness, and where that jump is sharper across the lines than the height's curvature along them
     (the top of a round particle is as curved along the line as across it, a scar is not); marked
-    pixels count where they form a stretch of the line at least 1/SCAR_MIN_FRACTION of it long."""
+    pixels count where they form a stretch of the line at least 1/SCAR_MIN_FRACTION of it long.
+
+    Only lines that can hold such a stretch are searched: a band's first line jumps from the line
+    before by more than the threshold, so a line whose 1-`max_rows` lines above show no jump along a
+    long enough stretch holds no scar. The daemon measures every scan, and most have few such lines."""
     rows, cols = z.shape
-    threshold = max(SCAR_THRESHOLD_SIGMA * _robust_sigma(np.diff(z, axis=0)), SCAR_THRESHOLD_SQ * float(np.std(z)))
+    threshold = scar_threshold(z)
     min_length = max(SCAR_MIN_PIXELS, cols // SCAR_MIN_FRACTION)
     scars = np.zeros_like(z, dtype=bool)
     streaks = np.zeros_like(z, dtype=bool)
     if threshold <= 0 or rows < 3:
+        return scars, streaks
+    jumps = np.abs(np.diff(z, axis=0)) > threshold  # jumps[s]: between line s and line s + 1
+    reach = np.zeros_like(z, dtype=bool)  # line r: a jump at its column in one of the lines above
+    for height in range(1, min(max_rows, rows - 2) + 1):
+        reach[height:] |= jumps[: rows - height]
+    candidates = np.flatnonzero(_runs(reach, min_length).any(axis=1))
+    if candidates.size == 0:
+        return scars, streaks
+    # every band reaching a candidate line r starts at r - max_rows .. r - 1 and ends by r + max_rows
+    for first, last in _spans(candidates - max_rows, candidates + max_rows + 1, rows):
+        band_scars, band_streaks = _bands(z[first:last], threshold, max_rows)
+        scars[first:last] |= band_scars
+        streaks[first:last] |= band_streaks
+    return _runs(scars, min_length), _runs(streaks, min_length)
+
+
+def _spans(starts: np.ndarray, ends: np.ndarray, rows: int) -> list[tuple[int, int]]:
+    """Overlapping [start, end) row intervals merged, clipped to 0..rows."""
+    merged: list[list[int]] = []
+    for start, end in zip(np.clip(starts, 0, rows), np.clip(ends, 0, rows)):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], int(end))
+        else:
+            merged.append([int(start), int(end)])
+    return [(a, b) for a, b in merged]
+
+
+def _bands(z: np.ndarray, threshold: float, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The band test of `_scar_map` on every possible band of `z` (before the run-length test)."""
+    rows = z.shape[0]
+    scars = np.zeros_like(z, dtype=bool)
+    streaks = np.zeros_like(z, dtype=bool)
+    if rows < 3:
         return scars, streaks
     curvature = np.zeros_like(z)  # along the line
     curvature[:, 1:-1] = np.abs(z[:, :-2] + z[:, 2:] - 2 * z[:, 1:-1]) / 2
@@ -248,7 +290,7 @@ def _scar_map(z: np.ndarray, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
             streaks[1 + k : rows - height + k] |= band
             if height <= SCAR_MAX_ROWS:
                 scars[1 + k : rows - height + k] |= band
-    return _runs(scars, min_length), _runs(streaks, min_length)
+    return scars, streaks
 
 
 def line_artefacts(surf: Surface, retrace: Surface | None = None) -> dict[str, float]:

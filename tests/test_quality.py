@@ -382,3 +382,31 @@ def test_each_frame_of_a_movie_is_compared_with_its_own_retrace(samples):
     for frame in frames:
         retrace = quality.load_retrace(frame)
         assert retrace is not None and retrace.frame == frame.frame and retrace.direction == "backward"
+
+
+def _every_band(z: np.ndarray, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The scar search without its shortcut: every line tested, then the run-length test."""
+    min_length = max(quality.SCAR_MIN_PIXELS, z.shape[1] // quality.SCAR_MIN_FRACTION)
+    scars, streaks = quality._bands(z, quality.scar_threshold(z), max_rows)
+    return quality._runs(scars, min_length), quality._runs(streaks, min_length)
+
+
+@pytest.mark.parametrize("scars", [0, 3, 12, 40])
+def test_scar_search_skipping_quiet_lines_finds_exactly_what_testing_every_line_finds(rng, scars):
+    """The daemon searches only lines near a long jump; the result must not depend on that."""
+    for jump in (2.0, 8.0):
+        z = quality.surface(scan_of(add_scars(clean_surface(rng), rng, scars, jump_nm=jump))).line_aligned
+        found = quality._scar_map(z, quality.STREAK_MAX_ROWS)
+        expected = _every_band(z, quality.STREAK_MAX_ROWS)
+        assert np.array_equal(found[0], expected[0]) and np.array_equal(found[1], expected[1])
+        if scars >= 12 and jump == 8.0:
+            assert found[0].any()  # the comparison covered scars actually found
+
+
+def test_scar_search_on_a_band_at_the_edges_of_the_scan(rng):
+    z = quality.surface(scan_of(clean_surface(rng))).line_aligned.copy()
+    z[1:3, 10:80] += 30.0  # a streak two lines high just below the first line
+    z[-2, 40:120] -= 30.0  # a scar on the last line but one
+    found = quality._scar_map(z, quality.STREAK_MAX_ROWS)
+    expected = _every_band(z, quality.STREAK_MAX_ROWS)
+    assert np.array_equal(found[1], expected[1]) and found[1][1:3, 12:78].all() and found[1][-2, 42:118].all()
