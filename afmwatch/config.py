@@ -75,11 +75,13 @@ class WorkersConfig:
     """Queue sizes, reader pool and batching."""
 
     read_workers: int = 2
+    reader_processes: bool = True  # read in worker processes (parallel on every core); false: in threads
     act_workers: int | None = None  # None: as many as read_workers
     queue_size: int = 64
     batch_size: int = 16
     max_batch_wait_ms: int = 50
     drain_timeout_seconds: float = 30.0
+    torch_threads: int | None = None  # CPU inference; None: the cores the reader threads leave free (at least 1)
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,7 @@ _LIMITS = (
     ("watch.polling_interval_seconds", 0.0, False),
     ("workers.read_workers", 1, True),
     ("workers.act_workers", 1, True),
+    ("workers.torch_threads", 1, True),
     ("workers.queue_size", 1, True),
     ("workers.batch_size", 1, True),
     ("workers.max_batch_wait_ms", 0, True),

@@ -21,6 +21,9 @@ class ScanError(Exception):
         self.reason = reason
         super().__init__(f"{self.path.name}: {reason}")
 
+    def __reduce__(self):  # raised in a reader process, re-raised in the service: keep path and reason
+        return (type(self), (self.path, self.reason))
+
 
 @dataclass(frozen=True)
 class Scan:

@@ -276,3 +276,25 @@ def test_preview_caption_says_who_decided():
     rule = {"metric": "scar_fraction"}
     assert preview_caption({"label": "good", "decision": "bad", "confidence": 0.81}, rule) == \
         "bad: scar_fraction (network: good 0.81)"
+
+
+def test_cpu_inference_threads_leave_the_reader_threads_their_cores(monkeypatch):
+    import torch
+
+    from afmwatch.config import WorkersConfig
+    from afmwatch.daemon import service
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(service, "available_cores", lambda: 2)
+        assert service.set_torch_threads(WorkersConfig(read_workers=2)) == 1 == torch.get_num_threads()
+        monkeypatch.setattr(service, "available_cores", lambda: 16)
+        assert service.set_torch_threads(WorkersConfig(read_workers=4)) == 12 == torch.get_num_threads()
+        assert service.set_torch_threads(WorkersConfig(read_workers=4, torch_threads=3)) == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_torch_threads_below_one_is_refused():
+    with pytest.raises(ConfigError, match="torch_threads"):
+        config_from_dict({"workers": {"torch_threads": 0}})

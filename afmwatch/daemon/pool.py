@@ -1,4 +1,5 @@
-"""The reader pool: a few threads that hash, read, measure and preprocess settled files.
+"""The reader pool: a few threads that hash settled files and have them read, measured and
+preprocessed (in reader processes, `afmwatch.daemon.reading`, or in the thread itself).
 
 Each reader takes an Arrival from the bounded read queue and puts a Job on the bounded inference
 queue (or straight on the act queue when the file failed or is a known duplicate). A parse failure
@@ -19,6 +20,7 @@ import structlog
 from afmwatch.config import Config
 from afmwatch.daemon.job import Job
 from afmwatch.daemon.journal import Journal
+from afmwatch.daemon.reading import ReaderCrashed, ReaderProcesses, ReadTask, read_file
 from afmwatch.daemon.settle import Arrival, Settler
 from afmwatch.durable import sha256_file
 from afmwatch.scan import ScanError
@@ -28,21 +30,19 @@ log = structlog.get_logger("afmwatch.read")
 STOP = None  # sentinel on a queue: the consumer finishes
 
 
-def read_job(job: Job, config: Config, classifier: Any) -> None:
-    """Read every frame, measure quality and preprocess for `classifier`; raises ScanError."""
-    from afmwatch.quality import load_retrace, measure
-    from afmwatch.readers import read_frames
+def read_job(job: Job, config: Config, classifier: Any, processes: ReaderProcesses | None = None) -> None:
+    """Read every frame, measure quality and preprocess for `classifier`, in a reader process when
+    there are any (else in this thread); raises ScanError, or ReaderCrashed if the process died."""
+    import torch
 
-    started = time.monotonic()
-    job.frames = read_frames(job.path, classifier.reading_config(config.reading))  # the model's data-area mode
-    if not job.frames:
-        raise ScanError(job.path, "the file holds no image frames")
-    retrace = load_retrace(job.frames[0])
-    job.add_time("read", time.monotonic() - started)
-    started = time.monotonic()
-    job.quality = measure(job.frames[0], retrace)
-    job.add_time("quality", time.monotonic() - started)
-    preprocess(job, classifier)
+    prepare, argument = classifier.preprocess_task()
+    task = ReadTask(job.path, classifier.reading_config(config.reading), prepare, argument)
+    result = processes.read(task) if processes is not None else read_file(task)
+    job.frames, job.quality = result.frames, result.quality
+    job.inputs = [torch.from_numpy(array) for array in result.inputs]
+    job.preprocessed_by = classifier
+    for stage, seconds in result.seconds.items():
+        job.add_time(stage, seconds)
 
 
 def preprocess(job: Job, classifier: Any) -> None:
@@ -66,6 +66,7 @@ class ReaderPool:
         infer_queue: queue.Queue,
         act_queue: queue.Queue,
         vanished: Callable[[Arrival], None],
+        processes: ReaderProcesses | None = None,
     ):
         self.get_config = get_config
         self.get_classifier = get_classifier
@@ -75,6 +76,7 @@ class ReaderPool:
         self.infer_queue = infer_queue
         self.act_queue = act_queue
         self.vanished = vanished
+        self.processes = processes
         self.threads: list[threading.Thread] = []
 
     def start(self, count: int) -> None:
@@ -115,9 +117,13 @@ class ReaderPool:
                 return
         classifier = self.get_classifier()
         try:
-            read_job(job, config, classifier)
+            read_job(job, config, classifier, self.processes)
         except ScanError as exc:
             self._failed_attempt(job, config, exc.reason)
+            return
+        except ReaderCrashed as exc:
+            log.error("reader_process_died", file=str(arrival.path), note="a fresh reader process takes over")
+            self._failed_attempt(job, config, str(exc))
             return
         except MemoryError:
             self._failed_attempt(job, config, "not enough memory to read the file")

@@ -21,12 +21,13 @@ from typing import Any
 import structlog
 
 from afmwatch import __version__
-from afmwatch.config import Config, ConfigError, load_config
+from afmwatch.config import Config, ConfigError, WorkersConfig, load_config
 from afmwatch.daemon.act import DECISION_FOLDERS, Actor
 from afmwatch.daemon.journal import FINAL_STATES, OPEN_STATES, Journal, state_folder
 from afmwatch.daemon.metrics import Metrics, serve_metrics
 from afmwatch.daemon.notify import Notifier
 from afmwatch.daemon.pool import STOP, ReaderPool
+from afmwatch.daemon.reading import ReaderProcesses
 from afmwatch.daemon.reconcile import reconcile
 from afmwatch.daemon.settle import Arrival, Settler
 from afmwatch.daemon.watcher import scan_folder, start_observer
@@ -93,6 +94,25 @@ def model_path(config: Config) -> Path:
     return resolve_model(config.model, config.model_folder)
 
 
+def set_torch_threads(workers: WorkersConfig) -> int:
+    """PyTorch's CPU threads for the inference worker: `workers.torch_threads`, else the cores the
+    reader threads leave free (at least one). PyTorch's default, one per core, oversubscribes a
+    small machine during a burst, when every reader thread keeps a core busy too. Returns the count."""
+    import torch
+
+    threads = workers.torch_threads or max(1, available_cores() - workers.read_workers)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 class Service:
     """The running daemon; `start()` then `serve()` (blocks until SIGTERM) or `stop()`."""
 
@@ -122,6 +142,9 @@ class Service:
         except RuntimeError as exc:
             raise ConfigError(str(self.config_path or "<config>"), [f"device: {exc}"]) from None
         self.device = device
+        if device == "cpu":
+            log.info("cpu_threads", torch_threads=set_torch_threads(config.workers),
+                     read_workers=config.workers.read_workers, cores=available_cores())
         self.classifier = load_checked(model_path(config), device)  # ModelError: refuse to start
         log.info("model_loaded", model=self.classifier.name, arch=self.classifier.arch,
                  sha256=self.classifier.sha256, device=device)
@@ -132,8 +155,9 @@ class Service:
         self.infer_queue: queue.Queue = queue.Queue(maxsize=workers.queue_size)
         self.act_queue: queue.Queue = queue.Queue(maxsize=workers.queue_size)
         self.settler = Settler(config.settle.settle_seconds, self._admit, self._settled, self._vanished)
+        self.processes = ReaderProcesses(workers.read_workers, config.log_level) if workers.reader_processes else None
         self.pool = ReaderPool(lambda: self.config, lambda: self.classifier, self.journal, self.settler,
-                               self.read_queue, self.infer_queue, self.act_queue, self._vanished)
+                               self.read_queue, self.infer_queue, self.act_queue, self._vanished, self.processes)
         self.actor = Actor(lambda: self.config, self.journal, self.act_queue, self.settler.finished,
                            lambda arrival: self.settler.retry(arrival, 0.0), self.metrics, device)
         self.worker = InferenceWorker(self.classifier, lambda: self.config, lambda: model_path(self.config),
@@ -285,6 +309,8 @@ class Service:
             self._put_until(self.read_queue, STOP, deadline)
         for thread in self.pool.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self.processes is not None and not any(t.is_alive() for t in self.pool.threads):
+            self.processes.close()  # a reader thread still waiting on one keeps them (daemon threads end with us)
         self._put_until(self.infer_queue, STOP, deadline)
         self.worker.thread.join(max(0.0, deadline - time.monotonic()))
         drained = self.actor.join(max(0.0, deadline - time.monotonic()))

@@ -7,7 +7,7 @@ pure and thread-safe (reader threads call it); `predict` runs one batch on the c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +132,11 @@ class Classifier:
     def preprocess(self, scan: Scan) -> torch.Tensor:
         """The stored input pipeline (levelling included): (channels, crop, crop) on the CPU."""
         return input_pipeline.to_tensor(scan, self.pipeline)
+
+    def preprocess_task(self) -> tuple[Callable[[Scan, Any], np.ndarray], Any]:
+        """`preprocess` as a plain function and its argument, both picklable, returning a numpy
+        array: what the daemon's reader processes run (the model itself stays in the service)."""
+        return input_pipeline.to_array, self.pipeline
 
     def reading_config(self, reading: ReadingConfig | None = None) -> ReadingConfig:
         """The reading settings with this model's data-area mode (how exports are cropped)."""

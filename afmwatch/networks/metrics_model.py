@@ -12,6 +12,7 @@ value) that `predict` walks itself. `load_classifier` hands these files here, so
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,10 @@ class MetricsClassifier:
     def preprocess(self, scan: Scan) -> torch.Tensor:
         """The scan's quality metrics as the model's feature vector (float64, NaN where missing)."""
         return torch.from_numpy(scan_features(scan, self.features))
+
+    def preprocess_task(self) -> tuple[Callable[[Scan, Any], np.ndarray], Any]:
+        """`preprocess` as a picklable function and argument (see Classifier.preprocess_task)."""
+        return scan_features, self.features
 
     def reading_config(self, reading: ReadingConfig | None = None) -> ReadingConfig:
         return reading or ReadingConfig()

@@ -13,15 +13,15 @@ artefacts), and an optional small intensity jitter.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from afmwatch.level import level_array
-from afmwatch.networks.model_file import ModelError
 from afmwatch.scan import Scan
+
+if TYPE_CHECKING:
+    import torch
 
 PIPELINE_VERSION = 1
 NORMALISATIONS = ("imagenet", "standardise")
@@ -60,6 +60,8 @@ def make_pipeline(
 
 def check_pipeline(spec: Any, path: str | Path) -> dict[str, Any]:
     """The spec if this version of afmwatch can run it exactly; otherwise ModelError saying why."""
+    from afmwatch.networks.model_file import ModelError  # PyTorch-heavy; the reader processes never need it
+
     if not isinstance(spec, dict):
         raise ModelError(path, "the model file has no input pipeline")
     if spec.get("version") != PIPELINE_VERSION:
@@ -101,6 +103,9 @@ def resize_short_edge(image: np.ndarray, short_edge: int) -> np.ndarray:
     size = (max(short_edge, round(rows * scale)), max(short_edge, round(cols * scale)))
     if size == (rows, cols):
         return image.astype(np.float32, copy=True)
+    import torch  # only here: a reader process that never resizes never loads PyTorch (about 450 MB)
+    import torch.nn.functional as F
+
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
     out = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
     return out[0, 0].numpy()
@@ -125,11 +130,10 @@ def prepare(scan: Scan, spec: dict[str, Any]) -> np.ndarray:
     return resize_short_edge(levelled, spec["resize"])
 
 
-def _normalise(crop: np.ndarray, spec: dict[str, Any]) -> torch.Tensor:
-    """(H, W) float32 array -> (channels, H, W) network input.
+def _normalise(crop: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """(H, W) float32 array -> (channels, H, W) network input (float32).
 
-    Plain numpy: the reader threads run this for every scan, and PyTorch's own thread pool would
-    compete with the inference thread for the same cores."""
+    Plain numpy: the daemon's reader processes run this for every scan without loading PyTorch."""
     if spec["normalise"] == "standardise":
         std = float(crop.std(ddof=1, dtype=np.float64)) if crop.size > 1 else 0.0
         if std > 0:
@@ -137,7 +141,7 @@ def _normalise(crop: np.ndarray, spec: dict[str, Any]) -> torch.Tensor:
             np.clip(x, -STANDARDISED_CLIP, STANDARDISED_CLIP, out=x)
         else:
             x = np.zeros_like(crop)
-        return torch.from_numpy(np.repeat(x[None], spec["channels"], axis=0))
+        return np.repeat(x[None], spec["channels"], axis=0)
     # ImageNet: show the height map like a grey image in [0, 1] (0.5th..99.5th percentile), then the
     # ImageNet mean and standard deviation per channel, as torchvision's pretrained networks expect.
     low, high = np.percentile(crop, [0.5, 99.5])
@@ -152,10 +156,10 @@ def _normalise(crop: np.ndarray, spec: dict[str, Any]) -> torch.Tensor:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     mean_a = np.array(mean, dtype=np.float32)[:, None, None]
     std_a = np.array(std, dtype=np.float32)[:, None, None]
-    return torch.from_numpy((grey[None] - mean_a) / std_a)
+    return (grey[None] - mean_a) / std_a
 
 
-def finish(prepared: np.ndarray, spec: dict[str, Any], rng: np.random.Generator | None = None) -> torch.Tensor:
+def finish_array(prepared: np.ndarray, spec: dict[str, Any], rng: np.random.Generator | None = None) -> np.ndarray:
     """Crop, (augment when `rng` is given: training), normalise: (channels, crop, crop) float32."""
     size = spec["crop"]
     rows, cols = prepared.shape
@@ -172,10 +176,24 @@ def finish(prepared: np.ndarray, spec: dict[str, Any], rng: np.random.Generator 
     x = _normalise(np.ascontiguousarray(crop, dtype=np.float32), spec)
     if rng is not None and spec["jitter"] > 0:
         gain, offset = rng.uniform(-spec["jitter"], spec["jitter"], size=2)
-        x = x * float(1 + gain) + float(offset)
-    return x
+        x = x * np.float32(1 + gain) + np.float32(offset)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def finish(prepared: np.ndarray, spec: dict[str, Any], rng: np.random.Generator | None = None) -> torch.Tensor:
+    """`finish_array` as a tensor (training and the in-process path)."""
+    import torch
+
+    return torch.from_numpy(finish_array(prepared, spec, rng))
+
+
+def to_array(scan: Scan, spec: dict[str, Any]) -> np.ndarray:
+    """The inference input for one scan as a numpy array (what the daemon's reader processes make)."""
+    return finish_array(prepare(scan, spec), spec)
 
 
 def to_tensor(scan: Scan, spec: dict[str, Any]) -> torch.Tensor:
     """The inference input for one scan (pure; safe to call from several threads)."""
-    return finish(prepare(scan, spec), spec)
+    import torch
+
+    return torch.from_numpy(to_array(scan, spec))

@@ -1,0 +1,117 @@
+"""The CPU work of reading one settled file, done in worker processes: read every frame, measure its
+quality, level it and make the model's input.
+
+Why processes: Python runs one thread's bytecode at a time, and this work is many small numpy steps,
+so two threads measuring quality did 1.25 x the work of one (processes: 1.7 x, on the same 2 cores). A reader library
+that crashes on a corrupt file also takes down one worker, not the service. The model stays in the
+service: a worker gets the model's input pipeline as a plain function and its settings, and returns
+numpy arrays (PyTorch is loaded in a worker only if a scan must be resized).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from afmwatch.config import ReadingConfig
+from afmwatch.scan import Scan, ScanError
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """What a worker needs: the file, how to read it, and the model's input pipeline."""
+
+    path: Path
+    reading: ReadingConfig
+    prepare: Callable[[Scan, Any], np.ndarray]  # e.g. pipeline.to_array (picklable by name)
+    prepare_arg: Any
+
+
+@dataclass
+class ReadResult:
+    frames: list[Scan]
+    quality: dict[str, float | int | None]
+    inputs: list[np.ndarray]  # the model's input for each frame
+    seconds: dict[str, float] = field(default_factory=dict)  # read, quality, preprocess
+
+
+class ReaderCrashed(Exception):
+    """The worker process reading a file died (a reader library crashed, or the system killed it)."""
+
+
+def read_file(task: ReadTask) -> ReadResult:
+    """Read every frame, measure the first, preprocess all; raises ScanError for a bad file."""
+    from afmwatch.quality import load_retrace, measure
+    from afmwatch.readers import read_frames
+
+    seconds = {}
+    started = time.monotonic()
+    frames = read_frames(task.path, task.reading)
+    if not frames:
+        raise ScanError(task.path, "the file holds no image frames")
+    retrace = load_retrace(frames[0])
+    seconds["read"] = time.monotonic() - started
+    started = time.monotonic()
+    quality = measure(frames[0], retrace)
+    seconds["quality"] = time.monotonic() - started
+    started = time.monotonic()
+    inputs = [task.prepare(frame, task.prepare_arg) for frame in frames]
+    seconds["preprocess"] = time.monotonic() - started
+    return ReadResult(frames=frames, quality=quality, inputs=inputs, seconds=seconds)
+
+
+def _start_worker(log_level: str) -> None:
+    """In each worker: one thread for any numeric library (one worker per core already), and leave
+    SIGINT/SIGTERM to the service, which drains its work and then shuts the workers down."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from afmwatch.log import configure_logging
+
+    configure_logging(log_level, json_lines=True)
+
+
+class ReaderProcesses:
+    """A pool of `count` worker processes that run `read_file`; replaced whole if a worker dies."""
+
+    def __init__(self, count: int, log_level: str = "info"):
+        self.count = count
+        self.log_level = log_level
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the service has threads running, and a forked copy of their locks can hang
+        return ProcessPoolExecutor(self.count, mp_context=get_context("spawn"), initializer=_start_worker,
+                                   initargs=(self.log_level,))
+
+    def read(self, task: ReadTask) -> ReadResult:
+        """`read_file(task)` in a worker; ScanError and other exceptions come back as raised there;
+        ReaderCrashed if the worker died (every file in flight then gets another attempt)."""
+        with self._lock:
+            pool = self._pool
+        try:
+            return pool.submit(read_file, task).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:  # the first thread to notice replaces it
+                    self._pool = self._new_pool()
+                    pool.shutdown(wait=False, cancel_futures=True)
+            raise ReaderCrashed("the reader process died while reading the file (a crash in a reader "
+                                "library, or the system ran out of memory)") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._pool.shutdown(wait=True, cancel_futures=True)
