@@ -28,7 +28,7 @@ def epoch(iso: str | None) -> float | None:
 
 
 def write_config(folder: Path, model: Path, *, settle_seconds: float, device: str, read_workers: int,
-                 batch_size: int, act_workers: int | None = None) -> Path:
+                 batch_size: int, act_workers: int | None = None, reader_processes: bool | None = None) -> Path:
     """`folder`/config.yaml watching `folder`/inbox, sorting into out/, journal in state/; every other
     setting (previews, sort: move, duplicates: skip, log level) is the daemon's default."""
     (folder / "inbox").mkdir(parents=True, exist_ok=True)
@@ -40,6 +40,8 @@ def write_config(folder: Path, model: Path, *, settle_seconds: float, device: st
     }
     if act_workers is not None:
         config["workers"]["act_workers"] = act_workers
+    if reader_processes is not None:
+        config["workers"]["reader_processes"] = reader_processes
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -112,11 +114,9 @@ class DaemonProcess:
 
     # -- observing ---------------------------------------------------------------------------------
     def rss_mb(self) -> float:
-        """The daemon's resident memory (VmRSS) in MB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS in /proc: resident memory can only be read on Linux")
+        """Resident memory (VmRSS, MB) of the daemon and its child processes (the reader processes,
+        multiprocessing's resource tracker) together."""
+        return sum(_vm_rss_mb(pid) for pid in [self.process.pid, *_children(self.process.pid)])
 
     def sidecars(self) -> list[Path]:
         """Every sidecar written so far (a walk of the output tree: cheap next to the daemon's work)."""
@@ -138,6 +138,30 @@ class DaemonProcess:
                 raise RuntimeError(f"only {len(found)} of {count} scans sorted after {timeout:.0f} s; "
                                    f"see {self.log_path}")
             time.sleep(interval)
+
+
+def _vm_rss_mb(pid: int) -> float:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except FileNotFoundError:  # ended meanwhile
+        return 0.0
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc: resident memory can only be read on Linux")
+
+
+def _children(pid: int) -> list[int]:
+    """Every process whose parent is `pid` (from /proc/*/stat)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def read_sidecars(paths: list[Path]) -> list[dict[str, Any]]:

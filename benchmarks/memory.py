@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
              for r in rows]
     body = (
         f"{len(files)} synthetic scans ({size}×{size} px) dropped in bursts of {args.burst} into a real `afmwatch run` "
-        f"(settle_seconds {args.settle:g}, previews on); its resident memory (VmRSS, MB) read after every burst "
-        f"was sorted. Growth counts from the first {args.warmup} files on; target < {GROWTH_TARGET_MB:g} MB.\n\n"
+        f"(settle_seconds {args.settle:g}, previews on); the resident memory (VmRSS, MB) of the daemon and its "
+        f"reader processes together, read after every burst was sorted. Growth counts from the first "
+        f"{args.warmup} files on; target < {GROWTH_TARGET_MB:g} MB.\n\n"
         + table(["model", "device", "ready", f"after {args.warmup}", "end", "max", "growth", "MB per 1000 files",
                  "target"], lines)
         + "\n\nRSS (MB) against files sorted:\n\n"

@@ -4,6 +4,8 @@ of busy time. The thread that is busy nearly all the time is the bottleneck.
 
 cProfile slows Python-heavy code (a factor of about 1.5 to 2), so the rate here is not the daemon's
 rate; the shares are what count. The merged profiles are kept as `.prof` files for snakeviz/pstats.
+A second run of the same burst without cProfile reads each thread's CPU time from the kernel
+(Linux /proc): exact milliseconds of CPU per file for every stage's threads.
 
     python -m benchmarks.profile_e2e [--quick] [--files 500] [--models convnet|default] [--prof-dir DIR]
 """
@@ -11,6 +13,7 @@ rate; the shares are what count. The merged profiles are kept as `.prof` files f
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import re
 import sys
@@ -42,7 +45,8 @@ STAGES: dict[tuple[str, str], str] = {
     ("afmwatch/readers/__init__.py", "read_frames"): "read",
     ("afmwatch/quality.py", "load_retrace"): "read retrace",
     ("afmwatch/quality.py", "measure"): "quality metrics",
-    ("afmwatch/daemon/pool.py", "preprocess"): "preprocess",
+    ("afmwatch/networks/pipeline.py", "to_array"): "preprocess",
+    ("afmwatch/daemon/pool.py", "preprocess"): "preprocess (again, for a new model)",
     ("afmwatch/networks/classifier.py", "predict"): "inference",
     ("afmwatch/daemon/act.py", "_decide"): "decide (rules)",
     ("afmwatch/daemon/act.py", "_preview"): "preview PNG",
@@ -132,26 +136,89 @@ def top_functions(stats: pstats.Stats, count: int) -> list[tuple[str, float]]:
     return sorted(rows, key=lambda r: -r[1])[:count]
 
 
-def profile_run(files: list[Path], model: Path, work: Path, *, settle: float, device: str) -> dict[str, Any]:
-    """Sort `files` with an in-process Service, every thread profiled; returns stages and shares."""
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each thread group of this process, from
+    /proc/self/task; threads Python does not know (PyTorch's, SQLite's) are 'native threads'.
+    Empty where /proc is missing (not Linux)."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return {}
+    names = {t.native_id: thread_group(t.name) for t in threading.enumerate()}
+    names[threading.main_thread().native_id] = "main (benchmark)"
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = defaultdict(float)
+    for task in tasks.iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        used[names.get(int(task.name), "native threads")] += (int(fields[11]) + int(fields[12])) / tick
+    return dict(used)
+
+
+def sort_burst(service: Any, files: list[Path], work: Path, on_done: Any = None) -> float:
+    """Drop `files` into the running service's inbox; returns the wall seconds until all are sorted.
+    `on_done` runs before the service stops (its threads still alive)."""
+    began = time.monotonic()
+    drop(files, work / "inbox")
+    deadline = began + 300 + 5.0 * len(files)
+    while time.monotonic() < deadline:
+        counts = service.journal.counts()
+        if sum(counts.get(s, 0) for s in ("done", "failed", "vanished")) >= len(files):
+            break
+        time.sleep(0.2)
+    wall = time.monotonic() - began
+    if on_done is not None:
+        on_done()
+    return wall
+
+
+def cpu_run(files: list[Path], model: Path, work: Path, *, settle: float, device: str) -> dict[str, Any]:
+    """The same burst without cProfile: CPU seconds per thread group during it, the reader processes'
+    (their start-up included), and the total."""
     from afmwatch.config import load_config
     from afmwatch.daemon.service import Service
 
     config_path = write_config(work, model, settle_seconds=settle, device=device, read_workers=cpu_count(),
                                batch_size=16)
     staging = copy_files(files, work / "staging")
+    children_before = _children_cpu_seconds()
+    service = Service(load_config(config_path), config_path=config_path)
+    service.start()
+    before, process_before = thread_cpu_seconds(), time.process_time()
+    after: dict[str, float] = {}
+    wall = sort_burst(service, staging, work, lambda: after.update(thread_cpu_seconds()))
+    process = time.process_time() - process_before
+    service.stop()  # the reader processes end here, and their CPU time is counted as the children's
+    groups = {g: after[g] - before.get(g, 0.0) for g in after}
+    readers = _children_cpu_seconds() - children_before
+    if readers > 0:
+        groups["reader processes (all)"] = readers
+    return {"wall_s": wall, "process_cpu_s": process + readers, "groups": groups}
+
+
+def _children_cpu_seconds() -> float:
+    """User + system CPU of the child processes that have ended (the daemon's reader processes)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def profile_run(files: list[Path], model: Path, work: Path, *, settle: float, device: str) -> dict[str, Any]:
+    """Sort `files` with an in-process Service, every thread profiled; returns stages and shares.
+    The files are read in the reader threads themselves (`reader_processes: false`), where cProfile
+    sees the reading stages; the daemon normally reads in worker processes (see `cpu_run`)."""
+    from afmwatch.config import load_config
+    from afmwatch.daemon.service import Service
+
+    config_path = write_config(work, model, settle_seconds=settle, device=device, read_workers=cpu_count(),
+                               batch_size=16, reader_processes=False)
+    staging = copy_files(files, work / "staging")
     with ThreadProfiles() as profiles:
         service = Service(load_config(config_path), config_path=config_path)
         service.start()
-        began = time.monotonic()
-        drop(staging, work / "inbox")
-        deadline = began + 300 + 5.0 * len(files)
-        while time.monotonic() < deadline:
-            counts = service.journal.counts()
-            if sum(counts.get(s, 0) for s in ("done", "failed", "vanished")) >= len(files):
-                break
-            time.sleep(0.2)
-        wall = time.monotonic() - began
+        wall = sort_burst(service, staging, work)
         service.stop()
     groups = {}
     for group, stats in sorted(profiles.stats().items()):
@@ -164,6 +231,19 @@ def profile_run(files: list[Path], model: Path, work: Path, *, settle: float, de
         }
         stats.dump_stats(str(work / f"{re.sub(r'[^a-z0-9]+', '-', group.lower()).strip('-')}.prof"))
     return {"files": len(files), "wall_s": wall, "groups": groups}
+
+
+def cpu_markdown(cpu: dict[str, Any], files: int) -> str:
+    rows = [[group, fmt(seconds, 2), fmt(1000 * seconds / files, 1), f"{100 * seconds / cpu['process_cpu_s']:.0f} %"]
+            for group, seconds in sorted(cpu["groups"].items(), key=lambda kv: -kv[1]) if seconds > 0]
+    return (
+        f"**CPU by thread**, a second run of the same {files} scans without cProfile and with the daemon's "
+        "default reader processes (sorted in "
+        f"{cpu['wall_s']:.1f} s = {fmt(files / cpu['wall_s'])} files/s, settle wait included; "
+        f"{fmt(1000 * cpu['process_cpu_s'] / files, 1)} ms of CPU per file in all), from the kernel's "
+        "per-thread accounting:\n\n"
+        + table(["thread", "CPU s", "CPU ms per file", "share of the process"], rows)
+    )
 
 
 def markdown(result: dict[str, Any], label: str, prof_dir: Path | None) -> str:
@@ -183,7 +263,8 @@ def markdown(result: dict[str, Any], label: str, prof_dir: Path | None) -> str:
     return (
         f"cProfile in every thread of an in-process `Service` ({label}) while {files} synthetic scans dropped at "
         f"once were sorted in {wall:.1f} s (profiling slows the Python parts, so this is not the daemon's "
-        f"rate).{kept}\n\n**Stages**, cumulative time of the outermost call, by thread:\n\n"
+        f"rate). Here the reader threads read the files themselves (`reader_processes: false`), so that "
+        f"cProfile sees every stage; the daemon's default reads in worker processes.{kept}\n\n**Stages**, cumulative time of the outermost call, by thread:\n\n"
         + table(["stage", "thread", "calls", "seconds", "ms per file"], stage_rows)
         + "\n\n**Threads**: time not waiting on a queue, lock, sleep or the file system, per thread; a "
           "thread near 100 % is the bottleneck:\n\n"
@@ -211,14 +292,17 @@ def main(argv: list[str] | None = None) -> int:
         name, model = next(iter(models.items()))
         label = model_label(name, model)
         result = profile_run(files, model, work / "run", settle=args.settle, device=device)
+        cpu = cpu_run(files, model, work / "cpu", settle=args.settle, device=device)
         if args.prof_dir is not None:
             args.prof_dir.mkdir(parents=True, exist_ok=True)
             for prof in (work / "run").glob("*.prof"):
                 prof.replace(args.prof_dir / prof.name)
         body = markdown(result, f"{label}, {device}", args.prof_dir)
+        if cpu["groups"]:
+            body += "\n\n" + cpu_markdown(cpu, len(files))
     body += "".join(f"\n\nNote: {note}." for note in notes)
     return report(args, "profile", "python -m benchmarks.profile_e2e", "Profile of the end-to-end run", body,
-                  {"model": label, "device": device, **result})
+                  {"model": label, "device": device, **result, "cpu": cpu})
 
 
 if __name__ == "__main__":

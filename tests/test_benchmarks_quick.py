@@ -105,3 +105,5 @@ def test_profile_names_the_stages_of_every_thread(quick):
     assert "inference" in groups["afmwatch-infer"]["stages"]
     assert {"read", "preprocess"} <= set(groups["afmwatch-read (all)"]["stages"])
     assert all(info["busy_s"] >= 0 for info in groups.values())
+    cpu = quick[1]["profile"]["cpu"]["groups"]  # the unprofiled run: the kernel's CPU time per thread
+    assert cpu["reader processes (all)"] > 0 and cpu["afmwatch-infer"] > 0
