@@ -559,3 +559,36 @@ def test_supported_suffixes():
     for name in ("a.txt", "a.0001", "a.json", "a", "a.afmwatch.json"):
         assert not is_supported(name), name
     assert ".nid" in supported_suffixes() and ".000-.999" in supported_suffixes()
+
+
+def test_a_slow_format_is_parsed_once_for_its_trace_and_retrace(samples, monkeypatch, tmp_path):
+    """The daemon reads a .nid's trace and then its retrace: one NSFopen parse, not two; a file that
+    changed is parsed afresh."""
+    from afmwatch.quality import load_retrace
+    from afmwatch.readers import common
+
+    importlib.import_module("NSFopen.read")
+    module = sys.modules["NSFopen.read"]  # the package's `read` attribute is the class, not the module
+    calls = []
+    real = module.read
+    monkeypatch.setattr(module, "read", lambda name: calls.append(name) or real(name))
+    path = tmp_path / "circles.nid"
+    shutil.copyfile(samples / "nid" / "circles.nid", path)
+    trace = read_scan(path)
+    retrace = load_retrace(trace)
+    assert retrace is not None and retrace.direction == BACKWARD and len(calls) == 1
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # the file was rewritten
+    read_scan(path)
+    assert len(calls) == 2
+    with pytest.raises(ValueError):  # a parse that fails is never kept
+        common.parsed_once(path, "test", lambda: (_ for _ in ()).throw(ValueError("bad")))
+    assert common.parsed_once(path, "test", lambda: "parsed") == "parsed"
+
+
+def test_ibw_heights_and_pixel_size_are_what_afmreader_gives(samples):
+    from AFMReader.ibw import load_ibw
+
+    path = samples / "ibw" / "ARHeight_0000.ibw"
+    scan = read_scan(path)
+    image, pixel_nm = load_ibw(path, scan.channel)
+    assert np.array_equal(scan.height, image.astype(np.float32)) and scan.pixel_size_nm == pytest.approx(pixel_nm)

@@ -7,7 +7,9 @@ import logging
 import re
 import stat
 import struct
-from collections.abc import Iterator, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +115,30 @@ def require_signature(path: Path, head: bytes, signatures: Sequence[bytes], expe
     """Refuse a file whose content is not what its extension promises, saying what it looks like."""
     if not any(head.startswith(signature) for signature in signatures):
         raise ScanError(path, f"not {expected}: the content looks like {describe_content(head)}")
+
+
+PARSED_CACHE_SIZE = 2  # a scan and its retrace (another channel of the same file, or a second file)
+_parsed: OrderedDict[tuple, Any] = OrderedDict()
+_parsed_lock = threading.Lock()
+
+
+def parsed_once(path: Path, library: str, parse: Callable[[], Any]) -> Any:
+    """`parse()`'s result, kept for the last few files: the trace and then the retrace of a scan,
+    or a file listed and then read, come from one parse of a slow format (.nid, .ibw) instead of two.
+    Keyed by path, size and modification time, so a changed file is parsed afresh; a parse that
+    raises is not kept. Callers must not modify what it returns."""
+    info = path.stat()
+    key = (library, str(path), info.st_size, info.st_mtime_ns)
+    with _parsed_lock:
+        if key in _parsed:
+            _parsed.move_to_end(key)
+            return _parsed[key]
+    value = parse()
+    with _parsed_lock:
+        _parsed[key] = value
+        while len(_parsed) > PARSED_CACHE_SIZE:
+            _parsed.popitem(last=False)
+    return value
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from afmwatch.readers.common import (
     direction_metadata,
     finite_or_error,
     library_call,
+    parsed_once,
     nm_factor,
     preflight,
     require_signature,
@@ -78,7 +79,7 @@ def _load(path: Path, reading: ReadingConfig) -> Any:
     from NSFopen.read import read as nsf_read
 
     with library_call(path, "NSFopen", EXPECTED):
-        nid = nsf_read(str(path))
+        nid = parsed_once(path, "NSFopen", lambda: nsf_read(str(path)))  # the retrace reuses this parse
         if nid.data is None:
             raise ScanError(path, f"NSFopen could not read it as {EXPECTED}")
         keys = list(nid.data.index)
