@@ -25,8 +25,10 @@ def samples_folder(explicit: Path | None) -> Path | None:
 
 
 def time_reads(path: Path, min_seconds: float, min_reads: int) -> dict[str, Any]:
-    """Reads of one file per second (after a warm-up read that fills the disk cache), or its error."""
+    """Reads of one file per second (after a warm-up read that fills the disk cache), or its error.
+    Every read parses the file: the readers' cache of the last parses is emptied before each."""
     from afmwatch.readers import read_frames
+    from afmwatch.readers.common import forget_parsed
     from afmwatch.scan import ScanError
 
     row: dict[str, Any] = {"file": path.name, "size_mb": path.stat().st_size / 1e6}
@@ -36,6 +38,7 @@ def time_reads(path: Path, min_seconds: float, min_reads: int) -> dict[str, Any]
         return {**row, "format": path.suffix.lstrip("."), "error": exc.reason}
     reads, started = 0, time.perf_counter()
     while reads < min_reads or time.perf_counter() - started < min_seconds:
+        forget_parsed()
         read_frames(path)
         reads += 1
     elapsed = time.perf_counter() - started

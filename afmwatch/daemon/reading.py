@@ -83,8 +83,18 @@ def _start_worker(log_level: str) -> None:
     configure_logging(log_level, json_lines=True)
 
 
+def _warm_up(_: int) -> int:
+    """Import the readers and quality metrics now, so the first file does not wait for them."""
+    import afmwatch.quality  # noqa: F401
+    import afmwatch.readers  # noqa: F401
+
+    time.sleep(0.05)  # long enough that one worker does not take every warm-up call
+    return os.getpid()
+
+
 class ReaderProcesses:
-    """A pool of `count` worker processes that run `read_file`; replaced whole if a worker dies."""
+    """A pool of `count` worker processes that run `read_file`; replaced whole if a worker dies.
+    The workers are started and warmed up here, before the service says it is ready."""
 
     def __init__(self, count: int, log_level: str = "info"):
         self.count = count
@@ -94,8 +104,10 @@ class ReaderProcesses:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the service has threads running, and a forked copy of their locks can hang
-        return ProcessPoolExecutor(self.count, mp_context=get_context("spawn"), initializer=_start_worker,
+        pool = ProcessPoolExecutor(self.count, mp_context=get_context("spawn"), initializer=_start_worker,
                                    initargs=(self.log_level,))
+        list(pool.map(_warm_up, range(self.count)))
+        return pool
 
     def read(self, task: ReadTask) -> ReadResult:
         """`read_file(task)` in a worker; ScanError and other exceptions come back as raised there;

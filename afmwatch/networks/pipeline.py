@@ -106,7 +106,8 @@ def resize_short_edge(image: np.ndarray, short_edge: int) -> np.ndarray:
     import torch  # only here: a reader process that never resizes never loads PyTorch (about 450 MB)
     import torch.nn.functional as F
 
-    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    copy = np.array(image, dtype=np.float32, order="C")  # shared levelled heights are read-only
+    tensor = torch.from_numpy(copy)[None, None]
     out = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
     return out[0, 0].numpy()
 

@@ -141,6 +141,12 @@ def parsed_once(path: Path, library: str, parse: Callable[[], Any]) -> Any:
     return value
 
 
+def forget_parsed() -> None:
+    """Drop the kept parses (benchmarks time real parses; tests start clean)."""
+    with _parsed_lock:
+        _parsed.clear()
+
+
 @contextmanager
 def library_call(path: Path, library: str, expected: str) -> Iterator[None]:
     """Run a third-party parser, turning whatever it raises on a bad file into a ScanError.
