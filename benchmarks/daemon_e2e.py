@@ -162,7 +162,8 @@ def markdown(rows: list[dict[str, Any]], args: Any, files: int, size: int) -> st
                  "naive loop, daemon's work", "daemon", "daemon / limit", "daemon / naive",
                  "daemon / same-work loop"], lines)
         + "\n\nMean milliseconds per file in each stage, from the sidecars' `timings_ms` (reading runs in "
-        "parallel threads; `wait` is time queued for the inference worker; `total` is first event to sorted):\n\n"
+        "parallel reader processes, so its stages overlap in time; `wait` is time queued for the inference "
+        "worker; `total` is first event to sorted):\n\n"
         + stage_table([(r["model"], r["daemon"]["stage_ms"]) for r in rows])
         + f"\n\nWall clock: {walls}."
     )
