@@ -119,6 +119,7 @@ class Config:
     sort: Literal["move", "copy", "none"] = "move"
     previews: bool = True
     duplicates: Literal["skip", "process"] = "skip"
+    journal_sidecar_days: float = 30.0  # the journal's copy of a finished scan's sidecar is kept this long
     multiframe_rule: Literal["any-bad", "majority", "first"] = "any-bad"
     metrics_port: int | None = None
     reading: ReadingConfig = field(default_factory=ReadingConfig)
@@ -244,6 +245,7 @@ _LIMITS = (
     ("workers.max_batch_wait_ms", 0, True),
     ("workers.drain_timeout_seconds", 0.0, False),
     ("metrics_port", 1, True),
+    ("journal_sidecar_days", 0.0, True),
 )
 
 

@@ -298,3 +298,27 @@ def test_cpu_inference_threads_leave_the_reader_threads_their_cores(monkeypatch)
 def test_torch_threads_below_one_is_refused():
     with pytest.raises(ConfigError, match="torch_threads"):
         config_from_dict({"workers": {"torch_threads": 0}})
+
+
+def test_a_duplicate_of_a_scan_whose_sidecar_copy_was_dropped_is_sorted_beside_it(tmp_path, model):
+    config = write_config(tmp_path, model, journal_sidecar_days=0)
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    content = scan_bytes_file(inbox / "first.tif", 21).read_bytes()
+    daemon = Daemon(config).wait_ready()
+    try:
+        wait_until(lambda: processed_count(out) >= 1, what="first scan sorted")
+    finally:
+        assert daemon.terminate() == 0
+    restarted = Daemon(config).wait_ready()  # compacts at start: every finished copy is older than 0 days
+    try:
+        assert restarted.events("journal_compacted")[0]["sidecar_copies_dropped"] == 1
+        (inbox / "again.tif").write_bytes(content)
+        wait_until(lambda: processed_count(out) >= 2, what="duplicate sorted")
+    finally:
+        assert restarted.terminate() == 0
+    (original,) = [f for f in sorted_files(out) if f.name == "first.tif"]
+    (again,) = [f for f in sorted_files(out) if f.name == "again.tif"]
+    sidecar = json.loads(sidecar_path(again).read_text())
+    validate(sidecar)
+    assert sidecar["duplicate_of"] == str(original) and again.parent == original.parent
+    assert sidecar["decision"] == original.parent.name

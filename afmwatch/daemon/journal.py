@@ -44,7 +44,20 @@ CREATE INDEX IF NOT EXISTS files_path ON files(path);
 CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);
 CREATE INDEX IF NOT EXISTS files_state ON files(state);
 CREATE TABLE IF NOT EXISTS service (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sidecars (id INTEGER PRIMARY KEY, json TEXT NOT NULL);
 """
+# The sidecar copies live in their own table (files.sidecar is left from journals before that, and
+# stays empty): deleting the old copies there frees whole pages, which new copies reuse. Emptied
+# in place in `files`, the space would stay inside pages that new rows (higher ids) never use.
+_MIGRATE = """
+INSERT OR IGNORE INTO sidecars (id, json) SELECT id, sidecar FROM files WHERE sidecar IS NOT NULL;
+UPDATE files SET sidecar = NULL WHERE sidecar IS NOT NULL;
+"""
+_ENTRY = (
+    "SELECT files.id, path, state, size, mtime_ns, sha256, attempts, decision, final_path, sidecars.json AS sidecar, "
+    "error, seen_at, updated_at FROM files LEFT JOIN sidecars ON sidecars.id = files.id"
+)
+_ENTRY_BEFORE_SIDECARS_TABLE = "SELECT * FROM files"  # a journal not yet opened by this version (read-only)
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,10 @@ class Journal:
             # redone from the `acting` plan; a lost earlier one leaves the file in the watch folder.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._db.executescript(f"BEGIN; {_MIGRATE} COMMIT;")
         self._db.row_factory = sqlite3.Row
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        self._select = _ENTRY if "sidecars" in tables else _ENTRY_BEFORE_SIDECARS_TABLE
         self._lock = threading.Lock()
         self.path = path
 
@@ -120,39 +136,64 @@ class Journal:
         return int(cursor.lastrowid)
 
     def update(self, entry_id: int, *, durable: bool = False, **fields: Any) -> None:
-        """Set columns of one entry; `durable` commits with a synced WAL (survives a power cut)."""
-        if "sidecar" in fields and fields["sidecar"] is not None:
-            fields["sidecar"] = json.dumps(fields["sidecar"], sort_keys=True)
+        """Set columns of one entry (`sidecar`: its copy), in one transaction; `durable` commits with a
+        synced WAL (survives a power cut)."""
+        has_sidecar = "sidecar" in fields
+        sidecar = fields.pop("sidecar", None)
         fields["updated_at"] = time.time()
         columns = ", ".join(f"{name} = ?" for name in fields)
         with self._lock:
             if durable:
                 self._db.execute("PRAGMA synchronous=FULL")
             try:
-                self._db.execute(f"UPDATE files SET {columns} WHERE id = ?", (*fields.values(), entry_id))
+                self._db.execute("BEGIN")
+                try:
+                    self._db.execute(f"UPDATE files SET {columns} WHERE id = ?", (*fields.values(), entry_id))
+                    if has_sidecar and sidecar is not None:
+                        self._db.execute(
+                            "INSERT INTO sidecars (id, json) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET json = excluded.json",
+                            (entry_id, json.dumps(sidecar, sort_keys=True)),
+                        )
+                    elif has_sidecar:
+                        self._db.execute("DELETE FROM sidecars WHERE id = ?", (entry_id,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
             finally:
                 if durable:
                     self._db.execute("PRAGMA synchronous=NORMAL")
 
+    def drop_old_sidecars(self, older_than: float) -> int:
+        """Forget the sidecar copies of entries finished before `older_than` (epoch s); returns how many.
+        The row stays (exactly-once and duplicate detection need its path, state and hash); the copy
+        only serves a crash in the middle of sorting, and the sidecar file beside the scan is the record."""
+        marks = ", ".join("?" for _ in FINAL_STATES)
+        cursor = self._write(
+            f"DELETE FROM sidecars WHERE id IN (SELECT id FROM files WHERE state IN ({marks}) AND updated_at < ?)",
+            (*FINAL_STATES, older_than),
+        )
+        return cursor.rowcount
+
     def get(self, entry_id: int) -> Entry | None:
-        rows = self._rows("SELECT * FROM files WHERE id = ?", (entry_id,))
+        rows = self._rows(f"{self._select} WHERE files.id = ?", (entry_id,))
         return _entry(rows[0]) if rows else None
 
     def latest(self, path: str) -> Entry | None:
-        rows = self._rows("SELECT * FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (path,))
+        rows = self._rows(f"{self._select} WHERE path = ? ORDER BY files.id DESC LIMIT 1", (path,))
         return _entry(rows[0]) if rows else None
 
     def finished_with_hash(self, sha256: str, exclude_id: int) -> Entry | None:
         """The earliest finished (done) entry with this content, other than `exclude_id`."""
         rows = self._rows(
-            "SELECT * FROM files WHERE sha256 = ? AND state = 'done' AND id != ? ORDER BY id LIMIT 1",
+            f"{self._select} WHERE sha256 = ? AND state = 'done' AND files.id != ? ORDER BY files.id LIMIT 1",
             (sha256, exclude_id),
         )
         return _entry(rows[0]) if rows else None
 
     def in_states(self, states: tuple[str, ...]) -> Iterator[Entry]:
         marks = ", ".join("?" for _ in states)
-        for row in self._rows(f"SELECT * FROM files WHERE state IN ({marks}) ORDER BY id", states):
+        for row in self._rows(f"{self._select} WHERE state IN ({marks}) ORDER BY files.id", states):
             yield _entry(row)
 
     # -- health -------------------------------------------------------------------------------
@@ -170,7 +211,7 @@ class Journal:
 
     def last_errors(self, limit: int = 5) -> list[Entry]:
         rows = self._rows(
-            "SELECT * FROM files WHERE error IS NOT NULL ORDER BY updated_at DESC LIMIT ?", (limit,)
+            f"{self._select} WHERE error IS NOT NULL ORDER BY updated_at DESC LIMIT ?", (limit,)
         )
         return [_entry(row) for row in rows]
 

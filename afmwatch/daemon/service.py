@@ -37,6 +37,7 @@ from afmwatch.log import configure_logging
 log = structlog.get_logger("afmwatch.service")
 
 STATUS_SECONDS = 5.0
+COMPACTION_SECONDS = 3600.0
 # settings that need a restart to change (SIGHUP keeps the running values and says so)
 RESTART_ONLY = ("watch_folder", "output_root", "state_folder", "watch", "device", "metrics_port")
 
@@ -127,6 +128,8 @@ class Service:
         self._threads: list[threading.Thread] = []
         self.observer: Any = None
         self.metrics_server: Any = None
+        self.processes: ReaderProcesses | None = None
+        self._next_compaction = 0.0
 
     # -- wiring -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -150,6 +153,7 @@ class Service:
                  sha256=self.classifier.sha256, device=device)
         self.journal = Journal(state_folder(config))
         reconcile(self.journal, config)
+        self.compact_journal()
         workers = config.workers
         self.read_queue: queue.Queue = queue.Queue(maxsize=workers.queue_size)
         self.infer_queue: queue.Queue = queue.Queue(maxsize=workers.queue_size)
@@ -267,7 +271,17 @@ class Service:
                 self.reload_config()
             self._write_status()
             self.notifier.status(self.status_line())
+            if time.monotonic() >= self._next_compaction:
+                self.compact_journal()
         return self.stop()
+
+    def compact_journal(self) -> int:
+        """Drop the journal's sidecar copies older than `journal_sidecar_days` (at start, then hourly)."""
+        self._next_compaction = time.monotonic() + COMPACTION_SECONDS
+        dropped = self.journal.drop_old_sidecars(time.time() - self.config.journal_sidecar_days * 86400)
+        if dropped:
+            log.info("journal_compacted", sidecar_copies_dropped=dropped, older_than_days=self.config.journal_sidecar_days)
+        return dropped
 
     def request_stop(self) -> None:
         self._stop.set()
