@@ -125,7 +125,15 @@ class Daemon:
 
     def terminate(self, timeout: float = WAIT) -> int:
         self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:  # hung: its threads' stacks into the failure, and no orphan left
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(2.0)
+            self.process.kill()
+            self.process.wait(WAIT)
+            self._log.close()
+            raise AssertionError(f"the daemon did not stop within {timeout:.0f} s; its log:\n{self.log()[-20000:]}")
         self._log.close()
         return code
 

@@ -322,3 +322,16 @@ def test_a_duplicate_of_a_scan_whose_sidecar_copy_was_dropped_is_sorted_beside_i
     validate(sidecar)
     assert sidecar["duplicate_of"] == str(original) and again.parent == original.parent
     assert sidecar["decision"] == original.parent.name
+
+
+def test_sigusr1_writes_every_threads_stack_to_the_log_and_the_daemon_keeps_going(tmp_path, model):
+    config = write_config(tmp_path, model)
+    daemon = Daemon(config).wait_ready()
+    try:
+        daemon.process.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "afmwatch/daemon/settle.py" in daemon.log(), what="thread stacks in the log")
+        assert daemon.log().count("Thread 0x") >= 4 and daemon.process.poll() is None
+        scan_bytes_file(tmp_path / "inbox" / "after.tif", 5)
+        wait_until(lambda: processed_count(tmp_path / "out") >= 1, what="a scan sorted after the dump")
+    finally:
+        assert daemon.terminate() == 0

@@ -9,6 +9,7 @@ Every queue is bounded. SIGTERM (or Ctrl-C) stops watching, drains the work in f
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import os
 import queue
 import signal
@@ -262,6 +263,8 @@ class Service:
         signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        # a hung service can be asked where each thread is, even when Python code cannot run
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT (or `request_stop`); then drain and return 0."""
