@@ -60,3 +60,34 @@ def test_a_dying_reader_process_is_replaced_and_the_next_file_is_read(tmp_path, 
         processes.read(ReadTask(path, ReadingConfig(), die, None))
     result = processes.read(ReadTask(path, ReadingConfig(), to_array, SPEC))
     assert result.inputs[0].shape == (1, 32, 32)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state  # a zombie has exited
+
+
+def test_reader_processes_exit_when_the_service_is_killed(tmp_path):
+    """kill -9 of the service (or the system killing it) must not leave its workers behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import time\nfrom afmwatch.daemon.reading import ReaderProcesses\n"
+        "pool = ReaderProcesses(2, 'warning')\nprint(*pool._pool._processes, flush=True)\ntime.sleep(600)\n"
+    )
+    service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    workers = [int(pid) for pid in service.stdout.readline().split()]
+    assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    service.send_signal(signal.SIGKILL)
+    service.wait(30)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)

@@ -28,6 +28,9 @@ from afmwatch.config import ReadingConfig
 from afmwatch.scan import Scan, ScanError
 
 
+PARENT_CHECK_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class ReadTask:
     """What a worker needs: the file, how to read it, and the model's input pipeline."""
@@ -72,15 +75,26 @@ def read_file(task: ReadTask) -> ReadResult:
 
 
 def _start_worker(log_level: str) -> None:
-    """In each worker: one thread for any numeric library (one worker per core already), and leave
-    SIGINT/SIGTERM to the service, which drains its work and then shuts the workers down."""
+    """In each worker: one thread for any numeric library (one worker per core already), leave
+    SIGINT/SIGTERM to the service, which drains its work and then shuts the workers down, and exit
+    if the service dies without doing so (kill -9, out of memory): a worker would otherwise wait
+    for work forever, holding its memory."""
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="afmwatch-parent-watch",
+                     daemon=True).start()
     from afmwatch.log import configure_logging
 
     configure_logging(log_level, json_lines=True)
+
+
+def _exit_with_parent(parent: int, interval_s: float = PARENT_CHECK_SECONDS) -> None:
+    while True:
+        time.sleep(interval_s)
+        if os.getppid() != parent:  # re-parented: the service is gone
+            os._exit(0)
 
 
 def _warm_up(_: int) -> int:
