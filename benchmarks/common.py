@@ -40,10 +40,9 @@ to minute.
 
 def cpu_count() -> int:
     """The cores this process may use (a container's or taskset's limit, not the host's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    from afmwatch.daemon.service import available_cores
+
+    return available_cores()
 
 
 def parser(description: str) -> argparse.ArgumentParser:

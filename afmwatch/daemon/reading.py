@@ -2,8 +2,8 @@
 quality, level it and make the model's input.
 
 Why processes: Python runs one thread's bytecode at a time, and this work is many small numpy steps,
-so two threads measuring quality did 1.25 x the work of one (processes: 1.7 x, on the same 2 cores). A reader library
-that crashes on a corrupt file also takes down one worker, not the service. The model stays in the
+so two threads measuring quality did 1.25 x the work of one (processes: 1.7 x, on the same 2 cores).
+A reader library that crashes on a corrupt file also takes down one worker, not the service. The model stays in the
 service: a worker gets the model's input pipeline as a plain function and its settings, and returns
 numpy arrays (PyTorch is loaded in a worker only if a scan must be resized).
 """

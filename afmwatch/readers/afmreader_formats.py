@@ -207,6 +207,13 @@ def read_h5jpk(path: Path, reading: ReadingConfig, channel: str | None = None) -
 _IBW_NAME = re.compile(r"^(?P<quantity>.*?)(?P<direction>Retrace|Trace)e?$")
 
 
+def _ibw_notes(wave: dict[str, Any]) -> dict[str, str]:
+    """The wave note's `key: value` lines (Asylum's acquisition settings)."""
+    note = wave["note"].decode("latin-1") if isinstance(wave["note"], bytes) else str(wave["note"])
+    pairs = (line.split(":", 1) for line in note.replace("\n", "\r").split("\r") if ":" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
 def _ibw_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], dict[str, Any]]:
     from igor2 import binarywave
 
@@ -215,7 +222,7 @@ def _ibw_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], dict
         wave = parsed_once(path, "igor2", lambda: binarywave.load(str(path)))["wave"]  # one parse per file
         shape = wave["wData"].shape
         labels = [label.decode("latin-1") for group in wave["labels"] for label in group if label]
-        note = wave["note"].decode("latin-1") if isinstance(wave["note"], bytes) else str(wave["note"])
+        notes = _ibw_notes(wave)
     if len(shape) < 2:
         raise ScanError(path, f"the wave holds {len(shape)}-D data, not an image")
     check_pixels(path, shape[1], shape[0], reading)
@@ -227,8 +234,6 @@ def _ibw_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], dict
             channels.append(Channel(label, match["quantity"], direction))
         else:
             channels.append(Channel(label, label))
-    notes = dict(line.split(":", 1) for line in note.replace("\n", "\r").split("\r") if ":" in line)
-    notes = {k.strip(): v.strip() for k, v in notes.items()}
 
     def number(key: str) -> float | None:
         try:
@@ -258,9 +263,7 @@ def _ibw_image(path: Path, index: int) -> tuple[np.ndarray, float]:
 
     wave = parsed_once(path, "igor2", lambda: binarywave.load(str(path)))["wave"]
     image = np.flipud(wave["wData"][:, :, index].T * 1e9)
-    note = wave["note"].decode("latin-1") if isinstance(wave["note"], bytes) else str(wave["note"])
-    notes = dict(line.split(":", 1) for line in note.replace("\n", "\r").split("\r") if ":" in line)
-    return image, float(notes["SlowScanSize"]) / wave["wData"].shape[0] * 1e9
+    return image, float(_ibw_notes(wave)["SlowScanSize"]) / wave["wData"].shape[0] * 1e9
 
 
 def channels_ibw(path: Path) -> list[str]:
