@@ -128,6 +128,7 @@ class Config:
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
     rules: tuple[RuleConfig, ...] | None = None
+    rules_may_soften: bool = False  # true: a rule that fires decides even when it is milder than the model
 
 
 def _type_name(tp: Any) -> str:

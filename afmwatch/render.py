@@ -96,8 +96,29 @@ def preview_image(
         draw.rectangle([8, y, 8 + bar_px, y + 4], fill=WHITE, outline=BLACK)
         _label(draw, (8, y - 14), _format_length(bar_nm), font)
     if caption:
-        _label(draw, (6, 4), caption, font)
+        for i, line in enumerate(_fit_lines(draw, caption, font, image.width - 12)):
+            _label(draw, (6, 4 + 16 * i), line, font)
     return image
+
+
+def _fit_lines(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: float,
+               max_lines: int = 2) -> list[str]:
+    """`text` broken at spaces into lines no wider than `width` pixels; the last line shortened with
+    "..." if it does not fit (a caption must never run off the preview)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > max_lines:
+        lines = lines[: max_lines - 1] + [" ".join(lines[max_lines - 1 :])]
+    last = lines[-1]
+    if draw.textlength(last, font=font) > width:
+        while last and draw.textlength(last + "...", font=font) > width:
+            last = last[:-1]
+        lines[-1] = last.rstrip() + "..."
+    return lines
 
 
 def _label(draw: ImageDraw.ImageDraw, at: tuple[int, int], text: str, font: ImageFont.ImageFont) -> None:

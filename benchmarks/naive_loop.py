@@ -50,7 +50,6 @@ def naive_full_rate(files: list[Path], model_path: Path, out: Path, device: str 
     """Files/s of the one-file-at-a-time loop doing the daemon's per-file work with afmwatch's own
     functions: hash, read, quality metrics, preprocess, one forward pass, rules, preview PNG and a
     durable JSON sidecar (the files are not moved, and there is no journal)."""
-    from afmwatch.daemon.act import preview_caption
     from afmwatch.daemon.sidecar import plain, preview_path, write_sidecar
     from afmwatch.durable import atomic_write_bytes, sha256_file
     from afmwatch.level import level
@@ -58,7 +57,7 @@ def naive_full_rate(files: list[Path], model_path: Path, out: Path, device: str 
     from afmwatch.quality import load_retrace, measure
     from afmwatch.readers import read_frames
     from afmwatch.render import png_bytes, preview_image
-    from afmwatch.rules import apply_rules
+    from afmwatch.verdict import caption, decide
 
     classifier = load_classifier(model_path, device=device)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,17 +66,14 @@ def naive_full_rate(files: list[Path], model_path: Path, out: Path, device: str 
         digest = sha256_file(path)
         scan = read_frames(path, classifier.reading_config())[0]
         metrics = measure(scan, load_retrace(scan))
-        prediction = classifier.predict(classifier.preprocess(scan)[None])[0]
-        outcome = apply_rules(metrics)
-        decision = outcome.decision if outcome.rule is not None else prediction.decision
-        result = {"label": prediction.label, "decision": decision, "confidence": prediction.confidence}
+        prediction = classifier.predict(classifier.preprocess(scan)[None], [metrics])[0]
+        verdict = decide([prediction], metrics)
         shown = level(scan)
-        caption = preview_caption(result, {"metric": outcome.rule.metric} if outcome.rule else None)
         target = out / path.name
-        atomic_write_bytes(preview_path(target), png_bytes(preview_image(shown.height, scan.pixel_size_nm, caption)),
-                           sync=False)
-        write_sidecar(target, plain({"original_path": str(path), "sha256": digest, **result, "quality": metrics,
-                                     "probabilities": dict(prediction.probabilities)}))
+        image = preview_image(shown.height, scan.pixel_size_nm, caption(verdict))
+        atomic_write_bytes(preview_path(target), png_bytes(image), sync=False)
+        write_sidecar(target, plain({"original_path": str(path), "sha256": digest, **verdict.to_dict(),
+                                     "quality": metrics}))
     return len(files) / (time.perf_counter() - started)
 
 

@@ -9,12 +9,14 @@ import pytest
 
 from afmwatch.cli import main
 from afmwatch.networks import classifier as classifier_module
-from afmwatch.networks.classifier import classify_paths, load_classifier
+from afmwatch.judge import judge_paths
+from afmwatch.networks.classifier import load_classifier
 from afmwatch.networks.store import default_model_path
 from afmwatch.readers import is_supported, read_scan
 from afmwatch.scan import ScanError
 
-KEYS = {"path", "label", "decision", "confidence", "probabilities", "error"}
+KEYS = {"path", "label", "decision", "confidence", "probabilities", "network_decision", "model_parts", "familiarity",
+        "rule", "reasons", "frames", "multiframe_rule", "quality", "error"}
 
 
 def sample_files(samples: Path) -> list[Path]:
@@ -42,13 +44,16 @@ def test_every_shared_sample_classifies_or_gives_a_clear_error(samples, capsys):
         try:
             read_scan(path)
         except ScanError as exc:
-            assert row["error"] and row["decision"] is None, path
+            assert row["error"] and row["decision"] == "failed", path  # as the daemon sorts it
+            assert row["reasons"] == [f"could not be processed: {row['error']}"]
             assert exc.reason in row["error"]
             continue
         assert row["error"] is None, f"{path.name} reads but does not classify: {row['error']}"
         assert row["decision"] in ("good", "bad", "review") and row["label"] in ("good", "bad")
         assert row["probabilities"]["good"] + row["probabilities"]["bad"] == pytest.approx(1.0, abs=1e-5)
-        assert row["confidence"] == max(row["probabilities"].values())
+        if row["frames"] is None:  # a multi-frame file's confidence is the mean over its agreeing frames
+            assert row["confidence"] == row["probabilities"][row["label"]]
+        assert row["reasons"] and all(isinstance(reason, str) and reason for reason in row["reasons"])
     assert any(row["error"] for row in rows if row["path"].endswith("thermal.nid"))  # a spectrum, not an image
 
 
@@ -63,16 +68,16 @@ def test_files_are_classified_in_batches_and_an_unreadable_one_does_not_stop_the
     batch_sizes = []
     real_predict = classifier_module.Classifier.predict
 
-    def counting_predict(self, batch):
+    def counting_predict(self, batch, metrics=None):
         batch_sizes.append(len(batch))
-        return real_predict(self, batch)
+        return real_predict(self, batch, metrics)
 
     monkeypatch.setattr(classifier_module.Classifier, "predict", counting_predict)
-    results = list(classify_paths(model, paths, batch_size=8))
+    results = list(judge_paths(model, paths, batch_size=8))
     assert batch_sizes == [3]  # one forward pass for the three readable files
     assert [r.path for r in results] == paths
     assert [r.error is None for r in results] == [True, False, True, True, False]
-    assert all(r.prediction is not None for r in results if r.error is None)
+    assert all(r.verdict is not None and r.quality is not None for r in results if r.error is None)
 
 
 def test_classify_text_output_and_exit_status(tmp_path, samples, make_classifier_file, capsys):

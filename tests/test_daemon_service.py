@@ -15,11 +15,9 @@ import pytest
 import yaml
 
 from afmwatch.config import ConfigError, config_from_dict, load_config
-from afmwatch.daemon.act import combine_frames
 from afmwatch.daemon.notify import Notifier
 from afmwatch.daemon.service import startup_errors
 from afmwatch.daemon.sidecar import preview_path, sidecar_path, validate
-from afmwatch.networks.classifier import Prediction
 from daemon_support import REPO, Daemon, processed_count, scan_bytes_file, sha256, sorted_files, tiny_model, wait_until, write_config
 
 
@@ -57,23 +55,6 @@ def test_run_refuses_an_invalid_config_with_exit_78(tmp_path):
     config.write_text(yaml.safe_dump({"watch_folder": str(tmp_path / "nowhere")}))
     with pytest.raises(ConfigError, match="watch_folder: folder .*nowhere does not exist"):
         load_config(config)
-
-
-def _prediction(decision: str, p_bad: float) -> Prediction:
-    label = "bad" if p_bad > 0.5 else "good"
-    return Prediction(label, decision, max(p_bad, 1 - p_bad), {"good": 1 - p_bad, "bad": p_bad})
-
-
-def test_multiframe_rules():
-    frames = [_prediction("good", 0.1), _prediction("bad", 0.9), _prediction("good", 0.2)]
-    assert combine_frames(frames, "any-bad")["decision"] == "bad"
-    assert combine_frames(frames, "majority")["decision"] == "good"
-    assert combine_frames(frames, "first")["decision"] == "good"
-    tie = [_prediction("good", 0.1), _prediction("bad", 0.9)]
-    assert combine_frames(tie, "majority")["decision"] == "review"
-    result = combine_frames(frames, "any-bad")
-    assert result["label"] == "bad" and result["confidence"] == pytest.approx(0.9)
-    assert sum(result["probabilities"].values()) == pytest.approx(1.0)
 
 
 def _receiver(address: str) -> socket.socket:
@@ -266,16 +247,6 @@ def test_sort_none_writes_sidecar_and_preview_beside_the_untouched_scan(tmp_path
     assert sidecar["final_path"] == sidecar["original_path"] == str(scan) and sha256(scan) == digest
     assert preview_path(scan).exists() and len(daemon.events("scan_sorted")) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.tif"))
-
-
-def test_preview_caption_says_who_decided():
-    from afmwatch.daemon.act import preview_caption
-
-    assert preview_caption({"label": "good", "decision": "good", "confidence": 0.971}, None) == "good 0.97"
-    assert preview_caption({"label": "bad", "decision": "review", "confidence": 0.55}, None, 4) == "review: bad 0.55, 4 frames"
-    rule = {"metric": "scar_fraction"}
-    assert preview_caption({"label": "good", "decision": "bad", "confidence": 0.81}, rule) == \
-        "bad: scar_fraction (network: good 0.81)"
 
 
 def test_cpu_inference_threads_leave_the_reader_threads_their_cores(monkeypatch):

@@ -1,4 +1,5 @@
-"""`afmwatch classify FILE... [--model M] [--json]`: good/bad, the decision and the probabilities per file."""
+"""`afmwatch classify FILE... [--model M] [--config C] [--json]`: the decision for each file, as the daemon
+would sort it (model, quality rules and familiarity through `afmwatch.verdict`), with its reasons."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args: argparse.Namespace):
-    """(Classifier, ReadingConfig) from the shared arguments; raises ModelError or ConfigError."""
-    from afmwatch.config import ReadingConfig, load_config
+    """(Classifier, Config or None) from the shared arguments; raises ModelError or ConfigError."""
+    from afmwatch.config import load_config
     from afmwatch.networks.classifier import load_classifier
     from afmwatch.networks.store import resolve_model
 
@@ -29,39 +30,44 @@ def load_from_args(args: argparse.Namespace):
     model = args.model or (config.model if config else None)
     folder = args.model_folder or (config.model_folder if config else None)
     classifier = load_classifier(resolve_model(model, folder), device=args.device)
-    return classifier, (config.reading if config else ReadingConfig())
+    return classifier, config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", help="scan files (any format afmwatch reads)")
+    parser.add_argument("files", nargs="+",
+                        help="scan files (any format afmwatch reads); a folder stands for every scan in it")
     add_model_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON array")
 
 
 def run(args: argparse.Namespace) -> int:
+    from afmwatch.commands.inspect import expand_folders
     from afmwatch.config import ConfigError
-    from afmwatch.networks.classifier import classify_paths
+    from afmwatch.judge import judge_paths
     from afmwatch.networks.model_file import ModelError
+    from afmwatch.verdict import Policy, failed
 
     try:
-        classifier, reading = load_from_args(args)
+        classifier, config = load_from_args(args)
     except (ModelError, ConfigError, RuntimeError) as exc:
         print(f"afmwatch classify: {exc}", file=sys.stderr)
         return 2
     rows = []
-    for result in classify_paths(classifier, [Path(f) for f in args.files], batch_size=args.batch_size, reading=reading):
-        p = result.prediction
-        row = {"path": str(result.path), "label": p.label if p else None, "decision": p.decision if p else None,
-               "confidence": round(p.confidence, 6) if p else None,
-               "probabilities": {k: round(v, 6) for k, v in p.probabilities.items()} if p else None,
+    paths = [Path(p) for p in expand_folders(args.files)]
+    judged = judge_paths(classifier, paths, policy=Policy.from_config(config), batch_size=args.batch_size,
+                         reading=config.reading if config else None)
+    for result in judged:
+        verdict = result.verdict
+        row = {"path": str(result.path), **(verdict or failed(result.error)).to_dict(), "quality": result.quality,
                "error": result.error}
         rows.append(row)
-        if not args.json:
-            if p:
-                print(f"{p.decision:<7} {p.label:<5} conf {p.confidence:.3f}  "
-                      f"P(good) {p.probabilities['good']:.3f}  P(bad) {p.probabilities['bad']:.3f}  {result.path}")
-            else:
-                print(f"error   {result.path}: {result.error}")
+        if args.json:
+            continue
+        if verdict:
+            p_bad = verdict.probabilities["bad"]
+            print(f"{verdict.decision:<7} P(bad) {p_bad:.3f}  {result.path}: {'; '.join(verdict.reasons)}")
+        else:
+            print(f"error   {result.path}: {result.error}")
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

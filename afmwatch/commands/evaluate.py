@@ -24,10 +24,13 @@ def run(args: argparse.Namespace) -> int:
     from afmwatch.networks.model_file import ModelError
     from afmwatch.training.evaluate import evaluate_folder, write_evaluation
 
+    from afmwatch.verdict import Policy
+
     try:
-        classifier, reading = load_from_args(args)
-        report = evaluate_folder(classifier, args.data, batch_size=args.batch_size, reading=reading)
-        others = [_evaluate_other(model, args, reading) for model in args.compare]
+        classifier, config = load_from_args(args)
+        reading, policy = (config.reading if config else None), Policy.from_config(config)
+        report = evaluate_folder(classifier, args.data, batch_size=args.batch_size, reading=reading, policy=policy)
+        others = [_evaluate_other(model, args, reading, policy) for model in args.compare]
     except (ModelError, ConfigError, ValueError, RuntimeError) as exc:
         print(f"afmwatch evaluate: {exc}", file=sys.stderr)
         return 2
@@ -49,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"confusion (rows true good/bad, columns predicted good/bad): {m['confusion_matrix']}")
     print(f"decisions: {d['good']} good, {d['bad']} bad, {d['review']} review; "
           f"accuracy of the sorted (non-review) scans {_fmt(d['accuracy_of_sorted'])}")
+    for truth in ("good", "bad"):
+        row = d["by_truth"][truth]
+        print(f"  {truth} scans sorted good / review / bad: {row['good']} / {row['review']} / {row['bad']}")
+    alone = report["model_alone"]
+    print(f"decided by a quality rule: {d['decided_by_rule']}; unlike the training scans: {d['unfamiliar']}; "
+          f"the model alone: balanced accuracy {_fmt(alone['balanced_accuracy'])}")
     if others:
         print("on the same scans:")
         for row in report["comparison"]:
@@ -60,13 +69,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_other(model: str, args: argparse.Namespace, reading):
+def _evaluate_other(model: str, args: argparse.Namespace, reading, policy):
     from afmwatch.networks.classifier import load_classifier
     from afmwatch.networks.store import resolve_model
     from afmwatch.training.evaluate import evaluate_folder
 
     other = load_classifier(resolve_model(model, args.model_folder), device=args.device)
-    return evaluate_folder(other, args.data, batch_size=args.batch_size, reading=reading)
+    return evaluate_folder(other, args.data, batch_size=args.batch_size, reading=reading, policy=policy)
 
 
 def _summary(report: dict) -> dict:

@@ -18,8 +18,9 @@ def run(args: argparse.Namespace) -> int:
     from afmwatch.commands.inspect import expand_folders
     from afmwatch.config import ConfigError, load_config
     from afmwatch.readers import read_scan
-    from afmwatch.rules import assess
+    from afmwatch.quality import load_retrace, measure
     from afmwatch.scan import ScanError
+    from afmwatch.verdict import Policy, rules_block
 
     try:
         config = load_config(args.config) if args.config else None
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"{name}: cannot read: {exc.reason}", file=sys.stderr)
             continue
-        block = assess(scan, config.rules if config else None)
+        block = rules_block(measure(scan, load_retrace(scan)), Policy.from_config(config))
         reports.append({"file": name, "channel": scan.channel, "units": scan.units, **block})
         if not args.json:
             print(_as_text(name, scan.channel, scan.units, block))

@@ -1,4 +1,4 @@
-"""Acting on a classified scan: decide, preview, denoise, sort, write the sidecar, record it.
+"""Acting on a classified scan: decide (`afmwatch.verdict`), preview, denoise, sort, write the sidecar, record it.
 
 Exactly once: the complete sidecar (with the planned final path) is committed to the journal as
 `acting` *before* anything is moved. `carry_out` then makes the folders match the plan and is
@@ -12,7 +12,6 @@ import os
 import queue
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,8 @@ from afmwatch.daemon.sidecar import SCHEMA_VERSION, iso_utc, plain, preview_path
 from afmwatch.durable import atomic_write_bytes, fsync_dir, safe_move, sha256_file
 from afmwatch.level import level
 from afmwatch.render import png_bytes, preview_image
-from afmwatch.rules import apply_rules, rule_to_dict
 from afmwatch.scan import ScanError
+from afmwatch.verdict import Policy, caption, decide, failed
 
 log = structlog.get_logger("afmwatch.act")
 
@@ -41,31 +40,7 @@ class ActError(Exception):
     """The plan for one file cannot be carried out (its original changed or vanished, a name is taken)."""
 
 
-# -- decisions --------------------------------------------------------------------------------------
-def combine_frames(predictions: list[Any], rule: str) -> dict[str, Any]:
-    """One result for a multi-frame file from its per-frame predictions.
-
-    any-bad: bad if any frame is bad, else review if any is, else good; majority: the most common
-    frame decision (a tie is review); first: the first frame decides.
-    """
-    decisions = [p.decision for p in predictions]
-    if rule == "first" or len(predictions) == 1:
-        chosen = predictions[0]
-        return {"label": chosen.label, "decision": chosen.decision, "confidence": chosen.confidence,
-                "probabilities": dict(chosen.probabilities)}
-    if rule == "any-bad":
-        decision = "bad" if "bad" in decisions else "review" if "review" in decisions else "good"
-    else:
-        ranked = Counter(decisions).most_common()
-        decision = ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else "review"
-    labels = [p.label for p in predictions]
-    label = "bad" if (decision == "bad" or (decision == "review" and labels.count("bad") * 2 >= len(labels))) else "good"
-    agreeing = [p.confidence for p in predictions if p.decision == decision] or [p.confidence for p in predictions]
-    probabilities = {k: sum(p.probabilities[k] for p in predictions) / len(predictions) for k in ("good", "bad")}
-    return {"label": label, "decision": decision, "confidence": sum(agreeing) / len(agreeing),
-            "probabilities": probabilities}
-
-
+# -- where a scan goes ------------------------------------------------------------------------------
 def relative_path(path: Path, watch_folder: Path) -> Path:
     try:
         return path.relative_to(watch_folder)
@@ -206,7 +181,7 @@ class Actor:
         if self._changed_since_settled(job):
             return
         errors = list(job.arrival.errors)
-        result, rule, reasons = self._decide(job, config)
+        result = self._decide(job, config)
         decision = result["decision"]
         final = job.path
         if config.sort != "none":
@@ -214,19 +189,19 @@ class Actor:
                 final = free_destination(destination(job.path, config, decision), self._reserved)
                 self._reserved.add(final)
         try:
-            self._finish(job, config, result, rule, reasons, final, errors, started)
+            self._finish(job, config, result, final, errors, started)
         finally:
             with self._naming:
                 self._reserved.discard(final)
 
-    def _finish(self, job: Job, config: Config, result: dict[str, Any], rule: dict[str, Any] | None,
-                reasons: list[str], final: Path, errors: list[str], started: float) -> None:
+    def _finish(self, job: Job, config: Config, result: dict[str, Any], final: Path, errors: list[str],
+                started: float) -> None:
         """Preview, denoise, commit the plan (`acting`), carry it out, record the result."""
         decision = result["decision"]
         preview = None
         if config.previews and job.frames:
             try:
-                preview = self._preview(job, final, result, rule)
+                preview = self._preview(job, final, result["caption"])
             except (OSError, ValueError) as exc:
                 errors.append(f"preview not written: {exc}")
         denoised = self._denoise(job, config, final, decision) if config.denoise.enabled and job.frames else None
@@ -243,9 +218,7 @@ class Actor:
             "sha256": job.sha256,
             "size_bytes": job.size,
             **_scan_fields(job),
-            **result,
-            "rule": rule,
-            "reasons": reasons,
+            **{k: v for k, v in result.items() if k != "caption"},
             "quality": job.quality,
             "denoised": denoised,
             "duplicate_of": job.duplicate_of.final_path if job.duplicate_of else None,
@@ -273,7 +246,8 @@ class Actor:
         for stage, ms in job.timings_ms.items():
             self.metrics.observe(stage, ms / 1000.0)
         log.info("scan_sorted", file=str(job.path), decision=decision, label=result["label"],
-                 confidence=result["confidence"], to=written["final_path"], rule=rule["metric"] if rule else None,
+                 confidence=result["confidence"], to=written["final_path"],
+                 rule=result["rule"]["metric"] if result.get("rule") else None, reason=result["reasons"][0],
                  error=job.failure)
 
     def _changed_since_settled(self, job: Job) -> bool:
@@ -291,43 +265,29 @@ class Actor:
         self.changed(job.arrival)
         return True
 
-    def _decide(self, job: Job, config: Config) -> tuple[dict[str, Any], dict[str, Any] | None, list[str]]:
-        """The network's result, the rule that overrides it (if any), and the reasons."""
+    def _decide(self, job: Job, config: Config) -> dict[str, Any]:
+        """The sidecar's decision fields (`verdict.decide`, as every command decides) and the caption."""
         if job.duplicate_of is not None:
             earlier = job.duplicate_of.sidecar or {}
-            keys = ("label", "decision", "confidence", "probabilities", "network_decision", "model", "frames",
-                    "multiframe_rule")
+            keys = ("label", "decision", "confidence", "probabilities", "network_decision", "model_parts",
+                    "familiarity", "rule", "model", "frames", "multiframe_rule")
             result = {k: earlier.get(k) for k in keys}
             result["decision"] = job.duplicate_of.decision or earlier.get("decision", "review")
             job.quality = earlier.get("quality")
             reason = f"identical content (sha256) to {job.duplicate_of.final_path}, processed before; not classified again"
-            return result, earlier.get("rule"), [reason, *earlier.get("reasons", [])]
+            result["reasons"] = [reason, *earlier.get("reasons", [])]
+            result["caption"] = f"{result['decision']}: duplicate of {Path(job.duplicate_of.final_path).name}"
+            return result
         if job.failure:
-            result = {"label": None, "decision": "failed", "confidence": None, "probabilities": None,
-                      "network_decision": None, "model": job.model, "frames": None, "multiframe_rule": None}
-            return result, None, [f"could not be processed: {job.failure}"]
-        result = combine_frames(job.predictions, config.multiframe_rule)
-        result["network_decision"] = result["decision"]
-        result["model"] = job.model
-        result["frames"] = None
-        result["multiframe_rule"] = None
-        if len(job.predictions) > 1:
-            result["multiframe_rule"] = config.multiframe_rule
-            result["frames"] = [
-                {"frame": frame.frame if frame.frame is not None else i, "label": p.label, "decision": p.decision,
-                 "confidence": p.confidence, "probabilities": dict(p.probabilities)}
-                for i, (frame, p) in enumerate(zip(job.frames, job.predictions))
-            ]
-        outcome = apply_rules(job.quality or {}, config.rules)
-        if outcome.rule is None:
-            return result, None, []
-        result["decision"] = outcome.decision
-        return result, rule_to_dict(outcome.rule), list(outcome.reasons)
+            verdict = failed(job.failure)
+        else:
+            verdict = decide(job.predictions, job.quality, Policy.from_config(config))
+        return {**verdict.to_dict(), "model": job.model, "caption": caption(verdict, len(job.frames))}
 
-    def _preview(self, job: Job, final: Path, result: dict[str, Any], rule: dict[str, Any] | None) -> Path:
-        """The levelled first frame, colour-mapped, with a scale bar and the decision in the corner."""
+    def _preview(self, job: Job, final: Path, text: str) -> Path:
+        """The levelled first frame, colour-mapped, with a scale bar and the decision and its reason."""
         scan = level(job.frames[0], self.get_config().reading.level_polynomial)
-        image = preview_image(*_enlarged(scan), caption=preview_caption(result, rule, len(job.frames)))
+        image = preview_image(*_enlarged(scan), caption=text)
         path = preview_path(final)
         atomic_write_bytes(path, png_bytes(image), sync=False)  # a power cut may cost a preview, never a scan
         return path
@@ -369,18 +329,6 @@ def _enlarged(scan: Any) -> tuple[Any, float | None]:
         return scan.height, scan.pixel_size_nm
     height = scan.height.repeat(factor, axis=0).repeat(factor, axis=1)
     return height, (scan.pixel_size_nm / factor if scan.pixel_size_nm else None)
-
-
-def preview_caption(result: dict[str, Any], rule: dict[str, Any] | None, frames: int = 1) -> str:
-    """"good 0.97", "review: bad 0.55", or "bad: scar_fraction (network: good 0.81)"; + frame count."""
-    network = f"{result['label']} {result['confidence']:.2f}" if result.get("label") else ""
-    if rule:
-        caption = f"{result['decision']}: {rule['metric']}" + (f" (network: {network})" if network else "")
-    elif result["decision"] == result.get("label"):
-        caption = network
-    else:
-        caption = f"{result['decision']}: {network}" if network else result["decision"]
-    return caption + (f", {frames} frames" if frames > 1 else "")
 
 
 def _scan_fields(job: Job) -> dict[str, Any]:

@@ -14,64 +14,19 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from multiprocessing import get_context
-from pathlib import Path
-from typing import Any
 
-import numpy as np
+from afmwatch.examine import ReadResult, ReadTask, read_file
 
-from afmwatch.config import ReadingConfig
-from afmwatch.scan import Scan, ScanError
-
+__all__ = ["ReadResult", "ReadTask", "ReaderCrashed", "ReaderProcesses", "read_file"]
 
 PARENT_CHECK_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class ReadTask:
-    """What a worker needs: the file, how to read it, and the model's input pipeline."""
-
-    path: Path
-    reading: ReadingConfig
-    prepare: Callable[[Scan, Any], np.ndarray]  # e.g. pipeline.to_array (picklable by name)
-    prepare_arg: Any
-
-
-@dataclass
-class ReadResult:
-    frames: list[Scan]
-    quality: dict[str, float | int | None]
-    inputs: list[np.ndarray]  # the model's input for each frame
-    seconds: dict[str, float] = field(default_factory=dict)  # read, quality, preprocess
-
-
 class ReaderCrashed(Exception):
     """The worker process reading a file died (a reader library crashed, or the system killed it)."""
-
-
-def read_file(task: ReadTask) -> ReadResult:
-    """Read every frame, measure the first, preprocess all; raises ScanError for a bad file."""
-    from afmwatch.quality import load_retrace, measure
-    from afmwatch.readers import read_frames
-
-    seconds = {}
-    started = time.monotonic()
-    frames = read_frames(task.path, task.reading)
-    if not frames:
-        raise ScanError(task.path, "the file holds no image frames")
-    retrace = load_retrace(frames[0])
-    seconds["read"] = time.monotonic() - started
-    started = time.monotonic()
-    quality = measure(frames[0], retrace)
-    seconds["quality"] = time.monotonic() - started
-    started = time.monotonic()
-    inputs = [task.prepare(frame, task.prepare_arg) for frame in frames]
-    seconds["preprocess"] = time.monotonic() - started
-    return ReadResult(frames=frames, quality=quality, inputs=inputs, seconds=seconds)
 
 
 def _start_worker(log_level: str) -> None:

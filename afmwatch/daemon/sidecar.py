@@ -12,7 +12,7 @@ from typing import Any
 
 from afmwatch.durable import atomic_write_bytes
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SIDECAR_SUFFIX = ".afmwatch.json"
 PREVIEW_SUFFIX = ".afmwatch.png"
 

@@ -169,8 +169,9 @@ class InferenceWorker:
 
         started = time.monotonic()
         x = torch.stack([job.inputs[i] for job, i in batch])
+        metrics = [job.quality for job, _ in batch]  # the first frame's, for every frame (as classify does)
         try:
-            predictions = self._predict(x)
+            predictions = self._predict(x, metrics)
         except Exception as exc:  # a model error costs these scans, not the service; logged with traceback
             log.exception("inference_failed", batch=len(batch))
             predictions = [None] * len(batch)
@@ -191,12 +192,12 @@ class InferenceWorker:
             elif all(p is not None for p in job.predictions):
                 self.act_queue.put(job)
 
-    def _predict(self, x: Any) -> list[Any]:
+    def _predict(self, x: Any, metrics: list[Any]) -> list[Any]:
         import torch
 
         try:
             with torch.no_grad():
-                return list(self.classifier.predict(x))
+                return list(self.classifier.predict(x, metrics))
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -204,14 +205,14 @@ class InferenceWorker:
                 half = len(x) // 2
                 self.max_batch = half
                 log.warning("cuda_out_of_memory", batch=len(x), retry_batch=half)
-                return self._predict(x[:half]) + self._predict(x[half:])
+                return self._predict(x[:half], metrics[:half]) + self._predict(x[half:], metrics[half:])
             log.warning("cuda_out_of_memory_cpu_fallback", model=self.classifier.name,
                         note="a single scan does not fit the GPU; classifying on the CPU from now on")
             self.classifier = self.classifier.to("cpu")
             self.max_batch = None
             self.on_model_change(self.classifier)
             with torch.no_grad():
-                return list(self.classifier.predict(x))
+                return list(self.classifier.predict(x, metrics))
 
     # -- hot model reload -------------------------------------------------------------------------
     def check_model(self) -> None:

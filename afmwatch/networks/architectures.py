@@ -87,7 +87,7 @@ class CompactNet(nn.Module):
         return self.head(pooled)
 
 
-def _last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+def last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
     """The parent, attribute name and module of the last Linear layer (the ImageNet head)."""
     found = None
     for name, module in model.named_modules():
@@ -124,7 +124,7 @@ def torchvision_classifier(torchvision_name: str, freeze_backbone: bool, descrip
         if freeze_backbone:
             for param in model.parameters():
                 param.requires_grad_(False)
-        parent, attr, old = _last_linear(model)
+        parent, attr, old = last_linear(model)
         setattr(parent, attr, nn.Linear(old.in_features, num_classes))
         return model
 

@@ -7,9 +7,8 @@ pure and thread-safe (reader threads call it); `predict` runs one batch on the c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from afmwatch.config import ReadingConfig
 from afmwatch.networks import pipeline as input_pipeline
+from afmwatch.networks import familiarity as familiarity_check
 from afmwatch.networks.architectures import ARCHITECTURES, get_architecture
 from afmwatch.networks.model_file import ModelError, file_sha256, load_model_file, save_model_file
 from afmwatch.scan import Scan, ScanError
@@ -36,6 +36,8 @@ class Prediction:
     decision: str
     confidence: float
     probabilities: dict[str, float]
+    parts: dict[str, float] = field(default_factory=dict)  # P(bad) of each part: network, metrics model
+    familiarity: dict[str, Any] | None = None  # score, threshold, unfamiliar (networks with a familiarity check)
 
 
 def decide(p_bad: float, review_band: tuple[float, float]) -> str:
@@ -47,20 +49,31 @@ def decide(p_bad: float, review_band: tuple[float, float]) -> str:
 
 
 def to_predictions(probabilities: torch.Tensor, class_names: tuple[str, ...],
-                   review_band: tuple[float, float]) -> list[Prediction]:
+                   review_band: tuple[float, float], parts: list[dict[str, float]] | None = None,
+                   familiarity: list[dict[str, Any] | None] | None = None) -> list[Prediction]:
     """Predictions from (N, classes) probabilities: the more probable label, its probability as the
     confidence, and the decision with the review band applied to P(bad)."""
     bad = class_names.index("bad")
     results = []
-    for row in probabilities.tolist():
+    for i, row in enumerate(probabilities.tolist()):
         label_index = max(range(len(row)), key=row.__getitem__)
         results.append(Prediction(
             label=class_names[label_index],
             decision=decide(row[bad], review_band),
             confidence=float(row[label_index]),
             probabilities={name: float(p) for name, p in zip(class_names, row)},
+            parts=parts[i] if parts else {},
+            familiarity=familiarity[i] if familiarity else None,
         ))
     return results
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+COMPANION_PREFIX = "companion."
 
 
 def resolve_device(device: str) -> torch.device:
@@ -113,7 +126,14 @@ def build_network(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: 
 class Classifier:
     """A model file loaded for inference."""
 
-    def __init__(self, path: Path, model: nn.Module, metadata: dict[str, Any], sha256: str, device: torch.device):
+    def __init__(self, path: Path, model: nn.Module, metadata: dict[str, Any], sha256: str, device: torch.device,
+                 extra_tensors: dict[str, torch.Tensor] | None = None):
+        extra = extra_tensors or {}
+        self.familiarity_tensors, extra = familiarity_check.split_tensors(extra, familiarity_check.TENSOR_PREFIX)
+        self.familiarity: dict[str, Any] | None = metadata.get("familiarity") if self.familiarity_tensors else None
+        companion, _ = familiarity_check.split_tensors(extra, COMPANION_PREFIX)
+        self.companion: dict[str, Any] | None = metadata.get("companion") if companion else None
+        self.companion_tensors = {k[len(COMPANION_PREFIX):]: v.double().numpy() for k, v in companion.items()}
         self.path = path
         self.model = model
         self.metadata = metadata
@@ -148,12 +168,47 @@ class Classifier:
             return self.model(batch.to(self.device)).float().cpu()
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Temperature-scaled class probabilities, (N, classes), on the CPU."""
+        """Temperature-scaled class probabilities of the network alone, (N, classes), on the CPU."""
         return torch.softmax(self.logits(batch) / self.temperature, dim=1)
 
-    def predict(self, batch: torch.Tensor) -> list[Prediction]:
-        """One Prediction per row of the batch (CUDA out-of-memory errors propagate untouched)."""
-        return to_predictions(self.probabilities(batch), self.class_names, self.review_band)
+    def predict(self, batch: torch.Tensor, metrics: list[dict[str, Any] | None] | None = None) -> list[Prediction]:
+        """One Prediction per row of the batch (CUDA out-of-memory errors propagate untouched).
+
+        With the scans' quality `metrics` and a model file that holds a metrics model beside the
+        network (the shipped default), P(bad) combines both (a weighted mean of their log-odds) and the
+        combination's review band applies; without them the network decides alone. Networks with a
+        familiarity check also score how far each scan lies from the training scans."""
+        with torch.inference_mode():
+            logits, features = familiarity_check.logits_and_features(self.model, batch.to(self.device))
+        network = torch.softmax(logits.float().cpu() / self.temperature, dim=1)
+        bad = self.class_names.index("bad")
+        p_network = network[:, bad].double().numpy()
+        p_bad, review_band = p_network, self.review_band
+        parts = [{"network": float(p)} for p in p_network]
+        if self.companion is not None and metrics is not None and all(m is not None for m in metrics):
+            p_metrics = self.companion_p_bad(metrics)
+            weight = float(self.companion["weight"])
+            p_bad = 1.0 / (1.0 + np.exp(-((1 - weight) * _logit(p_network) + weight * _logit(p_metrics))))
+            review_band = tuple(self.companion["review_band"])
+            parts = [{"network": float(a), "metrics model": float(b)} for a, b in zip(p_network, p_metrics)]
+        probabilities = torch.from_numpy(np.stack([1 - p_bad, p_bad], axis=1))
+        return to_predictions(probabilities, self.class_names, review_band, parts, self.familiarity_of(features))
+
+    def companion_p_bad(self, metrics: list[dict[str, Any]]) -> np.ndarray:
+        """P(bad) of the metrics model stored beside the network, for each scan's metrics."""
+        from afmwatch.networks.metrics_model import RAW_FUNCTIONS, feature_vector
+
+        x = np.stack([feature_vector(m, tuple(self.companion["features"])) for m in metrics])
+        raw = RAW_FUNCTIONS[self.companion["arch"]](self.companion_tensors, x)
+        return 1.0 / (1.0 + np.exp(-raw / float(self.companion["temperature"])))
+
+    def familiarity_of(self, features: torch.Tensor) -> list[dict[str, Any] | None] | None:
+        """Per scan: its familiarity score, the model's limit and whether it lies beyond (None: no check)."""
+        if self.familiarity is None:
+            return None
+        scores = familiarity_check.scores(self.familiarity_tensors, features.float().cpu())
+        limit = float(self.familiarity["threshold"])
+        return [{"score": float(score), "threshold": limit, "unfamiliar": bool(score > limit)} for score in scores]
 
     def predict_scans(self, scans: list[Scan]) -> list[Prediction]:
         """Preprocess and classify a list of scans as one batch."""
@@ -176,9 +231,11 @@ def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
 
         return load_metrics_classifier(path, tensors, meta)
     meta = check_metadata(meta, path)
-    model = build_network(meta, tensors, path)
+    extra = {k: v for k, v in tensors.items() if k.startswith((familiarity_check.TENSOR_PREFIX, COMPANION_PREFIX))}
+    weights = {k: v for k, v in tensors.items() if k not in extra}
+    model = build_network(meta, weights, path)
     torch_device = resolve_device(device)
-    return Classifier(path, model.to(torch_device), meta, file_sha256(path), torch_device)
+    return Classifier(path, model.to(torch_device), meta, file_sha256(path), torch_device, extra)
 
 
 def save_classifier(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:
@@ -197,42 +254,3 @@ def probe(classifier: Classifier) -> Prediction:
     if not all(np.isfinite(p) for p in prediction.probabilities.values()):
         raise ModelError(classifier.path, "the probe scan gave non-finite probabilities")
     return prediction
-
-
-@dataclass(frozen=True)
-class ClassifiedFile:
-    """One file's outcome in `classify_paths`: a prediction, or the reason it could not be read."""
-
-    path: Path
-    prediction: Prediction | None
-    error: str | None
-
-
-def classify_paths(
-    classifier: Classifier, paths: list[Path], *, batch_size: int = 16,
-    reading: ReadingConfig | None = None, workers: int = 2,
-) -> Iterator[ClassifiedFile]:
-    """Read (first frame), preprocess and classify files in batches, in order; a file that cannot be
-    read yields its error and the others go on."""
-    from afmwatch.readers import read_scan
-
-    reading = classifier.reading_config(reading)
-
-    def load(path: Path) -> torch.Tensor | str:
-        try:
-            return classifier.preprocess(read_scan(path, reading))
-        except ScanError as exc:
-            return exc.reason
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            loaded = list(pool.map(load, chunk))
-            good = [i for i, item in enumerate(loaded) if not isinstance(item, str)]
-            predictions = classifier.predict(torch.stack([loaded[i] for i in good])) if good else []
-            by_index = dict(zip(good, predictions))
-            for i, path in enumerate(chunk):
-                if i in by_index:
-                    yield ClassifiedFile(path, by_index[i], None)
-                else:
-                    yield ClassifiedFile(path, None, loaded[i])
