@@ -158,3 +158,36 @@ def test_daemon_sorts_with_a_metrics_model(labelled, tmp_path):
         assert sidecar["model"]["arch"] == LOGISTIC
         assert sidecar["network_decision"] in ("good", "bad", "review")
         assert 0 <= sidecar["probabilities"]["bad"] <= 1
+
+
+# --- a metric that no training scan has ----------------------------------------------------------
+
+@pytest.mark.parametrize("arch", [LOGISTIC, BOOSTED])
+def test_a_metric_missing_on_every_training_scan_is_ignored_not_fatal(rng, arch):
+    """No retrace channel in any file: trace_retrace_mismatch is NaN in every row. The model trains
+    on the other metrics and, at inference, a scan that does have the metric is scored the same."""
+    from afmwatch.networks.metrics_model import RAW_FUNCTIONS
+    from afmwatch.training.metrics import roc_auc
+
+    x, y = _rows(rng, 60)
+    missing = FEATURES.index("trace_retrace_mismatch")
+    x[:, missing] = np.nan
+    tensors, _ = fit_model(arch, x, y)
+    raw = RAW_FUNCTIONS[arch](tensors, x)
+    assert np.isfinite(raw).all()
+    assert roc_auc(y == 1, raw) > 0.8  # learned from the metrics that were there
+    with_retrace = x.copy()
+    with_retrace[:, missing] = 1.4
+    np.testing.assert_allclose(RAW_FUNCTIONS[arch](tensors, with_retrace), raw, atol=1e-12)
+
+
+def test_boosted_trains_on_a_folder_without_any_retrace(tmp_path):
+    from afmwatch.cli import main
+    from afmwatch.synth import generate_classify_set
+
+    folder = tmp_path / "no-retrace"
+    generate_classify_set(folder, 24, seed=5, size=64, gwy=False, previews=False, retrace=False)
+    out = tmp_path / "boosted.safetensors"
+    assert main(["--log-level", "warning", "train", "--data", str(folder), "--out", str(out),
+                 "--arch", BOOSTED, "--folds", "3"]) == 0
+    assert load_classifier(out).arch == BOOSTED

@@ -307,6 +307,155 @@ def test_compare_cross_validates_other_architectures_on_the_same_folds(synth_fol
 
 
 def test_compare_without_folds_is_refused(synth_folder, tmp_path, capsys):
-    assert _run_train(["--data", str(synth_folder), "--out", str(tmp_path / "m.safetensors"),
+    assert _run_train(["--data", str(synth_folder), "--out", str(tmp_path / "m.safetensors"), "--arch", "compact",
                        "--compare", "metrics-logistic"]) == 1
     assert "--folds" in capsys.readouterr().err
+
+
+# --- train --arch auto: the family chosen by cross-validation ------------------------------------
+
+def _retrace_decides(root: Path, n: int, seed: int, shuffle_labels: bool = False) -> Path:
+    """Scans whose label only the retrace tells: a bad scan's retrace is another surface (the tip lost
+    the sample), a good one's is its trace. The traces, all a network sees, look alike in both classes;
+    the metrics models see trace_retrace_mismatch. `shuffle_labels`: labels at random instead."""
+    from afmwatch.synth import synth_scan
+    from afmwatch.writers import write_tiff
+
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % 2) if shuffle_labels else np.arange(n) % 2
+    for i in range(n):
+        made = synth_scan(rng, 64, surface="grains", artefacts=[])
+        other = synth_scan(rng, 64, surface="grains", artefacts=[]).trace
+        lost = (i % 2 == 1)
+        retrace = other if lost else made.trace + rng.normal(0, 0.002 * np.nanstd(made.trace), made.trace.shape)
+        label, name = ("good", "bad")[labels[i]], f"r{i:03d}"
+        write_tiff(root / label / f"{name}.tif", made.trace, made.pixel_size_nm,
+                   metadata={"retrace_file": f"../retrace/{label}/{name}.tif"})
+        write_tiff(root / "retrace" / label / f"{name}.tif", retrace, made.pixel_size_nm, channel="Height retrace")
+    return root
+
+
+@pytest.fixture(scope="module")
+def retrace_folder(tmp_path_factory) -> Path:
+    return _retrace_decides(tmp_path_factory.mktemp("retrace") / "set", 30, seed=2)
+
+
+FAST_NETS = ["--epochs", "2", "--batch-size", "8", "--image-size", "32", "--resize", "32", "--threads", "2"]
+
+
+def test_auto_is_the_default_and_chooses_the_family_that_wins(retrace_folder, tmp_path, capsys):
+    out = tmp_path / "auto.safetensors"
+    assert _run_train(["--data", str(retrace_folder), "--out", str(out), *FAST_NETS,
+                       "--compare", "compact,metrics-logistic"]) == 0  # no --arch, no --folds: auto, 5 folds
+    report = json.loads((tmp_path / "auto.report.json").read_text())
+    selection, comparison = report["selection"], report["comparison"]
+    assert selection["chosen"] == selection["best"] == "metrics-logistic" == report["options"]["arch"]
+    assert list(comparison) == ["metrics-logistic", "compact"]  # simplest first
+    logistic, compact = (comparison[a]["balanced_accuracy"]["mean"] for a in ("metrics-logistic", "compact"))
+    assert logistic >= 0.9 and logistic > compact + selection["tolerance"]  # a clear win, not a tie-break
+    assert all(comparison[a]["folds"] == 5 and comparison[a]["count"] == 30 for a in comparison)
+    assert report["options"]["folds"] == 5 and report["cross_validation"]["folds"] == 5
+    # the chosen family's cross-validation is the one the comparison measured (reused, not rerun)
+    assert report["cross_validation"]["balanced_accuracy"] == comparison["metrics-logistic"]["balanced_accuracy"]
+    assert "highest mean balanced accuracy" in selection["reason"] and "one standard error" in selection["rule"]
+    assert report["chance_level"]["at_chance"] is False
+    printed = capsys.readouterr()
+    assert "<- chosen" in printed.out and "chosen:   metrics-logistic" in printed.out
+    assert "WARNING" not in printed.err
+    classifier = load_classifier(out)
+    assert classifier.arch == "metrics-logistic"
+    assert classifier.metadata["metrics"]["cross_validation"]["folds"] == 5
+
+
+def test_auto_trains_a_chosen_network_and_passes_over_a_candidate_that_fails(synth_folder, tmp_path, capsys):
+    bogus = tmp_path / "not-resnet.pth"
+    bogus.write_bytes(b"not a state dict")
+    out = tmp_path / "net.safetensors"
+    assert _run_train(["--data", str(synth_folder), "--out", str(out), "--arch", "auto", "--folds", "2", *FAST_NETS,
+                       "--compare", "compact,resnet18-features", "--pretrained", str(bogus)]) == 0
+    report = json.loads((tmp_path / "net.report.json").read_text())
+    assert report["selection"]["chosen"] == "compact" == report["options"]["arch"]
+    assert report["options"]["pretrained"] is None  # ImageNet weights go to the ResNets only
+    assert "error" in report["comparison"]["resnet18-features"]
+    assert report["cross_validation"]["folds"] == 2 and len(report["cross_validation"]["per_fold"]) == 2
+    assert report["history"] and Path(report["files"]["curves"]).is_file()  # trained as --arch compact would
+    assert "resnet18-features    failed:" in capsys.readouterr().out
+    assert load_classifier(out).arch == "compact"
+
+
+def test_auto_prefers_the_simpler_family_within_one_standard_error():
+    from afmwatch.training.auto import choose_architecture
+
+    def cv(mean: float, std: float) -> dict:
+        return {"count": 60, "folds": 5, "balanced_accuracy": {"mean": mean, "std": std}}
+
+    near = choose_architecture({"compact": cv(0.90, 0.10), "metrics-boosted": cv(0.87, 0.05),
+                                "metrics-logistic": cv(0.80, 0.05)})
+    assert near["best"] == "compact" and near["chosen"] == "metrics-boosted"  # 0.03 < 0.10 / sqrt(5)
+    assert "simpler" in near["reason"] and "compact" in near["reason"]
+    clear = choose_architecture({"compact": cv(0.95, 0.02), "metrics-logistic": cv(0.85, 0.05),
+                                 "convnet": {"error": "the training part lacks a class"}})
+    assert clear["chosen"] == "compact" and clear["tolerance"] == pytest.approx(0.02)  # the floor
+    with pytest.raises(ValueError, match="lacks a class"):
+        choose_architecture({"compact": {"error": "the training part lacks a class"}})
+
+
+def test_default_arch_is_auto_for_small_folders_only(retrace_folder, monkeypatch):
+    from afmwatch.training import auto
+
+    assert auto.default_arch(retrace_folder, TrainOptions()) == "auto"
+    assert auto.default_arch(retrace_folder, TrainOptions(arch="convnet")) == "convnet"
+    assert auto.default_arch(retrace_folder, TrainOptions(base_model="lab.safetensors")) is None
+    monkeypatch.setattr(auto, "AUTO_MAX_SCANS", 30)
+    assert auto.default_arch(retrace_folder, TrainOptions()) == "compact"
+    assert "resnet18-finetune" not in auto.auto_candidates(TrainOptions())  # nothing to start them from
+    assert auto.auto_candidates(TrainOptions(pretrained="r.pth"))[-2:] == ["resnet18-features", "resnet18-finetune"]
+
+
+# --- a model no better than chance ----------------------------------------------------------------
+
+def test_a_run_at_chance_level_warns_loudly(tmp_path, capsys):
+    folder = _retrace_decides(tmp_path / "random", 30, seed=4, shuffle_labels=True)
+    out = tmp_path / "coin.safetensors"
+    assert _run_train(["--data", str(folder), "--out", str(out), "--arch", "metrics-logistic", "--folds", "3"]) == 0
+    report = json.loads((tmp_path / "coin.report.json").read_text())
+    chance = report["chance_level"]
+    assert chance["at_chance"] is True and chance["measured_on"] == "cross-validation"
+    assert chance["balanced_accuracy"] < 0.6 or chance["interval_95"][0] <= 0.5
+    err = capsys.readouterr().err
+    assert "WARNING: this model is no better than chance" in err
+    assert "training_at_chance" in err  # the structlog event
+    assert load_classifier(out).metadata["metrics"]["at_chance"] is True
+
+
+# --- models promote --data: never a worse model ---------------------------------------------------
+
+def test_promote_with_data_refuses_a_worse_model_unless_forced(retrace_folder, tmp_path, capsys,
+                                                                make_classifier_file):
+    from afmwatch.cli import main
+
+    good = tmp_path / "good.safetensors"
+    assert _run_train(["--data", str(retrace_folder), "--out", str(good), "--arch", "metrics-logistic"]) == 0
+    coin = make_classifier_file(tmp_path / "coin.safetensors", arch="convnet")  # untrained
+    store_folder = tmp_path / "store"
+
+    def promote(*argv: str) -> int:
+        return main(["--log-level", "warning", "models", "--model-folder", str(store_folder), "promote", *argv])
+
+    active = store_folder / "active.safetensors"
+    assert promote(str(coin)) == 0  # no --data: as before, whatever it measures
+    capsys.readouterr()
+    assert promote(str(good), "--data", str(retrace_folder)) == 0  # better than the active one
+    out = capsys.readouterr().out
+    assert "good: balanced accuracy" in out and "active coin: balanced accuracy" in out
+    assert active.read_bytes() == good.read_bytes()
+
+    assert promote(str(coin), "--data", str(retrace_folder)) == 1
+    err = capsys.readouterr().err
+    assert "coin.safetensors: balanced accuracy" in err and "worse than the active model's, good" in err
+    assert "--force" in err
+    assert active.read_bytes() == good.read_bytes()  # refused: the good model stays
+
+    assert promote(str(coin), "--data", str(retrace_folder), "--force") == 0
+    assert "--force: promoting coin although it measures worse than good" in capsys.readouterr().err
+    assert active.read_bytes() == coin.read_bytes()

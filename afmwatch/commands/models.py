@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("model", help="model name, file name in the store, or a path")
     promote = sub.add_parser("promote", help="verify a model, then install it as the store's active model")
     promote.add_argument("model", help="model file (or a name in the store)")
+    promote.add_argument("--data", default=None, metavar="LABELLED_FOLDER",
+                         help="folder with good/ and bad/: measure the model and the active one on these scans "
+                         "and refuse a model whose balanced accuracy is lower")
+    promote.add_argument("--force", action="store_true",
+                         help="with --data: promote even when the model measures worse than the active one")
 
 
 def _folder(args: argparse.Namespace) -> Path | None:
@@ -66,9 +71,37 @@ def run(args: argparse.Namespace) -> int:
         path = Path(args.model)
         if not path.exists():
             path = store.find_model(args.model, folder)
-        active = store.promote(path, folder)
-        print(f"promoted {path} -> {active} (verified: loads and classifies a probe scan)")
-        return 0
-    except (ModelError, ConfigError) as exc:
+        return _promote(path, folder, args)
+    except (ModelError, ConfigError, ValueError) as exc:
         print(f"afmwatch models: {exc}", file=sys.stderr)
         return 1
+
+
+def _promote(path: Path, folder: Path, args: argparse.Namespace) -> int:
+    from afmwatch.training.promotion import promote_checked
+
+    reading = None
+    if args.data and args.config:
+        from afmwatch.config import load_config
+
+        reading = load_config(args.config).reading
+    result = promote_checked(path, folder, args.data, force=args.force, reading=reading)
+    candidate, before = result["candidate"], result["active_before"]
+    if candidate is not None:
+        print(f"{candidate['name']}: balanced accuracy {_fmt(candidate['balanced_accuracy'])} on {args.data} "
+              f"({candidate['count']} scans)")
+        if before is None:
+            print("no active model to compare with")
+        elif "error" in before:
+            print(f"the active model could not be measured ({before['error']})")
+        else:
+            print(f"active {before['name']}: balanced accuracy {_fmt(before['balanced_accuracy'])} on the same scans")
+    if result["forced"]:
+        print(f"--force: promoting {candidate['name']} although it measures worse than {before['name']} "
+              f"({_fmt(candidate['balanced_accuracy'])} < {_fmt(before['balanced_accuracy'])})", file=sys.stderr)
+    print(f"promoted {path} -> {result['active']} (verified: loads and classifies a probe scan)")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -14,8 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="folder with good/ and bad/ (e.g. afmwatch's sorted output)")
     parser.add_argument("--out", required=True, help="model file to write (.safetensors); report and plots go beside it")
     parser.add_argument("--arch", default=None,
-                        help="convnet, compact, resnet18-features, resnet18-finetune, or metrics-logistic / "
-                        "metrics-boosted over the quality metrics (default: compact, or the base model's)")
+                        help="auto (cross-validate the families below on the same folds, keep the best; "
+                        "near-ties go to the simpler), convnet, compact, resnet18-features, resnet18-finetune, "
+                        "or metrics-logistic / metrics-boosted over the quality metrics (default: auto for "
+                        "folders of fewer than 300 scans, else compact; with --base-model, its architecture)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default=d.optimizer)
     parser.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
     parser.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
@@ -27,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
                         help="share of the scans held out for validation (stratified; default 0.25)")
     parser.add_argument("--folds", type=int, default=d.folds,
-                        help="K >= 2: stratified K-fold cross-validation (mean ± std) before the final model")
+                        help="K >= 2: stratified K-fold cross-validation (mean ± std) before the final model "
+                        "(with --arch auto: 5 unless given)")
     parser.add_argument("--group-by", default=None, metavar="REGEX",
                         help="keep scans whose file names give the same match (first group) on one side of every split")
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -48,13 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all)")
     parser.add_argument("--compare", default=None, metavar="ARCH[,ARCH...]",
                         help="with --folds K: cross-validate these architectures too, on the same folds, and put "
-                        "the comparison in the report (e.g. convnet,metrics-logistic)")
+                        "the comparison in the report (e.g. convnet,metrics-logistic); with --arch auto: the "
+                        "candidates to choose from")
 
 
 def run(args: argparse.Namespace) -> int:
     from afmwatch.networks.model_file import ModelError
+    from afmwatch.training.auto import run_train
     from afmwatch.training.options import TrainOptions
-    from afmwatch.training.train import train_folder
 
     options = TrainOptions(
         arch=args.arch, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
@@ -67,13 +71,8 @@ def run(args: argparse.Namespace) -> int:
     )
     command = _command_line(args, options)
     compare = [a.strip() for a in (args.compare or "").split(",") if a.strip()]
-    if compare and args.folds < 2:
-        print("afmwatch train: --compare needs --folds K (K >= 2)", file=sys.stderr)
-        return 1
     try:
-        report = train_folder(args.data, args.out, options, command=command)
-        if compare:
-            _add_comparison(report, args.data, options, compare)
+        report = run_train(args.data, args.out, options, compare, command=command)
     except (ModelError, ValueError, RuntimeError) as exc:
         print(f"afmwatch train: {exc}", file=sys.stderr)
         return 1
@@ -92,26 +91,38 @@ def run(args: argparse.Namespace) -> int:
     print(f"temperature {report['temperature']:.3f}, review band P(bad) in {report['review_band']}, "
           f"best epoch {report['best_epoch']}" + ("  (interrupted: best model so far kept)" if report["interrupted"] else ""))
     if "comparison" in report:
-        print(f"same {cv['folds']} folds, balanced accuracy (mean ± std):")
-        for arch, summary in report["comparison"].items():
-            ba = summary["balanced_accuracy"]
-            print(f"  {arch:<20} {_fmt(ba['mean'])} ± {_fmt(ba['std'])}   ROC AUC {_fmt(summary['roc_auc']['mean'])}")
+        _print_comparison(report)
     print(f"report:   {report['files']['report']}")
+    chance = report.get("chance_level")
+    if chance and chance["at_chance"]:
+        interval = chance["interval_95"]
+        print(f"afmwatch train: WARNING: this model is no better than chance: balanced accuracy "
+              f"{_fmt(chance['balanced_accuracy'])} ({chance['measured_on']}"
+              + (f", 95% interval {interval[0]:.3f}-{interval[1]:.3f}" if interval else "")
+              + "). It would sort scans about as well as a coin. Check the labels in good/ and bad/, add "
+              "scans, or try another --arch; do not promote it.", file=sys.stderr)
     return 0
 
 
-def _add_comparison(report: dict, data: str, options, archs: list[str]) -> None:
-    """Cross-validate `archs` on the run's folds; the trained model's own folds come first."""
-    from dataclasses import replace
-
-    from afmwatch.training.compare import SUMMARY_KEYS, compare_architectures
-    from afmwatch.training.report import write_json
-
-    own_arch = report["options"]["arch"]
-    own = {"count": report["data"]["count"], **{k: report["cross_validation"][k] for k in SUMMARY_KEYS}}
-    others = compare_architectures(data, replace(options, arch=own_arch), [a for a in archs if a != own_arch])
-    report["comparison"] = {own_arch: own, **others}
-    write_json(report, report["files"]["report"])
+def _print_comparison(report: dict) -> None:
+    selection = report.get("selection")
+    folds = report["cross_validation"]["folds"]
+    if selection:
+        print(f"auto: {len(selection['candidates'])} candidates cross-validated on the same {folds} folds "
+              f"({selection['seconds']:.0f} s), simplest first; balanced accuracy mean ± std:")
+    else:
+        print(f"same {folds} folds, balanced accuracy (mean ± std):")
+    for arch, row in report["comparison"].items():
+        if "error" in row:
+            print(f"  {arch:<20} failed: {row['error']}")
+            continue
+        ba = row["balanced_accuracy"]
+        seconds = f"   {row['seconds']:.0f} s" if row.get("seconds") is not None else ""
+        chosen = "   <- chosen" if selection and arch == selection["chosen"] else ""
+        print(f"  {arch:<20} {_fmt(ba['mean'])} ± {_fmt(ba['std'])}   ROC AUC {_fmt(row['roc_auc']['mean'])}"
+              f"{seconds}{chosen}")
+    if selection:
+        print(f"chosen:   {selection['reason']}")
 
 
 def _command_line(args: argparse.Namespace, options) -> str:

@@ -129,12 +129,16 @@ def export_trees(model: Any) -> dict[str, np.ndarray]:
 
 def fit_model(arch: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[dict[str, np.ndarray], Any]:
     """Train one model on feature rows `x` and labels `y` (1 = bad); returns its arrays and the
-    scikit-learn estimator (for tests that compare the two)."""
+    scikit-learn estimator (for tests that compare the two).
+
+    A metric missing on every training scan (no retrace channel in any file) becomes a constant 0
+    column: neither model can learn from it, and a later scan that has the metric is scored as if it
+    had not (its coefficient is 0; no tree splits on it). sklearn's binner fails on an all-NaN column."""
+    x = np.where(np.isnan(x).all(axis=0), 0.0, x)
     if arch == LOGISTIC:
         from sklearn.linear_model import LogisticRegression
 
-        impute = np.nanmedian(np.where(np.isnan(x).all(axis=0), 0.0, x), axis=0)
-        impute = np.where(np.isnan(impute), 0.0, impute)
+        impute = np.nanmedian(x, axis=0)
         filled = np.where(np.isnan(x), impute, x)
         mean, scale = filled.mean(axis=0), filled.std(axis=0)
         scale = np.where(scale > 1e-12, scale, 1.0)
@@ -199,8 +203,12 @@ class MetricsClassifier:
         p_bad = 1.0 / (1.0 + np.exp(-self.log_odds(batch) / self.temperature))
         return torch.from_numpy(np.stack([1 - p_bad, p_bad], axis=1))
 
-    def predict(self, batch: torch.Tensor) -> list[Prediction]:
-        return to_predictions(self.probabilities(batch), CLASS_NAMES, self.review_band)
+    def predict(self, batch: torch.Tensor, metrics: list[dict[str, Any] | None] | None = None) -> list[Prediction]:
+        """Predictions from feature vectors (`metrics` is accepted for the Classifier interface: the
+        batch already holds them)."""
+        p_bad = self.probabilities(batch)[:, 1].tolist()
+        parts = [{"metrics model": float(p)} for p in p_bad]
+        return to_predictions(self.probabilities(batch), CLASS_NAMES, self.review_band, parts)
 
     def predict_scans(self, scans: list[Scan]) -> list[Prediction]:
         if not scans:
@@ -262,28 +270,38 @@ def _logits(log_odds: np.ndarray) -> np.ndarray:
     return np.stack([np.zeros_like(log_odds), log_odds], axis=1)
 
 
+def cross_validate_metrics(x: np.ndarray, labels: np.ndarray, hashes: list[str], groups: list[str | None],
+                           options: Any) -> dict[str, Any]:
+    """K-fold cross-validation of `options.arch` on feature rows `x`, on the same folds (and through the
+    same code) as a network trained on the same files with the same seed."""
+    from afmwatch.training.train import cross_validate_folds
+
+    labels = np.asarray(labels, dtype=int)
+
+    def fit_fold(k: int, train_idx: np.ndarray, val_idx: np.ndarray) -> tuple[np.ndarray, None]:
+        _, raw = _fit_and_score(options.arch, x, labels, train_idx, val_idx, options.seed)
+        return _logits(raw), None
+
+    return cross_validate_folds(labels, hashes, groups, options.folds, options.seed, fit_fold)
+
+
 def train_metrics_arrays(x: np.ndarray, labels: np.ndarray, hashes: list[str], groups: list[str | None],
-                         options: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Cross-validation (when asked, on the same folds the networks use for the same data and seed),
-    then the final model on the stratified validation split, its temperature and review band."""
+                         options: Any, cross_validation: dict[str, Any] | None = None,
+                         ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Cross-validation (when asked, unless `cross_validation` already holds it for these folds), then
+    the final model on the stratified validation split, its temperature and review band."""
     from afmwatch.training.calibration import DEFAULT_REVIEW_BAND, choose_review_band, fit_temperature, softmax
     from afmwatch.training.metrics import classification_metrics
-    from afmwatch.training.splits import kfold_splits, validation_split
-    from afmwatch.training.train import _mean_std
+    from afmwatch.training.splits import validation_split
+    from afmwatch.training.train import chance_level
 
     labels = np.asarray(labels, dtype=int)
     report: dict[str, Any] = {"options": asdict(options), "class_names": list(CLASS_NAMES),
                               "pipeline": {"features": list(FEATURES), "log10": sorted(LOG_FEATURES)}}
-    if options.folds and options.folds >= 2:
-        per_fold = []
-        for k, (train_idx, val_idx) in enumerate(kfold_splits(labels, hashes, groups, options.folds, options.seed)):
-            _, raw = _fit_and_score(options.arch, x, labels, train_idx, val_idx, options.seed)
-            temperature = fit_temperature(_logits(raw), labels[val_idx])
-            metrics = classification_metrics(labels[val_idx], softmax(_logits(raw), temperature)[:, 1])
-            metrics.update(fold=k + 1, train_count=len(train_idx), best_epoch=None, temperature=temperature)
-            per_fold.append(metrics)
-        summary = {key: _mean_std([m[key] for m in per_fold]) for key in ("balanced_accuracy", "accuracy", "roc_auc")}
-        report["cross_validation"] = {"folds": options.folds, "per_fold": per_fold, **summary}
+    if cross_validation is not None:  # already run on these folds (`train --arch auto` chose with it)
+        report["cross_validation"] = cross_validation
+    elif options.folds and options.folds >= 2:
+        report["cross_validation"] = cross_validate_metrics(x, labels, hashes, groups, options)
     if options.val_fraction > 0:
         train_idx, val_idx = validation_split(labels, hashes, groups, options.val_fraction, options.seed)
     else:
@@ -307,11 +325,12 @@ def train_metrics_arrays(x: np.ndarray, labels: np.ndarray, hashes: list[str], g
         history=[], best_epoch=None, interrupted=False, weights_origin=f"scikit-learn {options.arch}",
         notes=notes, temperature=temperature, review_band=list(band), validation=validation, device="cpu",
     )
+    report["chance_level"] = chance_level(report, options.seed)
     return tensors, report
 
 
 def train_metrics_folder(data: str | Path, out: str | Path, options: Any, command: str = "",
-                         progress: bool = True) -> dict[str, Any]:
+                         progress: bool = True, cross_validation: dict[str, Any] | None = None) -> dict[str, Any]:
     """`afmwatch train --arch metrics-logistic|metrics-boosted`: measure every labelled scan, train,
     write the model file and the report (same layout as a network's)."""
     from afmwatch.training.data import fingerprint
@@ -325,7 +344,7 @@ def train_metrics_folder(data: str | Path, out: str | Path, options: Any, comman
         data, options, scan_features, ReadingConfig(data_area=options.data_area), progress)
     started = time.monotonic()
     tensors, report = train_metrics_arrays(np.stack(rows), labels, [f.sha256 for f in files],
-                                           [f.group for f in files], options)
+                                           [f.group for f in files], options, cross_validation)
     training_data = fingerprint(files, data)
     name = options.name or out.name.split(".")[0]
     metadata = model_metadata(report, name, training_data, command)

@@ -72,9 +72,9 @@ def group_name(path: Path, group_by: str | None) -> str | None:
     return match.group(1) if match.groups() else match.group(0)
 
 
-def collect_files(folder: str | Path, group_by: str | None = None) -> tuple[list[LabelledFile], dict[str, Any]]:
-    """The labelled files under `folder` and notes on what was left out (for the report)."""
-    folder = Path(folder)
+def _labelled_paths(folder: Path) -> tuple[list[tuple[Path, int]], int]:
+    """(path, label) of every scan under good/ and bad/, one format per scan, and how many other
+    formats of the same scans were passed over."""
     missing = [name for name in CLASS_NAMES if not (folder / name).is_dir()]
     if missing:
         raise ValueError(f"{folder}: no {' or '.join(f'{m}/' for m in missing)} folder "
@@ -92,8 +92,20 @@ def collect_files(folder: str | Path, group_by: str | None = None) -> tuple[list
                     chosen[key] = (path, label)
             else:
                 chosen[key] = (path, label)
+    return list(chosen.values()), alternates
+
+
+def count_labelled(folder: str | Path) -> int:
+    """How many scans `collect_files` would find, without hashing them (identical copies count twice)."""
+    return len(_labelled_paths(Path(folder))[0])
+
+
+def collect_files(folder: str | Path, group_by: str | None = None) -> tuple[list[LabelledFile], dict[str, Any]]:
+    """The labelled files under `folder` and notes on what was left out (for the report)."""
+    folder = Path(folder)
+    chosen, alternates = _labelled_paths(folder)
     by_hash: dict[str, list[tuple[Path, int]]] = {}
-    for path, label in chosen.values():
+    for path, label in chosen:
         by_hash.setdefault(sha256_file(path), []).append((path, label))
     files, conflicts = [], []
     for digest, entries in by_hash.items():

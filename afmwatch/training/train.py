@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ from afmwatch.config import ReadingConfig
 from afmwatch.networks import pipeline as input_pipeline
 from afmwatch.networks.architectures import get_architecture, hub_cache_weights, set_train_mode
 from afmwatch.networks.classifier import CLASS_NAMES, check_metadata, resolve_device, save_classifier
+from afmwatch.networks.metrics_model import METRICS_ARCHS, train_metrics_folder
 from afmwatch.networks.model_file import ModelError, load_model_file
 from afmwatch.training.calibration import DEFAULT_REVIEW_BAND, choose_review_band, fit_temperature, softmax
-from afmwatch.training.metrics import classification_metrics
+from afmwatch.training.metrics import bootstrap_interval, classification_metrics
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.splits import kfold_splits, validation_split
 
@@ -215,23 +217,71 @@ def _mean_std(values: list[float | None]) -> dict[str, float | None]:
     return {"mean": float(np.mean(present)), "std": float(np.std(present, ddof=1)) if len(present) > 1 else 0.0}
 
 
+def cross_validate_folds(
+    labels: np.ndarray, hashes: list[str], groups: list[str | None], folds: int, seed: int,
+    fit_fold: Callable[[int, np.ndarray, np.ndarray], tuple[np.ndarray, int | None]],
+) -> dict[str, Any]:
+    """K stratified folds, each validated once by `fit_fold(k, train_idx, val_idx) -> (validation
+    logits, best epoch)`: per-fold metrics (after temperature scaling), mean ± std of balanced
+    accuracy, accuracy and ROC AUC, and every scan's out-of-fold P(bad) (for the chance-level check).
+    Networks and metrics models go through here, so they are cross-validated alike."""
+    per_fold = []
+    out_of_fold = np.full(len(labels), np.nan)
+    for k, (train_idx, val_idx) in enumerate(kfold_splits(labels, hashes, groups, folds, seed)):
+        val_logits, best_epoch = fit_fold(k, train_idx, val_idx)
+        temperature = fit_temperature(val_logits, labels[val_idx])
+        p_bad = softmax(val_logits, temperature)[:, 1]
+        out_of_fold[val_idx] = p_bad
+        metrics = classification_metrics(labels[val_idx], p_bad)
+        metrics.update(fold=k + 1, train_count=len(train_idx), best_epoch=best_epoch, temperature=temperature)
+        per_fold.append(metrics)
+        log.info("fold_done", fold=k + 1, balanced_accuracy=metrics["balanced_accuracy"], roc_auc=metrics["roc_auc"])
+    summary = {key: _mean_std([m[key] for m in per_fold]) for key in ("balanced_accuracy", "accuracy", "roc_auc")}
+    return {"folds": folds, "per_fold": per_fold, **summary,
+            "out_of_fold": {"labels": labels.tolist(), "p_bad": out_of_fold.round(6).tolist()}}
+
+
 def cross_validate(
     arrays: list[np.ndarray], labels: np.ndarray, hashes: list[str], groups: list[str | None],
     options: TrainOptions, spec: dict[str, Any], init: dict[str, torch.Tensor] | None, progress: bool,
 ) -> dict[str, Any]:
-    """K stratified folds, each validated once: per-fold metrics (after temperature scaling) and
-    mean ± std of balanced accuracy, accuracy and ROC AUC."""
-    per_fold = []
-    for k, (train_idx, val_idx) in enumerate(kfold_splits(labels, hashes, groups, options.folds, options.seed)):
+    """`cross_validate_folds` with the network trained by `fit` on each fold."""
+
+    def fit_fold(k: int, train_idx: np.ndarray, val_idx: np.ndarray) -> tuple[np.ndarray, int | None]:
         result = fit(arrays, labels, train_idx, val_idx, options, spec, init, progress, desc=f"fold {k + 1}")
-        temperature = fit_temperature(result.val_logits, labels[val_idx])
-        metrics = classification_metrics(labels[val_idx], softmax(result.val_logits, temperature)[:, 1])
-        metrics.update(fold=k + 1, train_count=len(train_idx), best_epoch=result.best_epoch,
-                       temperature=temperature)
-        per_fold.append(metrics)
-        log.info("fold_done", fold=k + 1, balanced_accuracy=metrics["balanced_accuracy"], roc_auc=metrics["roc_auc"])
-    summary = {key: _mean_std([m[key] for m in per_fold]) for key in ("balanced_accuracy", "accuracy", "roc_auc")}
-    return {"folds": options.folds, "per_fold": per_fold, **summary}
+        return result.val_logits, result.best_epoch
+
+    return cross_validate_folds(labels, hashes, groups, options.folds, options.seed, fit_fold)
+
+
+# A run whose balanced accuracy is below this, or whose 95 % interval reaches down to 0.5, has not
+# shown that it beats guessing: on a few dozen scans 0.6 is two or three lucky calls above chance.
+CHANCE_BELOW = 0.6
+CHANCE_RULE = (f"balanced accuracy (cross-validated mean, else validation) below {CHANCE_BELOW}, or its 95 % "
+               "bootstrap interval (over the out-of-fold, else the validation predictions) reaching 0.5")
+
+
+def chance_level(report: dict[str, Any], seed: int = 0) -> dict[str, Any] | None:
+    """Whether the run has not shown that it beats chance (`CHANCE_RULE`), from its cross-validation
+    when it has one, else from its validation split; None when it has neither. Logs a warning event
+    when at chance: such a model sorts scans no better than a coin."""
+    cv, validation = report.get("cross_validation"), report.get("validation")
+    if cv:
+        source, value = "cross-validation", cv["balanced_accuracy"]["mean"]
+        labels, p_bad = cv["out_of_fold"]["labels"], cv["out_of_fold"]["p_bad"]
+    elif validation:
+        source, value = "validation", validation["balanced_accuracy"]
+        labels, p_bad = validation["labels"], validation["p_bad"]
+    else:
+        return None
+    interval = bootstrap_interval(np.asarray(labels), np.asarray(p_bad), seed=seed)
+    at_chance = value is None or value < CHANCE_BELOW or interval is None or interval[0] <= 0.5
+    result = {"at_chance": bool(at_chance), "measured_on": source, "balanced_accuracy": value,
+              "interval_95": list(interval) if interval else None, "rule": CHANCE_RULE}
+    if at_chance:
+        log.warning("training_at_chance", measured_on=source, balanced_accuracy=value,
+                    interval_95=result["interval_95"], arch=report["options"]["arch"])
+    return result
 
 
 def resolve_start(options: TrainOptions) -> tuple[TrainOptions, dict[str, Any] | None, dict[str, torch.Tensor] | None]:
@@ -259,16 +309,19 @@ def make_spec(options: TrainOptions, base_pipeline: dict[str, Any] | None) -> di
 def train_arrays(
     arrays: list[np.ndarray], labels: np.ndarray, hashes: list[str], groups: list[str | None],
     options: TrainOptions, spec: dict[str, Any], init: dict[str, torch.Tensor] | None = None,
-    progress: bool = True,
+    progress: bool = True, cross_validation: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Cross-validation (when asked), then the final model on a stratified validation split, its
-    temperature and review band; returns the model and the report (without data and file details)."""
+    """Cross-validation (when asked, unless `cross_validation` already holds it for these folds), then
+    the final model on a stratified validation split, its temperature and review band, and whether it
+    is at chance level; returns the model and the report (without data and file details)."""
     check_options(options)
     if options.threads:
         torch.set_num_threads(options.threads)
     labels = np.asarray(labels, dtype=int)
     report: dict[str, Any] = {"options": asdict(options), "pipeline": spec, "class_names": list(CLASS_NAMES)}
-    if options.folds and options.folds >= 2:
+    if cross_validation is not None:  # already run on these folds (`train --arch auto` chose with it)
+        report["cross_validation"] = cross_validation
+    elif options.folds and options.folds >= 2:
         report["cross_validation"] = cross_validate(arrays, labels, hashes, groups, options, spec, init, progress)
     if options.val_fraction > 0:
         train_idx, val_idx = validation_split(labels, hashes, groups, options.val_fraction, options.seed)
@@ -297,6 +350,7 @@ def train_arrays(
         temperature=temperature, review_band=list(band), validation=validation,
         device=str(resolve_device(options.device)),
     )
+    report["chance_level"] = chance_level(report, options.seed)
     return result.model, report
 
 
@@ -309,6 +363,8 @@ def model_metadata(report: dict[str, Any], name: str, training_data: dict[str, A
     if "cross_validation" in report:
         cv = report["cross_validation"]
         metrics["cross_validation"] = {k: cv[k] for k in ("folds", "balanced_accuracy", "accuracy", "roc_auc")}
+    if report.get("chance_level"):
+        metrics["at_chance"] = report["chance_level"]["at_chance"]
     return {
         "name": name,
         "arch": report["options"]["arch"],
@@ -345,15 +401,15 @@ def load_training_data(
 
 
 def train_folder(data: str | Path, out: str | Path, options: TrainOptions, command: str = "",
-                 progress: bool = True) -> dict[str, Any]:
-    """`afmwatch train`: read the labelled folder, train, write the model file, report and plots."""
+                 progress: bool = True, cross_validation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train `options.arch` (None: the base model's, else compact) on the labelled folder, write the
+    model file, report and plots. `cross_validation`: already run on these folds with these options
+    (`train --arch auto`), reused instead of run again. `afmwatch train` is `auto.run_train`."""
     from afmwatch.training.data import fingerprint
     from afmwatch.training.report import write_report
 
-    if (options.arch or "").startswith("metrics-"):  # scikit-learn over the quality metrics
-        from afmwatch.networks.metrics_model import train_metrics_folder
-
-        return train_metrics_folder(data, out, options, command, progress)
+    if options.arch in METRICS_ARCHS:  # scikit-learn over the quality metrics
+        return train_metrics_folder(data, out, options, command, progress, cross_validation)
     data, out = Path(data), Path(out)
     options, base_pipeline, init = resolve_start(options)
     check_options(options)
@@ -362,7 +418,7 @@ def train_folder(data: str | Path, out: str | Path, options: TrainOptions, comma
         data, options, lambda scan: input_pipeline.prepare(scan, spec), ReadingConfig(data_area=spec["data_area"]),
         progress)
     model, report = train_arrays(arrays, labels, [f.sha256 for f in files], [f.group for f in files],
-                                 options, spec, init, progress)
+                                 options, spec, init, progress, cross_validation)
     training_data = fingerprint(files, data)
     name = options.name or out.name.split(".")[0]
     metadata = model_metadata(report, name, training_data, command)
