@@ -238,10 +238,12 @@ def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
     return Classifier(path, model.to(torch_device), meta, file_sha256(path), torch_device, extra)
 
 
-def save_classifier(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:
-    """Write a classifier model file (weights + checked metadata), atomically."""
+def save_classifier(path: str | Path, model: nn.Module, metadata: dict[str, Any],
+                    extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write a classifier model file (weights, extra parts such as the familiarity check, checked
+    metadata), atomically."""
     check_metadata(metadata, path)
-    return save_model_file(path, model.state_dict(), metadata)
+    return save_model_file(path, {**model.state_dict(), **(extra_tensors or {})}, metadata)
 
 
 def probe(classifier: Classifier) -> Prediction:

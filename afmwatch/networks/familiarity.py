@@ -77,3 +77,28 @@ def split_tensors(tensors: dict[str, Any], prefix: str) -> tuple[dict[str, Any],
     """(tensors whose names start with `prefix`, the rest): extra parts stored beside the weights."""
     part = {k: v for k, v in tensors.items() if k.startswith(prefix)}
     return part, {k: v for k, v in tensors.items() if not k.startswith(prefix)}
+
+
+def features_of(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """Penultimate-layer features of `inputs` (N, C, H, W) in evaluation mode, batch by batch."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(inputs), batch_size):
+                _, features = logits_and_features(model, inputs[start : start + batch_size].to(device))
+                chunks.append(features.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+
+
+def fit_for_model(model: nn.Module, train_inputs: torch.Tensor, train_labels: np.ndarray,
+                  held_out_inputs: torch.Tensor, quantile: float = DEFAULT_QUANTILE,
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The familiarity check of a trained network (None when there are too few scans to fit it)."""
+    if len(train_inputs) < MIN_SCANS or len(held_out_inputs) < 10 or len(set(np.asarray(train_labels).tolist())) < 2:
+        return None
+    return fit(features_of(model, train_inputs), train_labels, features_of(model, held_out_inputs), quantile)

@@ -22,6 +22,7 @@ from afmwatch import __version__
 from afmwatch.config import ReadingConfig
 from afmwatch.networks import pipeline as input_pipeline
 from afmwatch.networks.architectures import get_architecture, hub_cache_weights, set_train_mode
+from afmwatch.networks import familiarity
 from afmwatch.networks.classifier import CLASS_NAMES, check_metadata, resolve_device, save_classifier
 from afmwatch.networks.metrics_model import METRICS_ARCHS, train_metrics_folder
 from afmwatch.networks.model_file import ModelError, load_model_file
@@ -422,7 +423,12 @@ def train_folder(data: str | Path, out: str | Path, options: TrainOptions, comma
     training_data = fingerprint(files, data)
     name = options.name or out.name.split(".")[0]
     metadata = model_metadata(report, name, training_data, command)
-    save_classifier(out, model, metadata)
+    familiarity = fit_familiarity(model, arrays, labels, [f.sha256 for f in files], [f.group for f in files],
+                                  options, spec)
+    report["familiarity"] = familiarity[1] if familiarity else None
+    if familiarity:
+        metadata["familiarity"] = familiarity[1]
+    save_classifier(out, model, metadata, familiarity[0] if familiarity else None)
     report.update(model=str(out), name=name, data={"folder": str(data), **training_data, **notes, "skipped": skipped},
                   command=command, created=metadata["created"], afmwatch_version=__version__)
     report["validation_files"] = _validation_files(report, files, labels, options)
@@ -430,6 +436,22 @@ def train_folder(data: str | Path, out: str | Path, options: TrainOptions, comma
     log.info("model_saved", model=str(out), balanced_accuracy=(report["validation"] or {}).get("balanced_accuracy"),
              temperature=report["temperature"], review_band=report["review_band"])
     return report
+
+
+def fit_familiarity(model: nn.Module, arrays: list[np.ndarray], labels: np.ndarray, hashes: list[str],
+                    groups: list[str | None], options: TrainOptions, spec: dict[str, Any],
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The network's familiarity check (`networks.familiarity`): fitted on the features of the scans it
+    was trained on, its limit set on the validation scans it never trained on. None without a
+    validation split or with too few scans."""
+    if options.val_fraction <= 0:
+        return None
+    train_idx, val_idx = validation_split(labels, hashes, groups, options.val_fraction, options.seed)
+    fitted = familiarity.fit_for_model(model, _stack([arrays[i] for i in train_idx], spec, None), labels[train_idx],
+                                       _stack([arrays[i] for i in val_idx], spec, None))
+    if fitted:
+        log.info("familiarity_fitted", threshold=fitted[1]["threshold"], held_out=fitted[1]["held_out_scans"])
+    return fitted
 
 
 def _validation_files(report: dict[str, Any], files: list, labels: np.ndarray, options: TrainOptions) -> list[str]:
