@@ -1,4 +1,5 @@
-"""`afmwatch models list|show|promote`: the model store of the configured model folder."""
+"""`afmwatch models list|show|promote|combine`: the model store of the configured model folder, and one
+model file made from a network and a metrics model."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "and refuse a model whose balanced accuracy is lower")
     promote.add_argument("--force", action="store_true",
                          help="with --data: promote even when the model measures worse than the active one")
+    combine = sub.add_parser("combine", help="one model file from a network and a metrics model, their weight "
+                             "and review band chosen on labelled scans neither was trained on")
+    combine.add_argument("network", help="network model file (compact, convnet, resnet18-*)")
+    combine.add_argument("metrics_model", help="metrics model file (metrics-logistic or metrics-boosted)")
+    combine.add_argument("--data", required=True, metavar="LABELLED_FOLDER",
+                         help="folder with good/ and bad/ that neither model was trained on")
+    combine.add_argument("--out", required=True, help="the combined model file to write (.safetensors)")
+    combine.add_argument("--weight", type=float, default=None,
+                         help="the metrics model's weight 0..1 (default: the lowest log-loss on --data)")
+    combine.add_argument("--name", default=None, help="model name (default: the output file's name)")
 
 
 def _folder(args: argparse.Namespace) -> Path | None:
@@ -45,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         if args.action in ("list", "promote") and folder is None:
             print("afmwatch models: give --model-folder DIR or --config FILE with model_folder", file=sys.stderr)
             return 2
+        if args.action == "combine":
+            return _combine(args)
         if args.action == "list":
             rows = store.list_models(folder)
             default = store.default_model_path()
@@ -105,3 +118,28 @@ def _promote(path: Path, folder: Path, args: argparse.Namespace) -> int:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _combine(args: argparse.Namespace) -> int:
+    from afmwatch.training.combine import combine_models
+
+    if args.weight is not None and not 0.0 <= args.weight <= 1.0:
+        raise ValueError(f"--weight {args.weight}: give a weight between 0 and 1")
+    reading = None
+    if args.config:
+        from afmwatch.config import load_config
+
+        reading = load_config(args.config).reading
+    report = combine_models(args.network, args.metrics_model, args.data, args.out, weight=args.weight,
+                            reading=reading, name=args.name)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.out}: P(bad) = weighted mean of log-odds, metrics model weight {report['weight']:.2f} "
+          f"({report['weight_chosen_by']}); review band {report['review_band']} "
+          f"({report['review_fraction']:.0%} of these scans)")
+    for part in ("network", "metrics_model", "combined"):
+        row = report[part]
+        print(f"  {part.replace('_', ' '):<14} balanced accuracy {_fmt(row['balanced_accuracy'])}, "
+              f"ROC AUC {_fmt(row['roc_auc'])}, log-loss {row['log_loss']:.3f}")
+    return 0

@@ -1,0 +1,66 @@
+"""`afmwatch models combine`: one model file from a network and a metrics model, used like any model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from afmwatch.cli import main
+from afmwatch.judge import judge_paths
+from afmwatch.networks.classifier import load_classifier
+from afmwatch.synth.sets import generate_classify_set
+from afmwatch.training.combine import mix
+from afmwatch.training.options import TrainOptions
+from afmwatch.training.train import train_folder
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("combine")
+    generate_classify_set(root / "train", 64, seed=31, size=64, gwy=False, previews=False, retrace=False)
+    generate_classify_set(root / "held-out", 24, seed=32, size=64, gwy=False, previews=False, retrace=False)
+    network, metrics = root / "net.safetensors", root / "metrics.safetensors"
+    train_folder(root / "train", network, TrainOptions(arch="compact", epochs=2, batch_size=16, image_size=64,
+                                                        resize=64, threads=2), progress=False)
+    train_folder(root / "train", metrics, TrainOptions(arch="metrics-logistic"), progress=False)
+    return root, network, metrics
+
+
+def test_combined_model_mixes_both_parts_and_names_them_in_the_reasons(parts, capsys):
+    root, network, metrics = parts
+    out = root / "combined.safetensors"
+    assert main(["models", "--json", "combine", str(network), str(metrics), "--data", str(root / "held-out"),
+                 "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0.0 <= report["weight"] <= 1.0 and set(report) >= {"network", "metrics_model", "combined"}
+    combined = load_classifier(out)
+    assert combined.companion["weight"] == report["weight"] and combined.familiarity is not None
+    files = sorted((root / "held-out").glob("*/*.tif"))
+    judged = list(judge_paths(combined, files))
+    alone = {j.path: j for j in judge_paths(load_classifier(network), files)}
+    for item in judged:
+        p_network = alone[item.path].verdict.probabilities["bad"]
+        assert item.verdict.parts["network"] == pytest.approx(p_network, abs=1e-5)
+        expected = mix(np.array([p_network]), np.array([item.verdict.parts["metrics model"]]), report["weight"])[0]
+        assert item.verdict.probabilities["bad"] == pytest.approx(expected, abs=1e-5)
+        if item.verdict.rule is None and not item.verdict.familiarity["unfamiliar"]:
+            assert item.verdict.reasons[0].startswith(f"model: {item.verdict.decision}, P(bad)")
+            assert "network" in item.verdict.reasons[0] and "metrics model" in item.verdict.reasons[0]
+
+
+def test_weight_zero_is_the_network_alone_and_wrong_inputs_are_refused(parts, capsys):
+    root, network, metrics = parts
+    out = root / "network-only.safetensors"
+    assert main(["models", "combine", str(network), str(metrics), "--data", str(root / "held-out"),
+                 "--out", str(out), "--weight", "0"]) == 0
+    assert "metrics model weight 0.00" in capsys.readouterr().out
+    files = sorted((root / "held-out").glob("*/*.tif"))[:6]
+    for a, b in zip(judge_paths(load_classifier(out), files), judge_paths(load_classifier(network), files)):
+        assert a.verdict.probabilities["bad"] == pytest.approx(b.verdict.probabilities["bad"], abs=1e-5)
+    assert main(["models", "combine", str(metrics), str(network), "--data", str(root / "held-out"),
+                 "--out", str(root / "x.safetensors")]) == 1
+    assert "not a plain network" in capsys.readouterr().err
+    assert main(["models", "combine", str(network), str(metrics), "--data", str(root / "held-out"),
+                 "--out", str(root / "y.safetensors"), "--weight", "2"]) == 1
