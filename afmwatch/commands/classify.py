@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"model {classifier.name} ({classifier.arch}); review when P(bad) in "
-              f"[{classifier.review_band[0]:.2f}, {classifier.review_band[1]:.2f}]", file=sys.stderr)
+        companion = getattr(classifier, "companion", None)
+        band = companion["review_band"] if companion else classifier.review_band
+        parts = f"{classifier.arch} + {companion['arch']}, weight {companion['weight']:.2f}" if companion else classifier.arch
+        print(f"model {classifier.name} ({parts}); review when P(bad) in [{band[0]:.2f}, {band[1]:.2f}]",
+              file=sys.stderr)
     return 1 if any(row["error"] for row in rows) else 0
