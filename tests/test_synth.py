@@ -20,7 +20,9 @@ from afmwatch.synth import (
     line_noise_field, synth_scan,
 )
 from afmwatch.synth import artefacts as art
-from afmwatch.synth.surfaces import Surface, deposited_shapes, particles
+from afmwatch.synth.imaging import draw_imaging, feedback_shadow, instrument_noise
+from afmwatch.synth.scans import LINES_MIX
+from afmwatch.synth.surfaces import Surface, deposited_shapes, domains, grains, particles
 from afmwatch.synth.tips import blunt_tip_image, dilate, double_tip_image, parabolic_tip
 
 
@@ -59,7 +61,7 @@ def test_physical_scales_and_sizes():
         for index in range(3):
             scan = synth_scan(file_rng(11, index), 256, "good", surface=kind)
             assert scan.trace.shape == (256, 256) and scan.trace.dtype == np.float32
-            assert 1000 <= scan.params["scan_size_nm"] <= 20000, kind
+            assert 200 <= scan.params["scan_size_nm"] <= 50000, kind  # 0.2-50 µm, each kind its own range
             assert 0.05 <= scan.params["noise_rms_nm"] <= 0.5 or scan.params["noise_rms_nm"] <= 0.12 * scan.params[
                 "feature_height_nm"], kind
     terraces = synth_scan(file_rng(1, 0), 128, "good", surface="terraces").params["surface"]
@@ -349,3 +351,228 @@ def test_written_tiffs_read_back_through_inspect(tmp_path):
     assert report["pixel_size_nm"] == pytest.approx(entry["pixel_size_nm"], rel=1e-5)
     assert report["metadata"]["lines_set"] == 64
     assert report["metadata"]["lines_acquired"] == entry["lines_acquired"]
+
+
+# --- what real instruments produce: new surfaces, tip changes, skips, stops, nuisances -------------
+
+def _rows_changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.any(np.abs(np.nan_to_num(a) - np.nan_to_num(b)) > 1e-6, axis=1))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_tip_change_is_a_band_in_the_same_rows_of_trace_and_retrace(seed):
+    """A tip change happens in time: both directions show it in the same rows, inside the recorded
+    band (and, when it lasts, from the band to the end of the scan or above the band)."""
+    made = synth_scan(file_rng(seed, 1), 128, surface="grains", artefacts=[("tip_change", 0.8)])
+    reference = synth_scan(file_rng(seed, 1), 128, surface="grains", artefacts=[("tip_change", 0.0)])
+    record = made.params["artefacts"][0]
+    assert made.label == "bad" and record["mode"] in ("smeared", "doubled", "shifted")
+    start, end = record["band_start"], record["band_end"]
+    assert 5 <= end - start <= 60 and end - start == record["band_lines"] and 0 <= start and end <= 128
+    allowed = set(range(start, end))
+    if record["lasting"] is not None:
+        assert record["lasting"] in ("blunter", "sharper", "doubled")
+        allowed |= set(range(record["lasting_start"], record["lasting_end"]))
+        assert record["lasting_end"] == 128 or record["lasting_start"] == 0
+    trace_rows = _rows_changed(made.trace, reference.trace)
+    retrace_rows = _rows_changed(made.retrace, reference.retrace)
+    assert np.array_equal(trace_rows, retrace_rows)
+    assert set(trace_rows) <= allowed and set(range(start, end)) & set(trace_rows)
+
+
+def test_tip_change_modes_and_lasting_changes_all_occur_and_are_recorded():
+    surface = _clean("particles", 128)
+    records = [art.tip_change(surface.height, np.random.default_rng(seed), 0.7, surface)[1] for seed in range(40)]
+    assert {r["mode"] for r in records} == {"smeared", "doubled", "shifted"}
+    assert {r["lasting"] for r in records} == {None, "blunter", "sharper", "doubled"}
+    starts = [r["band_start"] for r in records]
+    assert min(starts) < 20 and max(starts) > 80  # it can happen anywhere in the scan
+    for r in records:
+        assert {"band_start", "band_end", "band_lines", "mode", "lasting", "lasting_start", "lasting_end",
+                "height_offset_nm"} <= set(r)
+        assert {"smeared": "broadening_nm", "doubled": "offset_px", "shifted": "shift_px"}[r["mode"]] in r
+    # the rows outside the band are the surface itself
+    out, record = art.tip_change(surface.height, np.random.default_rng(3), 0.7, surface)
+    untouched = np.ones(128, dtype=bool)
+    untouched[record["band_start"] : record["band_end"]] = False
+    untouched[record["lasting_start"] : record["lasting_end"]] = False
+    assert np.array_equal(out[untouched], surface.height[untouched])
+
+
+def test_line_skips_break_features_mid_line_where_recorded():
+    surface = _clean("particles", 128)
+    z = surface.height
+    out, params = art.line_skips(z, np.random.default_rng(4), 0.7, surface)
+    assert params["count"] == len(params["events"]) >= 4
+    inside = np.zeros_like(z, dtype=bool)
+    for row, lines, first, last, mode, shift in params["events"]:
+        assert 0 < last - first < 128 and mode in ("repeat", "jump")
+        inside[row : row + lines, first:last] = True
+        if mode == "jump":
+            assert shift != 0
+    assert np.array_equal(out[~inside], z[~inside])  # only the skipped segments change
+    assert {e[4] for e in params["events"]} == {"repeat", "jump"}
+    # a segment, not a whole line: every changed row keeps part of itself
+    changed = np.any(out != z, axis=1)
+    assert changed.any() and np.all(np.any(out[changed] == z[changed], axis=1))
+
+
+def test_aborted_scans_stop_anywhere_and_say_where():
+    acquired = []
+    for seed in range(60):
+        made = synth_scan(file_rng(seed, 2), 64, surface="grains",
+                          artefacts=[("aborted", float(np.random.default_rng(seed).uniform(0.5, 1.0)))])
+        lines = made.params["lines_acquired"]
+        record = made.params["artefacts"][0]
+        assert record["lines_acquired"] == lines == made.metadata["lines_acquired"]
+        assert 64 - lines >= 4 and lines >= 3  # a rejectable stop misses >= 4 lines (and >= 2 %)
+        for height in (made.trace, made.retrace):
+            tail = height[lines:]
+            assert np.all(np.isnan(tail)) or np.all(tail == 0)
+            assert np.all(np.isfinite(height[:lines]))
+        acquired.append(lines)
+    assert min(acquired) <= 10 and max(acquired) >= 56  # from near the start to near the end
+    assert np.std(acquired) > 10
+
+
+def test_blunt_tip_stamps_its_own_flat_lopsided_shape_on_every_particle():
+    single = np.zeros((128, 128))
+    for cy, cx in ((30, 30), (30, 90), (90, 60)):
+        single[cy - 2 : cy + 3, cx - 2 : cx + 3] = 20.0
+    surface = Surface(single, 5.0, "particles", 20.0, 25.0)
+    out, params = art.blunt_tip(single, np.random.default_rng(0), 0.5, surface)
+    # the same mound at each particle: equal patches around the three tops
+    patches = [out[cy - 20 : cy + 21, cx - 20 : cx + 21] for cy, cx in ((30, 30), (30, 90), (90, 60))]
+    assert np.allclose(patches[0], patches[1]) and np.allclose(patches[0], patches[2])
+    # a flat end: many pixels at the top height; one flank steeper than the other
+    assert np.count_nonzero(np.isclose(patches[0], 20.0)) > 25 + 4 * 5
+    row = patches[0][20]
+    top = np.flatnonzero(np.isclose(row, 20.0))
+    left_width = top[0] - np.argmax(row > 10.0)
+    right_width = len(row) - np.argmax(row[::-1] > 10.0) - 1 - top[-1]
+    assert left_width != right_width
+    assert params["broadening_nm"] == pytest.approx(2.5 * 25.0)
+
+
+@pytest.mark.parametrize("kind", ["domains", "blend", "substrate"])
+def test_new_surface_kinds_have_physical_ranges(kind):
+    for seed in range(4):
+        made = synth_scan(file_rng(seed, 0), 128, "good", surface=kind)
+        p = made.params["surface"]
+        assert made.trace.shape == (128, 128) and np.all(np.isfinite(made.trace))
+        assert made.params["noise_rms_nm"] <= 0.12 * made.params["feature_height_nm"]
+        clean = made.surface
+        if kind == "domains":
+            assert 4 <= p["period_px"] <= 24 and 0.3 <= p["relief_nm"] <= 3.0  # domains 2-12 pixels wide
+            assert p["pattern"] in ("stripes", "labyrinth")
+            up = np.mean(clean > np.median(clean))
+            assert 0.3 < up < 0.7 and np.ptp(clean) < 1.5 * p["relief_nm"]
+        elif kind == "blend":
+            assert 1.0 <= p["step_nm"] <= 30 and 0.15 <= p["fraction"] <= 0.5
+            assert p["morphology"] == ("blobs" if p["fraction"] < 0.33 else "worms")
+            raised = clean > clean.min() + 0.5 * p["step_nm"] if p["minority_raised"] else (
+                clean < clean.max() - 0.5 * p["step_nm"])
+            assert np.mean(raised) == pytest.approx(p["fraction"], abs=0.1)
+        else:
+            assert p["material"] in ("mica", "sapphire", "silicon")
+            if p["material"] != "mica":
+                assert 0.2 <= p["step_nm"] <= 0.4
+            assert np.ptp(levelled(clean)) < 3.0  # near-atomically flat
+
+
+def test_a_flat_substrate_shows_a_surface_and_a_blank_scan_does_not():
+    """Both are featureless at a glance; the substrate's relief is above its noise and correlated from
+    row to row, the blank scan's is noise alone."""
+    def row_to_row(z: np.ndarray) -> float:
+        z = levelled(z)
+        z = z - ndimage.uniform_filter1d(z, 31, axis=1)  # without the scanner's bow along the rows
+        return float(np.corrcoef(z[1:].ravel(), z[:-1].ravel())[0, 1])
+
+    for seed in range(4):
+        flat = synth_scan(file_rng(seed, 3), 256, "good", surface="substrate")
+        blank = synth_scan(file_rng(seed, 3), 256, surface="grains", artefacts=[("blank", 1.0)])
+        assert np.std(levelled(flat.trace)) > 1.5 * flat.params["noise_rms_nm"]
+        assert row_to_row(flat.trace) > 0.3 > row_to_row(blank.trace)
+    assert "substrate" not in {k for name in ("blank", "tip_change", "line_skips")
+                               for k in SURFACES if name in applicable(k)}
+
+
+def test_grains_range_from_a_few_filling_the_frame_to_many():
+    counts = [grains(np.random.default_rng(seed), 256).params["grains"] for seed in range(30)]
+    assert min(counts) <= 12 and max(counts) >= 300
+
+
+def test_stripe_domains_run_one_way_and_labyrinths_do_not():
+    def anisotropy(z: np.ndarray) -> float:
+        spectrum = np.abs(np.fft.fftshift(np.fft.fft2(z - z.mean()))) ** 2
+        ky, kx = np.indices(z.shape) - np.array(z.shape)[:, None, None] // 2
+        angle = np.arctan2(ky, kx)
+        return float(np.abs(np.sum(spectrum * np.exp(2j * angle))) / np.sum(spectrum))
+
+    made = [domains(np.random.default_rng(seed), 128, period_px=8.0) for seed in range(8)]
+    stripes = next(d for d in made if d.params["pattern"] == "stripes")
+    labyrinth = next(d for d in made if d.params["pattern"] == "labyrinth")
+    assert anisotropy(stripes.height) > 0.4 > 0.2 > anisotropy(labyrinth.height)
+
+
+def test_imaging_nuisances_shadows_trail_opposite_ways_and_noise_has_its_rms():
+    step = np.zeros((4, 64))
+    step[:, 32:] = 10.0
+    surface = Surface(step, 10.0, "grid", 10.0, 320.0)
+    imaging = draw_imaging(np.random.default_rng(0), surface)
+    imaging["shadow"] = {"gain": -0.15, "decay_px": 2.0}
+    trace = feedback_shadow(step, imaging)
+    retrace = feedback_shadow(step[:, ::-1], imaging)[:, ::-1]
+    # a lag after the edge in the direction of scanning: right of it in the trace, left in the retrace
+    assert trace[0, 33] < 10.0 and np.allclose(trace[:, :32], 0.0)
+    assert retrace[0, 30] > 0.0 and np.allclose(retrace[:, 33:], 10.0)
+    assert np.max(np.abs(trace - step)) < 0.2 * 10.0  # mild: a microscopist accepts it
+    noise = instrument_noise(np.random.default_rng(1), (256, 256), imaging)
+    assert np.std(noise) == pytest.approx(imaging["noise_rms_nm"], rel=0.15)
+
+
+def test_nuisances_are_drawn_alike_for_good_and_bad_scans():
+    """Scan size, pixel count and smoothness never tell good from bad: both labels span the same range."""
+    params = {"good": [], "bad": []}
+    for index in range(48):
+        label = "good" if index % 2 == 0 else "bad"
+        made = synth_scan(file_rng(21, index), None, label)
+        assert made.trace.shape == (made.params["lines_set"], made.params["points_set"])
+        params[label].append(made.params)
+    for key in ("scan_size_nm", "lines_set"):
+        good = np.array([p[key] for p in params["good"]], dtype=float)
+        bad = np.array([p[key] for p in params["bad"]], dtype=float)
+        # the middle halves of the two distributions overlap
+        assert np.quantile(good, 0.25) < np.quantile(bad, 0.75) and np.quantile(bad, 0.25) < np.quantile(good, 0.75)
+    for label, group in params.items():
+        assert min(p["scan_size_nm"] for p in group) < 1500 and max(p["scan_size_nm"] for p in group) > 8000, label
+        assert len({p["lines_set"] for p in group} & set(LINES_MIX)) >= 3, label
+        blur = [p["imaging"]["blur_px"] for p in group]
+        assert min(blur) < 0.5 and max(blur) > 1.0, label  # tip-limited smoothness on good and bad alike
+    assert all(128 <= p["lines_set"] <= 1024 for p in params["good"] + params["bad"])
+
+
+def test_auto_sizes_are_deterministic_and_non_square_scans_work(tmp_path):
+    a = synth_scan(file_rng(3, 7), None)
+    b = synth_scan(file_rng(3, 7), None)
+    assert np.array_equal(a.trace, b.trace, equal_nan=True) and a.params == b.params
+    wide = synth_scan(file_rng(1, 0), (64, 128), surface="particles", artefacts=[("drift", 0.7)])
+    assert wide.trace.shape == (64, 128) and wide.retrace.shape == (64, 128)
+    assert wide.metadata["scan_size_nm"] == pytest.approx([128 * wide.pixel_size_nm, 64 * wide.pixel_size_nm])
+    assert np.all(np.isfinite(wide.trace))
+    pinned = synth_scan(file_rng(2, 0), 128, surface="grains",
+                        surface_params={"scan_size_nm": 2000.0, "grain_size_nm": 250.0, "relief_nm": 5.0})
+    assert pinned.params["scan_size_nm"] == pytest.approx(2000.0)
+    assert pinned.params["surface"]["grain_size_nm"] == 250.0 and pinned.params["feature_height_nm"] == 5.0
+    shapes = {synth_scan(file_rng(5, i), None, "good", surface="particles").trace.shape for i in range(40)}
+    assert any(r != c for r, c in shapes) and {c for _, c in shapes} <= set(LINES_MIX)
+
+    assert main(["synth", "classify", "--out", str(tmp_path / "auto"), "--n", "2", "--seed", "4",
+                 "--size", "auto", "--no-gwy", "--no-previews", "--no-retrace"]) == 0
+    manifest = json.loads((tmp_path / "auto" / "manifest.json").read_text())
+    assert manifest["size"] == "auto" and "lines" in manifest["sizes"]
+    from afmwatch.readers import read_scan
+
+    for entry in manifest["files"]:
+        height = read_scan(tmp_path / "auto" / entry["tiff"]).height
+        assert height.shape == (entry["lines_set"], entry["points_set"])

@@ -20,11 +20,14 @@ def _size(text: str) -> int:
     return value
 
 
+def _size_or_auto(text: str) -> int | None:
+    return None if text == "auto" else _size(text)
+
+
 def _common(parser: argparse.ArgumentParser, default_n: int) -> None:
     parser.add_argument("--out", required=True, help="folder to write the set into (created if missing)")
     parser.add_argument("--n", type=_positive, default=default_n, help=f"number of scans (default {default_n})")
     parser.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same files")
-    parser.add_argument("--size", type=_size, default=256, help="pixels per side: 256 or 512 as on instruments")
     parser.add_argument("--gwy", action=argparse.BooleanOptionalAction, default=True,
                         help="also write Gwyddion .gwy files under gwy/ (default on)")
     parser.add_argument("--previews", action=argparse.BooleanOptionalAction, default=True,
@@ -36,10 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sets = parser.add_subparsers(dest="set_kind", metavar="KIND", required=True)
     classify = sets.add_parser("classify", help="a labelled set: good/ and bad/ scans with named artefacts")
     _common(classify, 200)
+    classify.add_argument("--size", type=_size_or_auto, default=None, metavar="N|auto",
+                          help="pixels per side for every scan; auto (default) draws each scan's lines from "
+                               "128 (15%%), 256 (45%%), 512 (30%%), 1024 (10%%), sometimes non-square (512 x 256), "
+                               "alike for good and bad scans, as a training set should")
     classify.add_argument("--retrace", action=argparse.BooleanOptionalAction, default=True,
                           help="also write each scan's retrace under retrace/ (default on)")
     denoise = sets.add_parser("denoise", help="denoising pairs: clean/ and noisy/ (Gwyddion's NN example)")
     _common(denoise, 20)
+    denoise.add_argument("--size", type=_size, default=256, help="pixels per side (default 256)")
     denoise.add_argument("--shapes", default="particles", choices=["particles", "stars", "donuts"],
                          help="objects on the surface; stars and donuts are unseen test shapes")
     denoise.add_argument("--noise", type=float, default=0.1,

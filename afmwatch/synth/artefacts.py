@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, signal
 
-from afmwatch.synth.surfaces import Surface, log_uniform
-from afmwatch.synth.tips import blunt_tip_image, double_tip_image
+from afmwatch.synth.surfaces import Surface
+from afmwatch.synth.tips import blunt_tip_image, coarse_image, double_tip_image, worn_tip_image
 
 Params = dict[str, Any]
 
@@ -135,6 +135,35 @@ def streaks(z: np.ndarray, rng: np.random.Generator, severity: float, surface: S
     return out, {"rows": int(affected.sum()), "tail_px": tail_px}
 
 
+def line_skips(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
+    """Partial-line skips: for a segment of a line (or of a few consecutive lines) the scanner skipped,
+    so the segment repeats the line before it (the slow axis stalled) or shows the surface beside it
+    (the fast axis jumped sideways). Features break mid-line at both ends of every segment."""
+    rows, cols = z.shape
+    width_px = max(surface.feature_width_nm / surface.pixel_size_nm, 1.0)
+    count = max(1, int(round(0.06 * severity * rows)))  # 8 skips at 0.5 on 256 lines
+    out = z.copy()
+    events = []
+    for _ in range(count):
+        lines = int(rng.integers(1, 2 + int(round(6 * severity))))
+        row = int(rng.integers(1, max(rows - lines, 2)))
+        length = int(rng.uniform(0.1, 0.5) * cols)
+        first = int(rng.integers(0, cols - length + 1))
+        mode = "repeat" if rng.random() < 0.5 else "jump"
+        shift = 0
+        stop = min(row + lines, rows)
+        if mode == "repeat":
+            out[row:stop, first : first + length] = out[row - 1, first : first + length]
+        else:
+            shift = int(rng.choice([-1, 1]) * max(2.0, rng.uniform(0.5, 2.0) * severity * 2 * width_px))
+            shift = int(np.clip(shift, -first - length + 1, cols - first - 1)) or 1
+            source = np.clip(np.arange(first, first + length) + shift, 0, cols - 1)
+            out[row:stop, first : first + length] = z[row:stop][:, source]
+        events.append([row, stop - row, first, first + length, mode, shift])
+    return out, {"count": count, "rows": int(sum(e[1] for e in events)),
+                 "events": events, "event_fields": ["row", "lines", "col_start", "col_end", "mode", "shift_px"]}
+
+
 def lost_contact(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
     """Lost contact: in bands of rows the tip left the surface part-way along the row, and z saturated
     (fully retracted at the top of its range, or fully extended at the bottom) until the row ended.
@@ -176,12 +205,24 @@ def clipped(z: np.ndarray, rng: np.random.Generator, severity: float, surface: S
 
 
 def blunt_tip(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
-    """A blunt tip: the surface dilated by a paraboloid whose broadening is several feature widths
-    (2.5 at severity 0.5, a quarter at a trace of 0.1)."""
-    broadening_nm = (2 * severity + 6 * severity**2) * surface.feature_width_nm
+    """A blunt, worn tip: features broadened by several feature widths (2.5 at severity 0.5, 4 at most,
+    a quarter at a trace of 0.1) and every one imaged as the tip's own shape: a flat end and one flank
+    steeper than the other, the same mound pointing the same way everywhere, neighbours merged. Far
+    beyond the tip-limited rounding every scan has (a fraction of a feature width)."""
+    broadening_nm = min(2 * severity + 6 * severity**2, 4.0) * surface.feature_width_nm
     radius_nm = max(broadening_nm**2 / (2 * surface.feature_height_nm), 1e-6)
-    return blunt_tip_image(z, radius_nm, surface.pixel_size_nm), {
-        "apex_radius_nm": radius_nm, "broadening_nm": broadening_nm}
+    steepness = rng.uniform(2.0, 6.0, 2)
+    flat_px = np.round(rng.uniform(0.2, 0.5, 2) * broadening_nm / surface.pixel_size_nm).astype(int)
+    flip = rng.random(2) < 0.5
+    factor = _coarse_factor(2 * broadening_nm / surface.pixel_size_nm)
+    image = coarse_image(z, factor, lambda part, k: worn_tip_image(
+        part, radius_nm, k * surface.pixel_size_nm, (float(steepness[0]), float(steepness[1])),
+        (int(flat_px[0]) // k, int(flat_px[1]) // k), (bool(flip[0]), bool(flip[1]))))
+    return image, {
+        "apex_radius_nm": radius_nm, "broadening_nm": broadening_nm,
+        "flat_nm": (flat_px * surface.pixel_size_nm).tolist(), "steepness": steepness.tolist(),
+        # the side of every mound where its flank is steep: [slow axis, fast axis]
+        "steep_side": ["bottom" if flip[0] else "top", "right" if flip[1] else "left"]}
 
 
 def double_tip(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
@@ -196,10 +237,121 @@ def double_tip(z: np.ndarray, rng: np.random.Generator, severity: float, surface
     return double_tip_image(z, offset, drop), {"offset_px": list(offset), "drop_nm": drop}
 
 
+TIP_CHANGE_MODES = ("smeared", "doubled", "shifted")
+TIP_CHANGE_LASTING = ("blunter", "sharper", "doubled")
+
+
+def _blunter(z: np.ndarray, first: int, last: int, broadening_nm: float, surface: Surface) -> np.ndarray:
+    """Rows first..last-1 of `z` imaged by a paraboloid tip broadening features by `broadening_nm`
+    (the dilation sees the rows around the block, as the tip does)."""
+    h = max(surface.feature_height_nm, 1e-6)
+    radius_nm = max(broadening_nm**2 / (2 * h), 1e-6)
+    depth = 3 * h  # the tip cut three features below its apex: enough to broaden them all
+    reach = int(np.ceil(broadening_nm * np.sqrt(3) / surface.pixel_size_nm)) + 1
+    top, bottom = max(first - reach, 0), min(last + reach, z.shape[0])
+    block = coarse_image(z[top:bottom], _coarse_factor(reach), lambda part, factor: blunt_tip_image(
+        part, radius_nm, factor * surface.pixel_size_nm, depth))
+    return block[first - top : last - top]
+
+
+def _coarse_factor(reach_px: float) -> int:
+    """How much coarser to image with a tip reaching `reach_px` pixels: none up to 24 pixels."""
+    return max(1, int(np.ceil(reach_px / 24)))
+
+
+def _doubled(z: np.ndarray, first: int, last: int, offset: tuple[int, int], drop_nm: float) -> np.ndarray:
+    """Rows first..last-1 of `z` imaged by a tip with a second apex `offset` (rows, cols) away."""
+    top, bottom = max(first - abs(offset[0]), 0), min(last + abs(offset[0]), z.shape[0])
+    return double_tip_image(z[top:bottom], offset, drop_nm)[first - top : last - top]
+
+
+def tip_change(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
+    """A tip change: the tip picks something up or loses it, and for a band of rows (5-60 lines at a
+    rejectable severity) the image is smeared (a blunter tip), doubled (a second apex repeats the
+    features at an offset) or shifted (the apex moved: a lateral offset along the fast axis plus a
+    height jump). Sometimes the change lasts: from the band to the end of the scan the tip stays blunter
+    or double, or it was blunter above the band and the band is where it got sharper.
+
+    The change happens in time, so trace and retrace show it in the same rows. Rows outside
+    band_start..band_end-1 (and lasting_start..lasting_end-1 when `lasting`) are untouched. Every
+    random draw is made whatever the mode and severity, so one seed gives the same band at every severity.
+    """
+    rows, cols = z.shape
+    h = surface.feature_height_nm
+    width_px = max(surface.feature_width_nm / surface.pixel_size_nm, 1.0)
+    mode = str(rng.choice(TIP_CHANGE_MODES))
+    lasting_kind = str(rng.choice(TIP_CHANGE_LASTING))
+    u_lines, u_start, u_lasting = rng.random(3)
+    strength = rng.uniform(1.0, 2.0)  # how much blunter / how far the apex moved, in feature widths at 0.5
+    twin = rng.uniform(0.6, 0.9)  # the second apex's feature height relative to the first at 0.5
+    angle = rng.uniform(0, 2 * np.pi)
+    shift_sign, offset_sign = rng.choice([-1.0, 1.0], 2)
+    offset_fraction = rng.uniform(0.2, 1.0)
+
+    scale = float(np.clip(np.sqrt(rows / 256), 0.5, 2.0))  # a tip change lasts a time, not a fraction
+    lines = severity * (10 + 110 * u_lines) * scale
+    longest = 60 * max(scale, 1.0) if severity >= 0.5 else 3.0  # a trace: a line or three
+    lines = int(round(min(max(lines, 5.0 if severity >= 0.5 else 1.0), longest, max(rows // 2, 1))))
+    lines = 0 if severity <= 0 else max(lines, 1)
+    effect = 2 * severity if severity >= 0.5 else 4 * severity**2  # 1 at 0.5; a trace barely shows
+    start = int(u_start * (rows - lines + 1))
+    end = start + lines
+    lasting = lasting_kind if u_lasting < 0.4 and severity >= 0.3 else None  # never on a trace
+    if lasting == "sharper":
+        lasting_rows = (0, start)
+    elif lasting is not None:
+        lasting_rows = (end, rows)
+    else:
+        lasting_rows = (end, end)
+
+    most_px = max(6.0, 0.06 * cols)  # beyond that a band of large features smears into a flat stripe
+    out = z.copy()
+    params: Params = {"mode": mode, "band_start": start, "band_end": end, "band_lines": lines}
+    height_offset = offset_sign * offset_fraction * 0.5 * effect * h
+    if mode == "smeared":
+        broadening = min(effect * strength * width_px, most_px) * surface.pixel_size_nm
+        if lines:
+            out[start:end] = _blunter(z, start, end, broadening, surface)
+        params["broadening_nm"] = broadening
+    elif mode == "doubled":
+        distance = float(np.clip(strength * width_px, 3, 0.25 * cols))
+        offset = (int(round(distance * np.sin(angle))), int(round(distance * np.cos(angle))))
+        drop = (1.0 - min(0.9, effect * twin)) * h
+        if lines:
+            out[start:end] = _doubled(z, start, end, offset, drop)
+        params.update(offset_px=list(offset), drop_nm=drop)
+    else:
+        # the apex moved sideways and changed shape a little: the band is offset and somewhat smeared
+        shift = shift_sign * min(max(effect * strength * width_px, 2.0 if severity >= 0.5 else 0.0), 0.2 * cols)
+        broadening = min(0.5 * effect * strength * width_px, most_px) * surface.pixel_size_nm
+        if lines:
+            band = _blunter(z, start, end, broadening, surface) if broadening > 0 else z[start:end]
+            out[start:end] = ndimage.shift(band, (0, shift), order=1, mode="mirror")
+        params.update(shift_px=float(shift), broadening_nm=broadening)
+    out[start:end] += height_offset
+    params["height_offset_nm"] = float(height_offset)
+
+    first, last = lasting_rows
+    params.update(lasting=lasting, lasting_start=first, lasting_end=last)
+    if lasting is not None and last > first:
+        if lasting == "doubled":
+            distance = float(np.clip(0.7 * strength * width_px, 3, 0.25 * cols))
+            offset = (int(round(distance * np.cos(angle))), int(round(distance * np.sin(angle))))
+            drop = (1.0 - min(0.8, 0.5 * effect * twin)) * h
+            out[first:last] = _doubled(z, first, last, offset, drop)
+            params.update(lasting_offset_px=list(offset), lasting_drop_nm=drop)
+        else:
+            broadening = min(0.3 * effect * strength * width_px, most_px) * surface.pixel_size_nm
+            out[first:last] = _blunter(z, first, last, broadening, surface)
+            params["lasting_broadening_nm"] = broadening
+    return out, params
+
+
 def drift(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
     """Thermal drift and piezo creep: each row lands further sideways, shearing the image.
 
-    Needs a surface wider than tall (at least 2.7 times); returns the square image the scan recorded.
+    Needs a margin beyond the image of 1.7 times the rows (`drift_margin`); returns the image the scan
+    recorded (`surface.image_cols` wide, or square).
     """
     rows = z.shape[0]
     sign = rng.choice([-1.0, 1.0])
@@ -211,7 +363,7 @@ def drift(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Sur
     shift = shift - shift.min()
     if sign < 0:
         shift = shift.max() - shift
-    cols_out = rows
+    cols_out = surface.image_cols or rows
     yy, xx = np.meshgrid(y, np.arange(cols_out, dtype=np.float64), indexing="ij")
     out = ndimage.map_coordinates(z, [yy, xx + shift[:, None]], order=1, mode="nearest")
     return out, {"shear_px": float(sign * shear), "creep_px": float(creep), "creep_rows": float(creep_rows)}
@@ -233,14 +385,27 @@ def unlevelled(z: np.ndarray, rng: np.random.Generator, severity: float, surface
 
 
 def aborted(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
-    """An aborted scan: the last lines were never acquired and hold NaN or zeros, as instruments save them."""
+    """An aborted scan: the scan stopped early and the lines never acquired hold NaN or zeros, as
+    instruments save them. It can stop anywhere from a few lines after the start to a few lines before
+    the end; at a rejectable severity at least 4 lines and 2 % are missing, and the higher the severity
+    the earlier it tends to stop. One seed stops later at a lower severity."""
     rows = z.shape[0]
-    missing = int(round(np.clip(0.8 * severity - 0.2, 0.0, 0.95) * rows))
-    missing = max(missing, 1)
+    u = rng.random()
     fill = "nan" if rng.random() < 0.5 else "zero"
+    fewest = max(4, int(np.ceil(0.02 * rows)))  # what a microscopist calls missing lines
+    most = max(rows - 3, fewest)  # a few lines acquired at least
+    if severity >= 0.5:
+        shape = 4.0 ** (3 - 4 * min(severity, 1.0))  # 4 at 0.5 (mostly near the end) .. 1/4 at 1 (mostly early)
+        missing = fewest + (most - fewest) * u**shape
+    else:
+        missing = severity / 0.5 * (1 + (fewest - 1) * u)  # a line or two: not rejectable
+    missing = int(min(round(missing), rows - 1))
+    missing = max(missing, 1) if severity > 0 else 0
     out = z.copy()
-    out[rows - missing :] = np.nan if fill == "nan" else 0.0
-    return out, {"lines_set": rows, "lines_acquired": rows - missing, "fill": fill}
+    if missing:
+        out[rows - missing :] = np.nan if fill == "nan" else 0.0
+    return out, {"lines_set": rows, "lines_acquired": rows - missing, "lines_missing": missing,
+                 "missing_fraction": missing / rows, "fill": fill}
 
 
 def blank(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
@@ -264,13 +429,20 @@ class Artefact:
     trace_ok: bool = False  # may appear at trace severity on a good scan
 
 
+FEATURED = ("particles", "terraces", "grains", "fibres", "grid", "domains", "blend")  # not "substrate"
 STAGES = ("surface", "tip", "geometry", "scan", "background", "range", "acquisition")
 
 ARTEFACTS: dict[str, Artefact] = {
-    "blank": Artefact(blank, "surface"),
-    # tip artefacts show only on isolated raised features; drift only on shapes known to be regular
-    "blunt_tip": Artefact(blunt_tip, "tip", surfaces=("particles", "fibres", "grains", "grid"), trace_ok=True),
+    # a bare substrate imaged well looks almost blank: blank and the changes a flat surface hides are
+    # left out there, so that a substrate scan is never bad for what cannot be seen
+    "blank": Artefact(blank, "surface", surfaces=FEATURED),
+    # tip artefacts are unmistakable only on small isolated raised features (elsewhere a blunt tip makes
+    # a smooth image, like a good one of large features); drift only on shapes known to be regular
+    "blunt_tip": Artefact(blunt_tip, "tip", surfaces=("particles", "fibres"), trace_ok=True),
     "double_tip": Artefact(double_tip, "tip", surfaces=("particles", "fibres"), trace_ok=True),
+    # a tip change happens in time: at the tip stage, so trace and retrace share its rows
+    "tip_change": Artefact(tip_change, "tip", surfaces=FEATURED, trace_ok=True),
+    "line_skips": Artefact(line_skips, "scan", per_direction=True, surfaces=FEATURED, trace_ok=True),
     "drift": Artefact(drift, "geometry", surfaces=("particles", "grid"), trace_ok=True),
     "ringing": Artefact(ringing, "scan", per_direction=True, trace_ok=True),
     "streaks": Artefact(streaks, "scan", per_direction=True, trace_ok=True),
@@ -291,8 +463,3 @@ def applicable(surface_kind: str, *, trace: bool = False) -> list[str]:
         name for name, spec in ARTEFACTS.items()
         if (spec.surfaces is None or surface_kind in spec.surfaces) and (spec.trace_ok or not trace)
     ]
-
-
-def noise_floor(rng: np.random.Generator, surface: Surface) -> float:
-    """A good instrument's noise floor (0.05-0.5 nm RMS), never more than an eighth of the features."""
-    return min(log_uniform(rng, 0.05, 0.5), 0.12 * surface.feature_height_nm)

@@ -1,5 +1,9 @@
 """One synthetic scan as an instrument records it: a surface, artefacts, noise, raw tilt and bow,
-in both scan directions (trace and retrace)."""
+in both scan directions (trace and retrace).
+
+What a classifier must not learn from is drawn alike for good and bad scans: the scan size (each
+surface kind's range, 0.2-50 µm overall), the pixel count (`LINES_MIX`, sometimes non-square), the
+tip-limited smoothness, the noise floor and its colour, mild feedback shadows, tilt and bow."""
 
 from __future__ import annotations
 
@@ -10,12 +14,18 @@ from typing import Any
 import numpy as np
 
 from afmwatch.scan import Scan
-from afmwatch.synth.artefacts import ARTEFACTS, STAGES, applicable, noise_floor
+from afmwatch.synth.artefacts import ARTEFACTS, STAGES, applicable
+from afmwatch.synth.imaging import draw_imaging, feedback_shadow, instrument_noise, tip_limited
 from afmwatch.synth.surfaces import SURFACES, Surface
 
 GOOD, BAD = "good", "bad"
 BAD_SEVERITY = (0.5, 1.0)  # a microscopist rejects the scan
 TRACE_SEVERITY = (0.0, 0.1)  # a trace nobody would reject
+# pixels per line as operators set them; a line count of half (or, at 128, twice) the points now and then
+LINES_MIX = {128: 0.15, 256: 0.45, 512: 0.30, 1024: 0.10}
+NON_SQUARE = 0.15
+# real bad scans fail mostly by tip changes: they are drawn six times as often as any other artefact
+BAD_WEIGHTS = {"tip_change": 6.0, "line_skips": 1.5}
 
 
 @dataclass
@@ -63,17 +73,35 @@ def file_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
 
 
+def draw_shape(rng: np.random.Generator) -> tuple[int, int]:
+    """(lines, points per line) from `LINES_MIX`: mostly square, sometimes half as many lines (512 x 256)."""
+    points = int(rng.choice(list(LINES_MIX), p=list(LINES_MIX.values())))
+    if rng.random() < NON_SQUARE:
+        return (points // 2, points) if points >= 256 else (2 * points, points)
+    return points, points
+
+
+def drift_margin(rows: int) -> int:
+    """Columns beyond the image that the drift artefact may pull into view (1.7 times the rows at most)."""
+    return int(1.7 * rows) + 2
+
+
 def plan_artefacts(rng: np.random.Generator, label: str, surface_kind: str) -> list[tuple[str, float]]:
-    """Artefacts for a scan: one to three at a rejectable severity when bad, at most one trace when good."""
+    """Artefacts for a scan: one to three at a rejectable severity when bad (tip changes most often),
+    at most one trace when good (on a calibration grating, often a scar or two)."""
     if label == BAD:
         names = applicable(surface_kind)
+        weights = np.array([BAD_WEIGHTS.get(name, 1.0) for name in names])
         count = int(rng.choice([1, 2, 3], p=[0.7, 0.25, 0.05]))
-        chosen = rng.choice(names, size=count, replace=False)
+        chosen = rng.choice(names, size=count, replace=False, p=weights / weights.sum())
         if "blank" in chosen:  # nothing left to damage: a blank scan is just blank
             return [("blank", 1.0)]
         return [(str(name), float(rng.uniform(*BAD_SEVERITY))) for name in chosen]
     if rng.random() < 0.5:
-        return [(str(rng.choice(applicable(surface_kind, trace=True))), float(rng.uniform(*TRACE_SEVERITY)))]
+        name = str(rng.choice(applicable(surface_kind, trace=True)))
+        if surface_kind == "grid" and rng.random() < 0.5:
+            name = "scars"
+        return [(name, float(rng.uniform(*TRACE_SEVERITY)))]
     return []
 
 
@@ -99,19 +127,29 @@ def _raw_background(rng: np.random.Generator, shape: tuple[int, int], surface: S
 
 def synth_scan(
     rng: np.random.Generator,
-    size: int = 256,
+    size: int | tuple[int, int] | None = 256,
     label: str | None = None,
     *,
     surface: str | None = None,
     artefacts: list[tuple[str, float]] | None = None,
+    surface_params: dict[str, Any] | None = None,
 ) -> SynthScan:
-    """Make one scan. Without `label` it is drawn (good or bad); without `surface` a kind is drawn;
-    without `artefacts` they are planned from the label. Explicit `artefacts` set the label to bad when
-    any is at a severity of 0.5 or more, unless `label` is given."""
+    """Make one scan, `size` pixels square, (lines, points), or None for a shape drawn from
+    `LINES_MIX`. Without `label` it is drawn (good or bad); without `surface` a kind is drawn; without
+    `artefacts` they are planned from the label. Explicit `artefacts` set the label to bad when any is
+    at a severity of 0.5 or more, unless `label` is given. `surface_params` pins the surface's own
+    parameters (`scan_size_nm`, `grain_size_nm`, ...: the generator's overrides), e.g. to calibrate a
+    metric on one kind of film."""
     label = label or (str(rng.choice([GOOD, BAD])) if artefacts is None else None)
     kind = surface or str(rng.choice(list(SURFACES)))
     if kind not in SURFACES:
         raise ValueError(f"unknown surface {kind!r}; choose from {', '.join(SURFACES)}")
+    if size is None:
+        rows, cols = draw_shape(rng)
+    elif isinstance(size, (int, np.integer)):
+        rows, cols = int(size), int(size)
+    else:
+        rows, cols = (int(n) for n in size)
     if artefacts is None:
         artefacts = plan_artefacts(rng, label, kind)
     for name, _ in artefacts:
@@ -122,8 +160,11 @@ def synth_scan(
     by_stage = {stage: [(n, s) for n, s in artefacts if ARTEFACTS[n].stage == stage] for stage in STAGES}
     needs_margin = bool(by_stage["geometry"])
 
-    surf = SURFACES[kind](rng, size, cols=int(2.7 * size) + 2 if needs_margin else size)
-    clean = surf.height[:, :size].copy()
+    margin = drift_margin(rows) if needs_margin else 0
+    surf = SURFACES[kind](rng, rows, **{**(surface_params or {}), "cols": cols + margin, "points": cols})
+    imaging = draw_imaging(rng, surf)
+    imaged = tip_limited(surf.height, imaging, surf)
+    clean = imaged[:, :cols].copy()
     records: list[dict[str, Any]] = []
 
     def apply(stage: str, z: np.ndarray, stage_rng: np.random.Generator, record: bool = True) -> np.ndarray:
@@ -133,19 +174,20 @@ def synth_scan(
                 records.append({"name": name, "severity": round(severity, 4), "stage": stage, **params})
         return z
 
-    z = apply("surface", surf.height, rng)
+    z = apply("surface", imaged, rng)
     z = apply("tip", z, rng)
-    z = apply("geometry", z, rng)[:, :size]
-    noise_rms = noise_floor(rng, surf)
+    z = apply("geometry", z, rng)[:, :cols]
     background, background_params = _raw_background(rng, z.shape, surf)
     directions = []
     for direction, direction_seed in zip(("trace", "retrace"), rng.integers(0, 2**63, 2)):
-        # the retrace is scanned right to left: its scan artefacts trail the other way and fall elsewhere
+        # the retrace is scanned right to left: its scan artefacts and feedback shadows trail the other
+        # way, and its noise and failures fall elsewhere
         direction_rng = np.random.default_rng(direction_seed)
         is_trace = direction == "trace"
         scanned = z if is_trace else z[:, ::-1]
+        scanned = feedback_shadow(scanned, imaging)
         scanned = apply("scan", scanned, direction_rng, record=is_trace)
-        scanned = scanned + direction_rng.normal(0.0, noise_rms, scanned.shape)
+        scanned = scanned + instrument_noise(direction_rng, scanned.shape, imaging)
         directions.append(scanned if is_trace else scanned[:, ::-1])
     trace, retrace = (d + background for d in directions)
     trace = apply("background", trace, rng)
@@ -163,19 +205,20 @@ def synth_scan(
     rng.bit_generator.state = state
     retrace = apply("acquisition", retrace, rng, record=False)
 
-    rows = size
     acquired = next((r["lines_acquired"] for r in records if r["name"] == "aborted"), rows)
     params = {
         "label": label,
         "surface": {"kind": kind, **surf.params},
         "artefacts": records,
-        "noise_rms_nm": noise_rms,
+        "noise_rms_nm": imaging["noise_rms_nm"],
+        "imaging": imaging,
         "background": background_params,
         "pixel_size_nm": surf.pixel_size_nm,
-        "scan_size_nm": size * surf.pixel_size_nm,
+        "scan_size_nm": cols * surf.pixel_size_nm,
         "feature_height_nm": surf.feature_height_nm,
         "feature_width_nm": surf.feature_width_nm,
         "lines_set": rows,
+        "points_set": cols,
         "lines_acquired": acquired,
     }
     return SynthScan(

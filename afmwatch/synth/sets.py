@@ -11,6 +11,8 @@ reads every file there reads each scan once):
 
 A denoising set has `clean/` and `noisy/` in place of `good/` and `bad/` (and no retrace).
 File i of a set depends only on the set's seed and i, never on how many files the set has.
+A classification set without a fixed size draws each scan's lines and points from `LINES_MIX`
+(128 to 1024, sometimes non-square), alike for good and bad scans.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from afmwatch.durable import atomic_write_bytes
 from afmwatch.level import level_array
 from afmwatch.render import write_preview
 from afmwatch.synth.artefacts import line_noise_field
-from afmwatch.synth.scans import BAD, GOOD, file_rng, synth_scan
+from afmwatch.synth.scans import BAD, GOOD, LINES_MIX, NON_SQUARE, file_rng, synth_scan
 from afmwatch.synth.surfaces import DENOISE_SHAPES, deposited_shapes
 from afmwatch.writers import write_gwy, write_tiff
 
@@ -86,8 +88,10 @@ def _caption(label: str, params: dict[str, Any]) -> str:
     return f"{label}: {params['surface']['kind']}" + (f" | {artefacts}" if artefacts else "")
 
 
-def classify_file(out: Path, seed: int, index: int, size: int, gwy: bool, previews: bool, retrace: bool) -> dict:
-    """Generate and write file `index` of a classification set (even index good, odd bad)."""
+def classify_file(out: Path, seed: int, index: int, size: int | None, gwy: bool, previews: bool,
+                  retrace: bool) -> dict:
+    """Generate and write file `index` of a classification set (even index good, odd bad); `size`
+    None draws its shape."""
     label = GOOD if index % 2 == 0 else BAD
     scan = synth_scan(file_rng(seed, index), size, label)
     name = f"s{seed}-{index:05d}-{scan.params['surface']['kind']}"
@@ -178,10 +182,10 @@ def _write_manifest(out: Path, header: dict[str, Any], files: list[dict]) -> Pat
     return path
 
 
-def _check_set(n: int, size: int) -> None:
+def _check_set(n: int, size: int | None) -> None:
     if n < 1:
         raise ValueError(f"the number of scans must be at least 1, got {n}")
-    if size < 32:
+    if size is not None and size < 32:
         raise ValueError(f"the image size must be at least 32 pixels, got {size}")
 
 
@@ -189,19 +193,26 @@ def generate_classify_set(
     out: str | Path,
     n: int,
     seed: int = 1,
-    size: int = 256,
+    size: int | None = None,
     *,
     gwy: bool = True,
     previews: bool = True,
     retrace: bool = True,
     workers: int = 1,
 ) -> Path:
-    """Write a labelled set of `n` scans (half good, half bad) under `out`; returns the manifest path."""
+    """Write a labelled set of `n` scans (half good, half bad) under `out`; returns the manifest path.
+
+    `size` makes every scan that many pixels square; None draws each scan's lines and points from
+    `LINES_MIX` (what a set for training a classifier should do: pixel counts then say nothing of
+    the label)."""
     _check_set(n, size)
     out = Path(out)
     log.info("synth_classify_start", out=str(out), n=n, seed=seed, size=size, workers=workers)
     files = _run(classify_file, ((out, seed, i, size, gwy, previews, retrace) for i in range(n)), workers)
-    header = {"kind": "classify", "seed": seed, "n": n, "size": size,
+    sizes = "fixed" if size is not None else {
+        "lines": {str(k): v for k, v in LINES_MIX.items()},
+        "non_square": f"{NON_SQUARE:.0%}: half the lines (or twice, at 128 points)"}
+    header = {"kind": "classify", "seed": seed, "n": n, "size": size if size is not None else "auto", "sizes": sizes,
               "labels": {GOOD: sum(f["label"] == GOOD for f in files), BAD: sum(f["label"] == BAD for f in files)},
               "layout": {"scans": "good/, bad/", "retrace": "retrace/<label>/ (same name; channel 'Height retrace')",
                          "gwy": "gwy/<label>/", "previews": "previews/<label>/"},
