@@ -1,108 +1,104 @@
-"""Every supported file becomes a Scan: the switchboard from file suffix to one reader per format.
+"""Every supported file becomes a Scan: one FileFormat record per format, collected in FORMATS, and the
+switchboard from a file's suffix to its record.
 
 `read_scan(path)` gives the height channel (first frame of a stack), `read_frames(path)` every frame,
-`list_channels(path)` the channel names. Every failure is a ScanError naming the file and the reason;
-no reader writes anything, next to the input or anywhere else.
+`list_channels(path)` the channel names. Before a format's reader runs, the file is checked here: it
+exists, is a regular, non-empty, readable file, and starts with one of the format's signatures. Every
+failure is a ScanError naming the file and the reason; no reader writes anything, next to the input
+or anywhere else.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
 from afmwatch.config import ReadingConfig
-from afmwatch.readers import afmreader_formats, gwyddion, images, nanosurf
+from afmwatch.readers import asd, asylum, bruker, gwyddion, images, jpk, nanosurf, wsxm
+from afmwatch.readers.common import CONTAINERS, FileFormat, preflight
 from afmwatch.scan import Scan, ScanError
 
 log = structlog.get_logger(__name__)
 
-Reader = Callable[[Path, ReadingConfig, "str | None"], list[Scan]]
-
-# suffix -> reader; Bruker's numbered files (.000-.999) use the ".spm" entry
-READERS: dict[str, Reader] = {
-    ".nid": nanosurf.read,
-    ".ibw": afmreader_formats.read_ibw,
-    ".jpk": afmreader_formats.read_jpk,
-    ".h5-jpk": afmreader_formats.read_h5jpk,
-    ".spm": afmreader_formats.read_bruker,
-    ".gwy": gwyddion.read,
-    ".stp": afmreader_formats.read_stp,
-    ".top": afmreader_formats.read_top,
-    ".asd": afmreader_formats.read_asd,
-    ".tif": images.read_tiff,
-    ".tiff": images.read_tiff,
-    ".png": images.read_png,
-    ".jpg": images.read_jpeg,
-    ".jpeg": images.read_jpeg,
-}
-
-CHANNEL_LISTERS: dict[str, Callable[[Path], list[str]]] = {
-    ".nid": nanosurf.channels,
-    ".ibw": afmreader_formats.channels_ibw,
-    ".jpk": afmreader_formats.channels_jpk,
-    ".h5-jpk": afmreader_formats.channels_h5jpk,
-    ".spm": afmreader_formats.channels_bruker,
-    ".gwy": gwyddion.channels,
-    ".stp": afmreader_formats.channels_wsxm,
-    ".top": afmreader_formats.channels_wsxm,
-    ".asd": afmreader_formats.channels_asd,
-    ".tif": images.channels_tiff,
-    ".tiff": images.channels_tiff,
-    ".png": images.channels_png,
-    ".jpg": images.channels_jpeg,
-    ".jpeg": images.channels_jpeg,
+# Scan.format -> its record, in the order `afmwatch inspect` and the error messages list them
+FORMATS: dict[str, FileFormat] = {
+    record.key: record
+    for record in (
+        nanosurf.NID,
+        asylum.IBW,
+        jpk.JPK,
+        jpk.H5_JPK,
+        bruker.NANOSCOPE,
+        gwyddion.GWY,
+        wsxm.STP,
+        wsxm.TOP,
+        asd.ASD,
+        images.TIFF,
+        images.PNG,
+        images.JPEG,
+    )
 }
 
 # Scan.format -> what to call it
-FORMAT_NAMES: dict[str, str] = {
-    "nid": "Nanosurf .nid",
-    "ibw": "Asylum Research .ibw",
-    "jpk": "JPK .jpk",
-    "h5-jpk": "JPK .h5-jpk (high-speed)",
-    "spm": "Bruker Nanoscope",
-    "gwy": "Gwyddion .gwy",
-    "stp": "WSxM .stp",
-    "top": "WSxM .top",
-    "asd": "high-speed AFM .asd",
-    "tiff": "TIFF",
-    "png": "PNG image",
-    "jpg": "JPEG image",
+FORMAT_NAMES: dict[str, str] = {key: record.name for key, record in FORMATS.items()}
+
+_NUMBERED = re.compile(r"\.(\d+)-\.(\d+)")
+
+
+def _expanded(suffix: str) -> list[str]:
+    """A record's suffix as the suffixes it stands for (".000-.999" is a thousand of them)."""
+    numbered = _NUMBERED.fullmatch(suffix)
+    if numbered is None:
+        return [suffix]
+    first, last = numbered.groups()
+    return [f".{n:0{len(first)}d}" for n in range(int(first), int(last) + 1)]
+
+
+_BY_SUFFIX: dict[str, FileFormat] = {
+    expanded: record for record in FORMATS.values() for suffix in record.suffixes for expanded in _expanded(suffix)
 }
-
-_BRUKER_NUMBERED = re.compile(r"^\.\d{3}$")
-
-
-def _suffix(path: Path) -> str | None:
-    """The READERS key for a path (".h5-jpk" is a double suffix; ".001" means Bruker)."""
-    name = path.name.lower()
-    if name.endswith(".h5-jpk"):
-        return ".h5-jpk"
-    suffix = path.suffix.lower()
-    if _BRUKER_NUMBERED.match(suffix):
-        return ".spm"
-    return suffix if suffix in READERS else None
 
 
 def supported_suffixes() -> list[str]:
     """The file suffixes afmwatch reads (".000"-".999" stand for Bruker's numbered files)."""
-    return sorted(READERS) + [".000-.999"]
+    suffixes = [suffix for record in FORMATS.values() for suffix in record.suffixes]
+    numbered = [suffix for suffix in suffixes if _NUMBERED.fullmatch(suffix)]
+    return sorted(set(suffixes) - set(numbered)) + numbered
 
 
 def is_supported(path: str | Path) -> bool:
-    return _suffix(Path(path)) is not None
+    return Path(path).suffix.lower() in _BY_SUFFIX
 
 
-def _reader(path: Path) -> str:
-    key = _suffix(path)
-    if key is None:
+def describe_content(head: bytes) -> str:
+    """What the first bytes of a file look like, in words ("a PNG image", "text", ...)."""
+    for signatures, what in CONTAINERS:
+        if head.startswith(signatures):
+            return what
+    for record in FORMATS.values():
+        if record.signatures and head.startswith(record.signatures):
+            return record.expected
+    if not head.strip(b"\x00"):
+        return "only zero bytes"
+    sample = head[:4096]
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in sample)
+    return "text" if printable > 0.95 * len(sample) else "unrecognised binary data"
+
+
+def file_format(path: Path) -> FileFormat:
+    """The record for a file, once the file is there and its content is what its suffix promises."""
+    record = _BY_SUFFIX.get(path.suffix.lower())
+    if record is None:
         raise ScanError(
             path, f"unsupported file type {path.suffix or '(no extension)'!r}; afmwatch reads "
             + ", ".join(supported_suffixes())
         )
-    return key
+    head = preflight(path)
+    if record.signatures and not head.startswith(record.signatures):
+        raise ScanError(path, f"not {record.expected}: the content looks like {describe_content(head)}")
+    return record
 
 
 def read_frames(
@@ -111,7 +107,7 @@ def read_frames(
     """Every frame of the chosen channel (one item for single-frame files)."""
     path = Path(path)
     reading = reading or ReadingConfig()
-    scans = READERS[_reader(path)](path, reading, channel)
+    scans = file_format(path).read(path, reading, channel)
     log.debug("scan_read", file=str(path), format=scans[0].format, channel=scans[0].channel,
               shape=list(scans[0].shape), frames=len(scans), units=scans[0].units)
     return scans
@@ -125,13 +121,13 @@ def read_scan(path: str | Path, reading: ReadingConfig | None = None, *, channel
 def list_channels(path: str | Path) -> list[str]:
     """The channel names found in a file (what `channel=` accepts)."""
     path = Path(path)
-    return CHANNEL_LISTERS[_reader(path)](path)
+    return file_format(path).list_channels(path)
 
 
 __all__ = [
-    "READERS",
-    "CHANNEL_LISTERS",
+    "FORMATS",
     "FORMAT_NAMES",
+    "FileFormat",
     "read_scan",
     "read_frames",
     "list_channels",

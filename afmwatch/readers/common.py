@@ -1,8 +1,10 @@
-"""What every reader shares: checks before a library sees the file, turning library failures into
-ScanErrors, channel choice, unit conversion and the size guard."""
+"""What every reader shares: the FileFormat record each format module exports, checks before a
+library sees the file, turning library failures into ScanErrors, channel choice, unit conversion, the
+size guard, and frames -> Scans for the formats read through AFMReader."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import stat
@@ -13,12 +15,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from afmwatch.config import ReadingConfig
-from afmwatch.scan import ScanError
+from afmwatch.scan import HEIGHT_UNITS, INTENSITY_UNITS, Scan, ScanError
 
 # These libraries report damaged files through `logging` (igor2 with whole data buffers); without a
 # handler Python prints that to stderr. We report the failure ourselves, as a ScanError.
@@ -47,21 +50,34 @@ NM_PER_UNIT = {
     "angstrom": 0.1,
 }
 
-# File signatures, to say what a file really is when its extension lies.
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"II*\x00", "a TIFF file"),
-    (b"MM\x00*", "a TIFF file"),
-    (b"II+\x00", "a BigTIFF file"),
-    (b"\x89HDF\r\n\x1a\n", "an HDF5 file"),
-    (b"GWYP", "a Gwyddion .gwy file"),
-    (b"[DataSet]", "a Nanosurf .nid file"),
-    (b"\\*File list", "a Bruker Nanoscope file"),
-    (b"WSxM file copyright", "a WSxM file"),
-    (b"PK\x03\x04", "a ZIP archive"),
-    (b"%PDF", "a PDF document"),
+# Containers that several formats share (a .jpk is a TIFF, an .h5-jpk is HDF5) or that none of ours
+# uses: a file that turns up under the wrong suffix is described by its container first.
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
+BIGTIFF_SIGNATURES = (b"II+\x00", b"MM\x00+")
+HDF5_SIGNATURES = (b"\x89HDF\r\n\x1a\n",)
+CONTAINERS: tuple[tuple[tuple[bytes, ...], str], ...] = (
+    (TIFF_SIGNATURES, "a TIFF file"),
+    (BIGTIFF_SIGNATURES, "a BigTIFF file"),
+    (HDF5_SIGNATURES, "an HDF5 file"),
+    ((b"PK\x03\x04",), "a ZIP archive"),
+    ((b"%PDF",), "a PDF document"),
 )
+
+Reader = Callable[[Path, ReadingConfig, "str | None"], list[Scan]]
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """One file format in one place: its suffixes, how its content starts, its reader and channel
+    lister. Each format module exports its records; `afmwatch.readers.FORMATS` collects them."""
+
+    key: str  # Scan.format ("nid")
+    name: str  # what `afmwatch inspect` calls it ("Nanosurf .nid")
+    suffixes: tuple[str, ...]  # lower case, with the dot; ".000-.999" stands for every number in the range
+    expected: str  # in messages: "not a Nanosurf .nid file: the content looks like a PNG image"
+    signatures: tuple[bytes, ...]  # a file starts with one of these; () when only the library can tell
+    read: Reader  # (path, reading, channel) -> every frame of the chosen channel
+    list_channels: Callable[[Path], list[str]]  # the names `channel=` accepts
 
 
 @dataclass(frozen=True)
@@ -72,18 +88,6 @@ class Channel:
     name: str
     quantity: str
     direction: str = FORWARD
-
-
-def describe_content(head: bytes) -> str:
-    """What the first bytes of a file look like, in words ("a PNG image", "text", ...)."""
-    for signature, what in _SIGNATURES:
-        if head.startswith(signature):
-            return what
-    if not head.strip(b"\x00"):
-        return "only zero bytes"
-    sample = head[:4096]
-    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in sample)
-    return "text" if printable > 0.95 * len(sample) else "unrecognised binary data"
 
 
 def preflight(path: Path) -> bytes:
@@ -109,12 +113,6 @@ def preflight(path: Path) -> bytes:
         raise ScanError(path, "no permission to read the file") from None
     except OSError as exc:
         raise ScanError(path, f"cannot read the file: {exc.strerror or exc}") from None
-
-
-def require_signature(path: Path, head: bytes, signatures: Sequence[bytes], expected: str) -> None:
-    """Refuse a file whose content is not what its extension promises, saying what it looks like."""
-    if not any(head.startswith(signature) for signature in signatures):
-        raise ScanError(path, f"not {expected}: the content looks like {describe_content(head)}")
 
 
 PARSED_CACHE_SIZE = 2  # a scan and its retrace (another channel of the same file, or a second file)
@@ -298,3 +296,63 @@ def small_json(value: object, limit: int = 200) -> object:
     text = str(value).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
+
+
+# --- the formats read through AFMReader (TopoStats' reader library) and the libraries it builds on ---
+
+# AFMReader converts these quantities to nm; others (phase, volts) stay in the file's own scale.
+_NM_QUANTITIES = ("height", "measuredheight", "zsensor", "amplitude", "error", "deflection", "topography")
+
+
+def afmreader(name: str) -> ModuleType:
+    """Import an AFMReader module with its loguru chatter (coloured lines on stderr) switched off."""
+    module = importlib.import_module(f"AFMReader.{name}")
+    from loguru import logger
+
+    logger.disable("AFMReader")
+    return module
+
+
+def _units_for(quantity: str) -> str:
+    key = re.sub(r"[^a-z]", "", quantity.lower())
+    return HEIGHT_UNITS if any(key.startswith(q) for q in _NM_QUANTITIES) else INTENSITY_UNITS
+
+
+def frames_to_scans(
+    path: Path,
+    frames: np.ndarray,
+    *,
+    fmt: str,
+    chosen: Channel,
+    channels: list[Channel],
+    pixel_size_nm: float | None,
+    metadata: dict[str, Any],
+    units: str | None = None,
+) -> list[Scan]:
+    """One Scan per frame (a 2-D array is one frame); units from the quantity when not given, as
+    AFMReader scales it. Rows follow AFMReader's orientation (the first row is the top of the image
+    as the instrument software shows it)."""
+    stack = np.asarray(frames)
+    if stack.ndim == 2:
+        stack = stack[None]
+    if stack.ndim != 3:
+        raise ScanError(path, f"expected an image or a stack of images, got an array of shape {stack.shape}")
+    multi = len(stack) > 1
+    metadata = {k: v for k, v in {**metadata, **direction_metadata(chosen, channels)}.items() if v is not None}
+    if multi:
+        metadata["frames"] = len(stack)
+    return [
+        Scan(
+            height=finite_or_error(path, frame),
+            pixel_size_nm=float(pixel_size_nm) if pixel_size_nm else None,
+            channel=chosen.name,
+            path=path,
+            format=fmt,
+            direction=chosen.direction,
+            units=units or _units_for(chosen.quantity),
+            channels=tuple(c.name for c in channels),
+            frame=index if multi else None,
+            metadata=dict(metadata),
+        )
+        for index, frame in enumerate(stack)
+    ]

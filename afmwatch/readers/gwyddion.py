@@ -15,6 +15,7 @@ from afmwatch.readers.common import (
     BACKWARD,
     FORWARD,
     Channel,
+    FileFormat,
     check_pixels,
     choose_channel,
     direction_metadata,
@@ -22,11 +23,9 @@ from afmwatch.readers.common import (
     library_call,
     nm_factor,
     preflight,
-    require_signature,
 )
 from afmwatch.scan import HEIGHT_UNITS, INTENSITY_UNITS, Scan, ScanError
 
-FORMAT = "gwy"
 EXPECTED = "a Gwyddion .gwy file"
 _BACKWARD_WORDS = re.compile(r"[\s_-]*\b(retrace|backward|bwd|reverse)\b[\s_-]*|(Retrace|Backward)$", re.I)
 
@@ -50,7 +49,6 @@ def _check_complete(path: Path, head: bytes) -> None:
 
 def _load(path: Path, reading: ReadingConfig) -> tuple[dict[str, Any], list[Channel]]:
     head = preflight(path)
-    require_signature(path, head, [b"GWYP"], EXPECTED)
     _check_complete(path, head)
     import gwyfile
 
@@ -99,10 +97,21 @@ def read(path: Path, reading: ReadingConfig, channel: str | None = None) -> list
             pixel_size_nm=x_real * xy_factor / cols if xy_factor is not None else None,
             channel=chosen.name,
             path=path,
-            format=FORMAT,
+            format="gwy",
             direction=chosen.direction,
             units=HEIGHT_UNITS if z_factor is not None else INTENSITY_UNITS,
             channels=tuple(c.name for c in all_channels),
             metadata=metadata,
         )
     ]
+
+
+GWY = FileFormat(
+    key="gwy",
+    name="Gwyddion .gwy",
+    suffixes=(".gwy",),
+    expected=EXPECTED,
+    signatures=(b"GWYP",),
+    read=read,
+    list_channels=channels,
+)

@@ -12,20 +12,17 @@ import numpy as np
 from afmwatch.config import ReadingConfig
 from afmwatch.readers import data_area
 from afmwatch.readers.common import (
+    BIGTIFF_SIGNATURES,
+    TIFF_SIGNATURES,
+    FileFormat,
     check_pixels,
     check_tiff_complete,
     check_tiff_data,
     finite_or_error,
     library_call,
     nm_factor,
-    preflight,
-    require_signature,
 )
 from afmwatch.scan import HEIGHT_UNITS, INTENSITY_UNITS, Scan, ScanError
-
-TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-PNG_SIGNATURES = (b"\x89PNG\r\n\x1a\n",)
-JPEG_SIGNATURES = (b"\xff\xd8\xff",)
 
 COLOUR_BAR_CHANNEL = "height (colour bar)"
 INTENSITY_CHANNEL = "intensity"
@@ -106,12 +103,10 @@ def _pillow_pixels(path: Path, reading: ReadingConfig, expected: str) -> np.ndar
 
 
 def read_png(path: Path, reading: ReadingConfig, channel: str | None = None) -> list[Scan]:
-    require_signature(path, preflight(path), PNG_SIGNATURES, "a PNG image")
     return [_export_scan(path, _pillow_pixels(path, reading, "a PNG image"), reading, "png", channel)]
 
 
 def read_jpeg(path: Path, reading: ReadingConfig, channel: str | None = None) -> list[Scan]:
-    require_signature(path, preflight(path), JPEG_SIGNATURES, "a JPEG image")
     return [_export_scan(path, _pillow_pixels(path, reading, "a JPEG image"), reading, "jpg", channel)]
 
 
@@ -145,7 +140,6 @@ def read_tiff(path: Path, reading: ReadingConfig, channel: str | None = None) ->
     8-bit or RGB TIFFs are image exports (data area and colour bar as for PNG)."""
     import tifffile
 
-    require_signature(path, preflight(path), TIFF_SIGNATURES, "a TIFF file")
     check_tiff_complete(path)
     with library_call(path, "tifffile", "a TIFF file"):
         with tifffile.TiffFile(path) as tif:
@@ -212,3 +206,32 @@ def channels_jpeg(path: Path) -> list[str]:
 
 def channels_tiff(path: Path) -> list[str]:
     return list(read_tiff(path, ReadingConfig())[0].channels)
+
+
+TIFF = FileFormat(
+    key="tiff",
+    name="TIFF",
+    suffixes=(".tif", ".tiff"),
+    expected="a TIFF file",
+    signatures=TIFF_SIGNATURES + BIGTIFF_SIGNATURES,
+    read=read_tiff,
+    list_channels=channels_tiff,
+)
+PNG = FileFormat(
+    key="png",
+    name="PNG image",
+    suffixes=(".png",),
+    expected="a PNG image",
+    signatures=(b"\x89PNG\r\n\x1a\n",),
+    read=read_png,
+    list_channels=channels_png,
+)
+JPEG = FileFormat(
+    key="jpg",
+    name="JPEG image",
+    suffixes=(".jpg", ".jpeg"),
+    expected="a JPEG image",
+    signatures=(b"\xff\xd8\xff",),
+    read=read_jpeg,
+    list_channels=channels_jpeg,
+)

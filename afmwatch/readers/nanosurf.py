@@ -14,6 +14,7 @@ from afmwatch.readers.common import (
     BACKWARD,
     FORWARD,
     Channel,
+    FileFormat,
     check_pixels,
     choose_channel,
     direction_metadata,
@@ -22,15 +23,13 @@ from afmwatch.readers.common import (
     parsed_once,
     nm_factor,
     preflight,
-    require_signature,
     small_json,
 )
-from afmwatch.scan import ScanError, Scan
+from afmwatch.scan import Scan, ScanError
 
 # NSFopen 2.2.4 calls a pandas method pandas 3 deprecates; the warning is about NSFopen, not the file
 warnings.filterwarnings("ignore", message="The inplace keyword", module=r"NSFopen\.")
 
-FORMAT = "nid"
 _MAX_HEADER = 16 * 1024 * 1024
 EXPECTED = "a Nanosurf .nid file"
 
@@ -74,7 +73,6 @@ def _check_sizes(path: Path, head: bytes, reading: ReadingConfig) -> None:
 
 def _load(path: Path, reading: ReadingConfig) -> Any:
     head = preflight(path)
-    require_signature(path, head, [b"[DataSet]"], EXPECTED)
     _check_sizes(path, head, reading)
     from NSFopen.read import read as nsf_read
 
@@ -168,10 +166,21 @@ def read(path: Path, reading: ReadingConfig, channel: str | None = None) -> list
             pixel_size_nm=pixel_size,
             channel=chosen.name,
             path=path,
-            format=FORMAT,
+            format="nid",
             direction=chosen.direction,
             units=units,
             channels=tuple(c.name for c in all_channels),
             metadata={k: v for k, v in metadata.items() if v is not None},
         )
     ]
+
+
+NID = FileFormat(
+    key="nid",
+    name="Nanosurf .nid",
+    suffixes=(".nid",),
+    expected=EXPECTED,
+    signatures=(b"[DataSet]",),
+    read=read,
+    list_channels=channels,
+)
