@@ -71,8 +71,21 @@ def level_array(z: np.ndarray, polynomial_order: int = 0) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def levelled_heights(scan: Scan, polynomial_order: int = 0) -> np.ndarray:
+    """The levelled heights of `scan` (`level_array`), computed once per scan and order.
+
+    The daemon's input pipeline, preview and denoiser all need them; levelling once saves two of
+    three passes. The array is read-only because every caller shares it."""
+    cached = scan.level_cache.get(polynomial_order)
+    if cached is None:
+        cached = level_array(scan.height, polynomial_order)
+        cached.setflags(write=False)
+        scan.level_cache[polynomial_order] = cached
+    return cached
+
+
 def level(scan: Scan, polynomial_order: int = 0) -> Scan:
     """Level a Scan; returns a new Scan and records the levelling in its metadata."""
-    levelled = scan.levelled(polynomial_order)  # shared with the input pipeline: levelled once
+    levelled = levelled_heights(scan, polynomial_order)  # shared with the input pipeline: levelled once
     meta = dict(scan.metadata, levelled=f"plane+align_rows+poly{polynomial_order}")
     return scan.with_height(levelled, metadata=meta)

@@ -43,7 +43,8 @@ class Scan:
     channels: tuple[str, ...] = ()
     frame: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    _levelled: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # levelled heights by polynomial order, filled by `afmwatch.level.levelled_heights` (levelled once, shared)
+    level_cache: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         height = np.asarray(self.height)
@@ -64,20 +65,6 @@ class Scan:
         """Peak-to-valley of the finite values, in the scan's units."""
         finite = self.height[np.isfinite(self.height)]
         return float(finite.max() - finite.min()) if finite.size else 0.0
-
-    def levelled(self, polynomial_order: int = 0) -> np.ndarray:
-        """The levelled heights (`afmwatch.level.level_array`), computed once per scan and order.
-
-        The daemon's input pipeline, preview and denoiser all need them; levelling once saves two of
-        three passes. The array is read-only because every caller shares it."""
-        cached = self._levelled.get(polynomial_order)
-        if cached is None:
-            from afmwatch.level import level_array  # level builds on Scan
-
-            cached = level_array(self.height, polynomial_order)
-            cached.setflags(write=False)
-            self._levelled[polynomial_order] = cached
-        return cached
 
     def with_height(self, height: np.ndarray, **changes: Any) -> Scan:
         """A copy with new height data (and optionally other fields); the original stays untouched."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from afmwatch.level import level_array
+from afmwatch.level import level_array, levelled_heights
 from afmwatch.scan import Scan
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def prepare(scan: Scan, spec: dict[str, Any]) -> np.ndarray:
         top, left = max(0, (rows - longest) // 2), max(0, (cols - longest) // 2)
         area = area[top : top + longest, left : left + longest]
     if area is scan.height:  # the whole scan: its levelled heights are shared with the preview
-        levelled = scan.levelled(spec["level_polynomial"])
+        levelled = levelled_heights(scan, spec["level_polynomial"])
     else:
         levelled = level_array(area, spec["level_polynomial"])
     finite = np.isfinite(levelled)
