@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import structlog
@@ -38,6 +38,47 @@ SCAR_THRESHOLD_SQ = 0.25
 # the row are tried when aligning them.
 MAX_SHIFT_FRACTION = 0.05
 
+# Tip changes (`tip_change`): each line is cut into TIP_SEGMENTS stretches. A tip that picks something up or
+# loses it changes every stretch of the lines it scans, from one line to the next; a feature of the surface
+# changes only its own stretch, and gradually. So every per-line profile below is a median over stretches.
+TIP_SEGMENTS = 8
+# A band is 5 to 60 lines (at 256 lines; the longest scales with sqrt(lines / 256): a tip change lasts a time);
+# its edges lie at least TIP_EDGE_LINES (at 256 lines, in proportion beyond) from the first and last line.
+TIP_MIN_LINES = 5
+TIP_MAX_LINES = 60
+TIP_EDGE_LINES = 10
+# A stretch holds surface (not only noise) where its band-passed energy is above this many times the noise's.
+TIP_CONTENT = 3.0
+# A line's resolution needs surface in this fraction of its stretches, its breaks in this fraction (and
+# at least 2 stretches): a break shows between sparse features too, a resolution is noisy on few.
+TIP_DETAIL_STRETCHES = 0.5
+TIP_BREAK_STRETCHES = 0.375
+# A band where the surface vanished (smeared into the noise) counts where the lines around it show surface
+# in TIP_DENSE of their stretches.
+TIP_DENSE = 0.75
+# A line-to-line break ("tear") stands out from the scan's line-to-line decorrelation by this many robust
+# standard deviations (never less than TIP_TEAR_FLOOR) and by TIP_TEAR_JUMP in correlation.
+TIP_TEAR_SIGMA = 4.0
+TIP_TEAR_FLOOR = 0.03
+TIP_TEAR_JUMP = 0.2
+# A smeared band: the resolution profile steps down and up again by at least this much (natural log of the
+# fine / coarse structure ratio; 0.1 is a 10 % loss of fine detail).
+TIP_SMEAR_STEP = 0.1
+# Lost resolution counts as evidence only in bands of TIP_SMEAR_MIN_LINES or more that lost at least
+# TIP_SMEAR_MIN_LOSS (natural log: 14 % of the fine detail): shorter natural dips are common.
+TIP_SMEAR_MIN_LINES = 10
+TIP_SMEAR_MIN_LOSS = 0.15
+# A band is reported (lines, start, end) from this evidence on; below it only the score.
+TIP_REPORT = 4.0
+# A single break this strong is a tip change on its own (the tip changed and stayed so to the edge of
+# the scan); it counts TIP_BREAK_ALONE_WEIGHT of a band's break.
+TIP_BREAK_ALONE = 15.0
+TIP_BREAK_ALONE_WEIGHT = 0.5
+# The spread a band's loss is measured against: at least this (natural log), and at least
+# TIP_GLOBAL_SPREAD x the spread of the whole profile (surfaces whose lines differ a lot by nature).
+TIP_PROFILE_FLOOR = 0.05
+TIP_GLOBAL_SPREAD = 1.0
+
 
 @dataclass(frozen=True)
 class MetricInfo:
@@ -55,6 +96,7 @@ METRICS: dict[str, MetricInfo] = {
     "lines_acquired": MetricInfo(
         "lines", "lines actually recorded: the line where the scan stopped (rows of NaN or zeros are missing)"
     ),
+    "lines_missing": MetricInfo("lines", "lines set but never acquired (lines_set - lines_acquired)"),
     "line_artefact_ratio": MetricInfo(
         "ratio",
         "RMS height step between neighbouring lines (slow axis) / RMS step between neighbouring pixels "
@@ -83,6 +125,26 @@ METRICS: dict[str, MetricInfo] = {
     ),
     "tilt_deg": MetricInfo("degrees", "sample tilt before levelling (best-fit plane); needs the pixel size"),
     "bow": MetricInfo("nm", "scanner bow before levelling: peak-to-valley of the quadratic background"),
+    "tip_change_score": MetricInfo(
+        "",
+        "evidence of a tip change: a band of 5-60 lines that breaks off from the lines above and below it "
+        "(smeared, doubled or offset) across the whole width, in robust standard deviations of the scan's "
+        "own line-to-line variation; 0 when no band stands out, above 10 worth a look, above 15 a clear band",
+    ),
+    "tip_change_lines": MetricInfo("lines", "lines in the tip-change band (0 when there is none)"),
+    "tip_change_start": MetricInfo("line", "first line of the tip-change band (counted from 1, as acquired)"),
+    "tip_change_end": MetricInfo("line", "last line of the tip-change band"),
+    "tip_change_sharpness": MetricInfo(
+        "ratio",
+        "fine detail in the tip-change band / in the lines around it: below 1 smeared, about 1 offset, "
+        "above 1 doubled",
+    ),
+    "sharpness_change": MetricInfo(
+        "ratio",
+        "lasting change of resolution: fine / coarse detail after the line where it changes most over before "
+        "it; 1 = none, 0.5 = the tip got blunter there, 2 = sharper",
+    ),
+    "sharpness_change_line": MetricInfo("line", "the line from which sharpness_change is measured"),
     "trace_retrace_mismatch": MetricInfo(
         "ratio",
         "RMS difference between trace and retrace after levelling and aligning them, / their RMS "
@@ -102,8 +164,9 @@ class Surface:
     raw: np.ndarray  # acquired lines only, float64, remaining NaN filled with the median
     levelled: np.ndarray  # float32, plane removed, each line's median removed (level.align_rows)
     background: np.ndarray  # quadratic fit of raw: 1, x, y, x^2, xy, y^2 over x, y in [-1, 1]
-    pixel_size_nm: float | None
+    pixel_size_nm: float | None  # along the lines
     is_height: bool
+    line_spacing_nm: float | None = None  # between the lines, where it differs (non-square pixels)
 
     @cached_property
     def line_aligned(self) -> np.ndarray:
@@ -154,7 +217,7 @@ def _align_lines(z: np.ndarray) -> np.ndarray:
 
 
 def completeness(scan: Scan) -> dict[str, float | int]:
-    """How much of the scan was recorded: lines set (metadata), lines acquired, and their ratio.
+    """How much of the scan was recorded: lines set (metadata), lines acquired, their ratio, lines missing.
 
     Lines set come from the file's `lines_set` metadata (the operator's setting), else the rows in
     the file; lines acquired from `lines_acquired` metadata and the rows that hold data, whichever
@@ -164,7 +227,24 @@ def completeness(scan: Scan) -> dict[str, float | int]:
     if (meta_acquired := _metadata_int(scan.metadata, "lines_acquired")) is not None:
         acquired = min(acquired, meta_acquired)
     lines_set = max(_metadata_int(scan.metadata, "lines_set") or z.shape[0], acquired)
-    return {"completeness": acquired / lines_set, "lines_set": lines_set, "lines_acquired": acquired}
+    return {
+        "completeness": acquired / lines_set,
+        "lines_set": lines_set,
+        "lines_acquired": acquired,
+        "lines_missing": lines_set - acquired,
+    }
+
+
+def _line_spacing(scan: Scan) -> float | None:
+    """Distance between lines (nm): the slow-axis scan size over the lines set, where the file says both
+    (a 512 x 128 scan of a square area has lines 4 pixels apart), else the pixel size."""
+    size = scan.metadata.get("scan_size_nm")
+    lines = _metadata_int(scan.metadata, "lines_set") or scan.shape[0]
+    try:
+        spacing = float(size[1]) / lines
+    except (TypeError, ValueError, IndexError, KeyError):
+        return scan.pixel_size_nm
+    return spacing if np.isfinite(spacing) and spacing > 0 else scan.pixel_size_nm
 
 
 def surface(scan: Scan) -> Surface | None:
@@ -187,6 +267,7 @@ def surface(scan: Scan) -> Surface | None:
         levelled=tilt_removed - np.median(tilt_removed, axis=1, keepdims=True),
         background=background,
         pixel_size_nm=scan.pixel_size_nm,
+        line_spacing_nm=_line_spacing(scan),
         is_height=scan.is_height,
     )
 
@@ -365,7 +446,8 @@ def noise(surf: Surface) -> dict[str, float]:
 
 
 def tilt_and_bow(surf: Surface) -> dict[str, float | None]:
-    """Tilt (degrees, needs calibrated heights and the pixel size) and bow (scan units) before levelling."""
+    """Tilt (degrees, needs calibrated heights and the pixel size; the line spacing across the lines) and
+    bow (scan units) before levelling."""
     rows, cols = surf.raw.shape
     c = surf.background
     x = np.linspace(-1, 1, cols)[None, :]
@@ -374,14 +456,16 @@ def tilt_and_bow(surf: Surface) -> dict[str, float | None]:
     tilt = None
     if surf.is_height and surf.pixel_size_nm:
         slope_x = c[1] / ((cols - 1) / 2) / surf.pixel_size_nm  # nm of height per nm along the row
-        slope_y = c[2] / ((rows - 1) / 2) / surf.pixel_size_nm
+        slope_y = c[2] / ((rows - 1) / 2) / (surf.line_spacing_nm or surf.pixel_size_nm)
         tilt = float(np.degrees(np.arctan(np.hypot(slope_x, slope_y))))
     return {"tilt_deg": tilt, "bow": float(quadratic.max() - quadratic.min())}
 
 
 def surface_statistics(surf: Surface) -> dict[str, float]:
     """Sq, Sa, skewness and peak-to-valley of the levelled heights (ISO 25178 names)."""
-    z = surf.levelled - surf.levelled.mean()
+    # float64: the cubes of a flat substrate's float32 heights fall into subnormals, 10 x slower
+    z = surf.levelled.astype(np.float64)
+    z -= z.mean()
     sq = float(np.sqrt(np.mean(z**2)))
     return {
         "sq": sq,
@@ -423,6 +507,327 @@ def trace_retrace(surf: Surface, retrace: Surface) -> dict[str, float | None]:
     return {"trace_retrace_mismatch": rms / roughness if roughness > 0 else None}
 
 
+def _stretches(a: np.ndarray) -> np.ndarray:
+    """rows x cols -> rows x TIP_SEGMENTS x width (the few columns left over are dropped)."""
+    rows, cols = a.shape
+    width = cols // TIP_SEGMENTS
+    return a[:, : width * TIP_SEGMENTS].reshape(rows, TIP_SEGMENTS, width)
+
+
+def _band_pass(z: np.ndarray, lag: int) -> np.ndarray:
+    """Height differences `lag` pixels apart along each line, per stretch, the stretch's mean removed: a
+    band-pass around features about 2 x lag wide that ignores line offsets and slopes."""
+    g = _stretches(z[:, lag:] - z[:, :-lag])
+    return g - g.mean(axis=2, keepdims=True)
+
+
+def _tip_lags(z: np.ndarray, noise_energy: float) -> tuple[int, int]:
+    """(fine, coarse) lags: the smallest at which the surface outweighs the noise in the busier stretches
+    (their 75th percentile, on about 64 lines), and 4 x that. Smaller lags see only noise."""
+    rows, cols = z.shape
+    sample = z[:: max(1, rows // 64)]
+    lags = [lag for lag in (1, 2, 4, 8, 16, 32, 64) if lag <= max(1, cols // 16)]
+    fine = lags[-1]
+    for lag in lags:
+        energy = np.mean(_band_pass(sample, lag) ** 2, axis=2) - noise_energy
+        if np.quantile(energy, 0.75) > noise_energy:
+            fine = lag
+            break
+    return fine, max(fine, min(4 * fine, cols // 8))
+
+
+def _line_median(values: np.ndarray, least: float) -> np.ndarray:
+    """Median over the stretches of each line, NaN where fewer than `least` of them (and 2) hold a value."""
+    enough = np.isfinite(values).sum(axis=1) >= max(2, least * values.shape[1])
+    out = np.full(values.shape[0], np.nan)
+    if enough.any():
+        out[enough] = np.nanmedian(values[enough], axis=1)
+    return out
+
+
+def _coherence(g: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """coherence[r]: correlation of line r with line r + 1 (band-passed stretches `g` holding surface)."""
+    products = np.sum(g[1:] * g[:-1], axis=2)
+    norms = np.sqrt(np.sum(g[1:] ** 2, axis=2) * np.sum(g[:-1] ** 2, axis=2))
+    both = content[1:] & content[:-1] & (norms > 0)
+    correlation = np.divide(products, norms, out=np.zeros_like(products), where=both)
+    return _line_median(np.where(both, correlation, np.nan), TIP_BREAK_STRETCHES)
+
+
+def _break_strength(coherence: np.ndarray) -> np.ndarray:
+    """How far each line-to-line decorrelation (1 - coherence) stands out: robust standard deviations
+    above the scan's median (never less than TIP_TEAR_FLOOR), 0 where it rises by less than TIP_TEAR_JUMP."""
+    breaks = 1 - coherence
+    known = np.isfinite(breaks)
+    if known.sum() < 4 * TIP_MIN_LINES:
+        return np.zeros_like(breaks)
+    base = float(np.median(breaks[known]))
+    spread = max(1.4826 * float(np.median(np.abs(breaks[known] - base))), TIP_TEAR_FLOOR)
+    strength = np.where(known, (breaks - base) / spread, 0.0)
+    return np.where(np.nan_to_num(breaks) >= base + TIP_TEAR_JUMP, strength, 0.0)
+
+
+class TipProfiles(NamedTuple):
+    """Per-line profiles of a scan for tip changes (see `tip_profiles`)."""
+
+    sharpness: np.ndarray
+    resolution: np.ndarray
+    breaks: np.ndarray
+    surface: np.ndarray  # fraction of the line's stretches that hold surface, not only noise
+
+
+def tip_profiles(z: np.ndarray) -> TipProfiles:
+    """Three profiles along the slow axis of line-aligned heights `z`, each a median over the stretches of
+    a line and relative to the usual at the same place (the median down the scan):
+
+    sharpness[r]: fine detail in line r, natural log of its RMS (noise included: never below the noise);
+    resolution[r]: fine / coarse detail, natural log of the RMS ratio, where the stretch holds surface
+    (not only noise), so that more or fewer features do not change it (NaN where fewer than half do);
+    a blunter tip lowers both;
+    breaks[r]: how far the decorrelation of line r from line r + 1 stands out (`_break_strength`), the
+    larger at the fine and the coarse scale; a tip change breaks every stretch at once. Breaks within
+    TIP_EDGE_LINES of the first or last line (more on scans of more than 256 lines) are not counted;
+    surface[r]: the fraction of line r's stretches that hold surface."""
+    noise_energy = max(2 * _noise_rms(z) ** 2, 1e-12 * float(np.var(z)), 1e-30)  # of a lag difference
+    fine, coarse = _tip_lags(z, noise_energy)
+    g_coarse = _band_pass(z, coarse)
+    g_fine = _band_pass(z, fine) if fine != coarse else g_coarse
+    coarse_energy = np.mean(g_coarse**2, axis=2)
+    fine_energy = np.mean(g_fine**2, axis=2)
+    level = 0.5 * np.log(fine_energy + noise_energy)
+    sharpness = np.median(level - np.median(level, axis=0), axis=1)
+    content = coarse_energy > TIP_CONTENT * noise_energy
+    fine_detail = np.maximum(fine_energy - noise_energy, 0.05 * noise_energy)
+    ratio = fine_detail / np.maximum(coarse_energy - noise_energy, 1e-30)
+    detail = np.where(content, 0.5 * np.log(ratio), np.nan)
+    usual = np.zeros(detail.shape[1])
+    seen = content.any(axis=0)
+    usual[seen] = np.nanmedian(detail[:, seen], axis=0)
+    resolution = _line_median(detail - usual, TIP_DETAIL_STRETCHES)
+    breaks = _break_strength(_coherence(g_coarse, content))
+    if fine != coarse:
+        fine_content = fine_energy > TIP_CONTENT * noise_energy
+        breaks = np.maximum(breaks, _break_strength(_coherence(g_fine, fine_content)))
+    # the first and last lines of a scan (piezo creep, the frame of an image export) say nothing of the tip
+    edge = max(TIP_EDGE_LINES, TIP_EDGE_LINES * z.shape[0] // 256)
+    breaks[: edge - 1] = 0.0
+    breaks[breaks.size - edge + 1 :] = 0.0
+    return TipProfiles(sharpness, resolution, breaks, content.mean(axis=1))
+
+
+def _tears(breaks: np.ndarray, max_lines: int) -> list[tuple[int, int]]:
+    """Bands [start, end) whose first and last lines break off from the lines outside them while the lines
+    inside hang together, and single breaks strong enough on their own (the band then runs to the edge
+    of the scan): candidate tip changes."""
+    edges = np.flatnonzero(breaks >= TIP_TEAR_SIGMA)
+    partner: dict[int, tuple[float, int, int]] = {}  # each break keeps its strongest partner
+    bands = []
+    for i in edges:
+        for j in edges[(edges - i >= TIP_MIN_LINES) & (edges - i <= max_lines)]:
+            strength = float(min(breaks[i], breaks[j]))
+            # a band of streaks or noise breaks between all its lines: that is not one tip
+            if np.median(breaks[i + 1 : j]) <= 0.35 * strength:
+                for key in (i, j):
+                    if key not in partner or strength > partner[key][0]:
+                        partner[key] = (strength, int(i) + 1, int(j) + 1)
+        if breaks[i] >= TIP_BREAK_ALONE and 2 * TIP_MIN_LINES <= i + 1 <= breaks.size + 1 - 2 * TIP_MIN_LINES:
+            bands += [(int(i) + 1, breaks.size + 1), (0, int(i) + 1)]  # the tip changed for what follows
+    return bands + [(start, end) for _, start, end in partner.values()]
+
+
+def _window_medians(values: np.ndarray, width: int) -> np.ndarray:
+    """medians[i] = median of values[i : i + width] (NaN-aware; NaN with fewer than 2 values)."""
+    windows = np.lib.stride_tricks.sliding_window_view(values, width)
+    enough = np.isfinite(windows).sum(axis=1) >= 2
+    out = np.full(windows.shape[0], np.nan)
+    if enough.any():
+        out[enough] = np.nanmedian(windows[enough], axis=1)
+    return out
+
+
+def _steps(profile: np.ndarray, width: int = 4) -> np.ndarray:
+    """steps[r]: median of profile[r : r + width] - median of profile[r - width : r] (0 where unknown)."""
+    steps = np.zeros(profile.size + 1)
+    if profile.size < 2 * width:
+        return steps
+    medians = _window_medians(profile, width)
+    r = np.arange(width, profile.size - width + 1)
+    steps[r] = np.nan_to_num(medians[r] - medians[r - width])
+    return steps
+
+
+def _plateau(profile: np.ndarray, start: int, end: int, floor: float) -> tuple[float, float]:
+    """(loss, evidence) of a band: how much lower `profile` is in it than in the lines around it (the
+    smaller of the medians around it, one side at the edge of the scan, minus the mean inside), and that
+    loss over the spread of those lines about their medians, or `floor` if larger."""
+    lines = end - start
+    margin = int(np.clip(lines, 8, 30))
+    inside = profile[start:end]
+    outside = [profile[max(0, start - margin) : start], profile[end : end + margin]]
+    inside = inside[np.isfinite(inside)]
+    outside = [o[np.isfinite(o)] for o in outside if o.size]
+    if inside.size < 0.6 * lines or not outside or any(o.size < 4 for o in outside):
+        return 0.0, 0.0
+    # the mean inside: lines of the band that lost nothing (a band drawn too long) pull it back
+    middle = float(np.mean(inside))
+    levels = [float(np.median(o)) for o in outside]
+    loss = min(levels) - middle
+    residuals = np.concatenate([inside - np.median(inside)] + [o - m for o, m in zip(outside, levels)])
+    return loss, loss / max(_mad(residuals), floor)
+
+
+def _mad(values: np.ndarray) -> float:
+    return 1.4826 * float(np.median(np.abs(values - np.median(values)))) if values.size else 0.0
+
+
+def _centre(steps: np.ndarray, line: int, width: int = 4) -> int:
+    """The middle of the lines near `line` whose step is within 10 % of the largest there: a sharp step
+    gives several equal window differences, and the edge lies in their middle."""
+    near = np.arange(max(0, line - width), min(steps.size, line + width + 1))
+    size = np.abs(steps[near])
+    return int(round(np.mean(near[size >= 0.9 * size.max()])))
+
+
+def _smears(profile: np.ndarray, max_lines: int) -> list[tuple[int, int]]:
+    """Bands [start, end) where `profile` steps down and, 5 to `max_lines` lines later, up again."""
+    if np.isfinite(profile).sum() < 4 * TIP_MIN_LINES:
+        return []
+    steps = _steps(profile)
+    level = float(np.nanmedian(profile))
+    downs = np.flatnonzero((steps <= -TIP_SMEAR_STEP) & (steps <= np.roll(steps, 1)) & (steps <= np.roll(steps, -1)))
+    ups = np.flatnonzero((steps >= TIP_SMEAR_STEP) & (steps >= np.roll(steps, 1)) & (steps >= np.roll(steps, -1)))
+    if downs.size == 0 or ups.size == 0:
+        return []
+    # each step pairs with the strongest opposite step in reach (fewer, better candidates)
+    apart = ups[None, :] - downs[:, None]
+    reach = (apart >= TIP_MIN_LINES) & (apart <= max_lines)
+    strength = np.where(reach, steps[ups][None, :] - steps[downs][:, None], -np.inf)
+    best_up, best_down = np.argmax(strength, axis=1), np.argmax(strength, axis=0)
+    pairs = {(int(downs[i]), int(ups[j])) for i, j in enumerate(best_up) if np.isfinite(strength[i, j])}
+    pairs |= {(int(downs[i]), int(ups[j])) for j, i in enumerate(best_down) if np.isfinite(strength[i, j])}
+    bands = []
+    for a, b in pairs:
+        a, b = _centre(steps, a), _centre(steps, b)
+        if not TIP_MIN_LINES <= b - a <= max_lines:
+            continue
+        inside = profile[a:b]
+        if np.isfinite(inside).any() and np.nanmedian(inside) <= level - TIP_SMEAR_STEP:
+            bands.append((a, b))
+    return bands
+
+
+def sharpness_step(resolution: np.ndarray) -> tuple[int, float] | None:
+    """(line, ratio): where the resolution changes most lastingly (the split that maximises the difference
+    of the mean resolution before and after it, weighted by how many lines each side holds), and the
+    ratio of the median fine / coarse detail after it to before it. The resolution, not the sharpness:
+    a scan whose first lines cross no feature is not sharper below them. None with too few known lines."""
+    known = np.flatnonzero(np.isfinite(resolution))
+    if known.size < 4 * TIP_MIN_LINES:
+        return None
+    values = resolution[known]
+    n = values.size
+    before = np.cumsum(values)[:-1]
+    counts = np.arange(1, n)
+    after = values.sum() - before
+    contrast = np.abs(after / (n - counts) - before / counts) * np.sqrt(counts * (n - counts) / n)
+    ends = slice(2 * TIP_MIN_LINES - 1, n - 2 * TIP_MIN_LINES)  # at least 10 known lines on each side
+    split = int(np.argmax(contrast[ends])) + ends.start + 1
+    ratio = float(np.exp(np.median(values[split:]) - np.median(values[:split])))
+    return int(known[split]), ratio
+
+
+def tip_change_bands(z: np.ndarray, profiles: TipProfiles | None = None) -> list[dict[str, float]]:
+    """Every candidate tip-change band [start, end) of line-aligned heights `z` with its evidence: `tear`
+    (how strongly its first and last lines break off from the lines outside, `_break_strength`; a band
+    that runs to an edge of the scan has one break, counted at TIP_BREAK_ALONE_WEIGHT), `loss` (resolution
+    lost in the band, natural log) and `smear` (that loss over its spread), `dull` and `blur` (the same for
+    sharpness), `vanished` (1 where the surface shows in nearly every stretch around the band and in few
+    inside it: smeared into the noise). `profiles`: `tip_profiles(z)` if known."""
+    rows = z.shape[0]
+    sharpness, resolution, breaks, shown = profiles if profiles is not None else tip_profiles(z)
+    max_lines = int(round(TIP_MAX_LINES * max(1.0, np.sqrt(rows / 256))))
+    candidates = set(_tears(breaks, max_lines))
+    candidates |= set(_smears(resolution, max_lines)) | set(_smears(sharpness, max_lines))
+    # a band's loss counts against the larger of its own spread and the whole profile's
+    floors = [max(TIP_PROFILE_FLOOR, TIP_GLOBAL_SPREAD * _mad(p[np.isfinite(p)])) for p in (resolution, sharpness)]
+    found = []
+    for start, end in sorted(candidates):
+        lines = end - start
+        inner = [line for line in (start, end) if 0 < line < rows]
+        edges = [breaks[max(0, line - 2) : line + 1].max(initial=0.0) for line in inner]
+        # the band's breaks must stand out from any other break around it: many breaks are streaks
+        margin = int(np.clip(lines, 4 * TIP_MIN_LINES, 30))
+        around = np.zeros(rows - 1, dtype=bool)
+        around[max(0, start - margin) : end + margin] = True
+        for line in inner:
+            around[max(0, line - 2) : line + 1] = False
+        others = breaks[around].max(initial=0.0)
+        tear = max(min(edges) - others, 0.0) * (1.0 if len(edges) == 2 else TIP_BREAK_ALONE_WEIGHT)
+        loss, smear = _plateau(resolution, start, end, floors[0])
+        dull, blur = _plateau(sharpness, start, end, floors[1])
+        outside = np.concatenate([shown[max(0, start - margin) : start], shown[end : end + margin]])
+        elsewhere = np.concatenate([shown[: max(0, start - margin)], shown[end + margin :]])
+        vanished = (
+            outside.size >= 2 * TIP_MIN_LINES
+            and np.mean(outside >= TIP_DENSE) >= 0.9
+            and np.mean(shown[start:end]) <= 0.5 * np.mean(outside)
+            # nowhere else: a grating's gaps between rows of pillars come back again and again
+            and np.count_nonzero(elsewhere <= 0.5 * np.mean(outside)) < 0.1 * max(elsewhere.size, 1)
+        )
+        found.append({"start": start, "end": end, "tear": float(tear), "loss": loss, "smear": smear,
+                      "dull": dull, "blur": blur, "vanished": float(vanished)})
+    return found
+
+
+def _evidence(band: dict[str, float]) -> float:
+    """One number for a band: its breaks and its changed detail combined (root of the sum of squares).
+    Detail lost over TIP_SMEAR_MIN_LINES or more lines counts (detail gained too, between two breaks),
+    weighted by sqrt(lines / 20): natural dips of a few lines are common, a tip that stays blunt for
+    dozens of lines is not."""
+    lines = band["end"] - band["start"]
+    smear = 0.0
+    if lines >= TIP_SMEAR_MIN_LINES:
+        if band["loss"] >= TIP_SMEAR_MIN_LOSS:
+            smear = band["smear"]
+        # sharpness alone also drops where features are missing: it counts where the resolution drops
+        # too, or where the surface vanished from a band of a scan that shows it everywhere else
+        if (band["loss"] >= TIP_SMEAR_MIN_LOSS / 2 or band["vanished"]) and band["dull"] >= TIP_SMEAR_MIN_LOSS:
+            smear = max(smear, band["blur"])
+        # between two breaks, finer detail counts too: a second apex doubles every edge
+        if band["tear"] > 0 and -band["loss"] >= TIP_SMEAR_MIN_LOSS:
+            smear = max(smear, -band["smear"])
+    return float(np.hypot(band["tear"], smear * np.sqrt(min(lines, TIP_MAX_LINES) / 20)))
+
+
+def tip_change(surf: Surface) -> dict[str, float | int | None]:
+    """The strongest tip-change band (see `tip_change_bands`) and the lasting change of resolution.
+
+    Uses only the one image (many files hold one scan direction). A band is reported when its evidence
+    reaches TIP_REPORT; the score is reported either way."""
+    z = surf.line_aligned  # float32: the stretch sums below are short enough for its precision
+    values: dict[str, float | int | None] = {
+        "tip_change_score": None, "tip_change_lines": None, "tip_change_start": None, "tip_change_end": None,
+        "tip_change_sharpness": None, "sharpness_change": None, "sharpness_change_line": None,
+    }
+    if z.shape[0] < 4 * TIP_MIN_LINES or z.shape[1] < 8 * TIP_SEGMENTS:
+        return values
+    profiles = tip_profiles(z)
+    best = max(tip_change_bands(z, profiles), key=_evidence, default=None)
+    score = _evidence(best) if best else 0.0
+    values.update(tip_change_score=score, tip_change_lines=0)
+    if best and score >= TIP_REPORT:
+        values.update(
+            tip_change_lines=best["end"] - best["start"],
+            tip_change_start=best["start"] + 1,
+            tip_change_end=best["end"],
+            tip_change_sharpness=float(np.exp(-max(best["loss"], best["dull"]))),
+        )
+    step = sharpness_step(profiles.resolution)
+    if step is not None:
+        values.update(sharpness_change=step[1], sharpness_change_line=step[0] + 1)
+    return values
+
+
 def measure(scan: Scan, retrace: Scan | None = None) -> dict[str, float | int | None]:
     """Every metric in METRICS for `scan` (None where one does not apply), in METRICS order."""
     values: dict[str, float | int | None] = dict.fromkeys(METRICS)
@@ -432,7 +837,7 @@ def measure(scan: Scan, retrace: Scan | None = None) -> dict[str, float | int | 
         return values
     retrace_surf = surface(retrace) if retrace is not None else None
     values.update(line_artefacts(surf, retrace_surf))
-    for group in (clipping, noise, tilt_and_bow, surface_statistics):
+    for group in (clipping, noise, tilt_and_bow, surface_statistics, tip_change):
         values.update(group(surf))
     if retrace_surf is not None:
         values.update(trace_retrace(surf, retrace_surf))

@@ -5,32 +5,72 @@ from __future__ import annotations
 import pytest
 
 from afmwatch.config import ConfigError, RuleConfig, config_from_dict, load_config
-from afmwatch.rules import DEFAULT_RULES, apply_rules, final_decision, rule_errors
+from afmwatch.rules import DEFAULT_RULES, apply_rules, rule_errors
 
-ABORTED = {"completeness": 118 / 256, "lines_acquired": 118, "lines_set": 256, "scar_fraction": 0.0}
+ABORTED = {
+    "completeness": 118 / 256, "lines_acquired": 118, "lines_set": 256, "lines_missing": 138, "scar_fraction": 0.0
+}
+
+
+def stopped_at(line: int, of: int = 256) -> dict:
+    return {"completeness": line / of, "lines_acquired": line, "lines_set": of, "lines_missing": of - line}
 
 
 def test_aborted_scan_is_bad_with_the_line_it_stopped_at():
     outcome = apply_rules(ABORTED)
     assert outcome.decision == "bad"
-    assert outcome.rule.metric == "completeness"
-    assert outcome.reasons == ("scan stopped at line 118 of 256",)  # the milder rule on it says nothing new
+    assert outcome.rule.metric == "lines_missing"
+    assert outcome.reasons == ("scan stopped at line 118 of 256",)  # the same words from completeness: once
     record = outcome.to_dict()
     assert record["decision"] == "bad"
     assert record["rule"] == {
-        "metric": "completeness",
-        "op": "<",
-        "threshold": 0.9,
+        "metric": "lines_missing",
+        "op": ">",
+        "threshold": 3,
         "decision": "bad",
         "reason": "scan stopped at line {lines_acquired} of {lines_set}",
     }
     assert record["reasons"] == ["scan stopped at line 118 of 256"]
 
 
-def test_nearly_complete_scan_goes_to_review():
-    outcome = apply_rules({"completeness": 250 / 256, "lines_acquired": 250, "lines_set": 256})
+@pytest.mark.parametrize("line", [252, 240, 200])
+def test_more_than_three_missing_lines_are_bad_however_near_the_end(line):
+    """4 of 256 lines missing is a completeness of 98 %: still a scan that did not finish."""
+    outcome = apply_rules(stopped_at(line))
+    assert outcome.decision == "bad" and outcome.reasons[0] == f"scan stopped at line {line} of 256"
+
+
+@pytest.mark.parametrize("line", [253, 255])
+def test_one_to_three_missing_lines_go_to_review(line):
+    outcome = apply_rules(stopped_at(line))
     assert outcome.decision == "review"
-    assert outcome.reasons == ("scan stopped at line 250 of 256 (nearly complete)",)
+    assert outcome.reasons == (f"scan stopped at line {line} of 256 (nearly complete: {256 - line} lines missing)",)
+    assert apply_rules(stopped_at(256)).decision is None
+
+
+def test_metrics_without_line_counts_still_stop_on_completeness():
+    outcome = apply_rules({"completeness": 100 / 256, "lines_acquired": 100, "lines_set": 256})
+    assert outcome.decision == "bad" and outcome.rule.metric == "completeness"
+    assert outcome.reasons == ("scan stopped at line 100 of 256",)
+
+
+TIP_BAND = {"tip_change_start": 40, "tip_change_end": 72, "tip_change_lines": 33}
+
+
+def test_clear_tip_change_band_is_bad_and_names_its_lines():
+    outcome = apply_rules({**TIP_BAND, "tip_change_score": 22.0})
+    assert outcome.decision == "bad" and outcome.rule.metric == "tip_change_score"
+    assert outcome.reasons == ("tip changed: lines 40-72 smeared, doubled or offset (33 lines)",)
+
+
+def test_weaker_tip_change_band_goes_to_review():
+    outcome = apply_rules({**TIP_BAND, "tip_change_score": 12.0})
+    assert outcome.decision == "review"
+    assert outcome.reasons == (
+        "tip may have changed: lines 40-72 break off from the lines around them (33 lines)",
+    )
+    quiet = {"tip_change_score": 3.0, "tip_change_lines": 0, "tip_change_start": None, "tip_change_end": None}
+    assert apply_rules(quiet).decision is None
 
 
 def test_bad_outranks_review_and_every_fired_rule_gives_a_reason():
@@ -62,12 +102,6 @@ def test_reason_placeholders_format_numbers_readably():
     assert outcome.reasons == ("noisy: 0.877 nm over 0.5; Sq 3.1 nm",)
     bare = RuleConfig("noise_rms", 0.5)
     assert apply_rules({"noise_rms": 0.87654}, [bare]).reasons == ("noise_rms = 0.877 (> 0.5)",)
-
-
-def test_a_rule_that_fires_decides_over_the_network():
-    assert final_decision("good", apply_rules(ABORTED)) == "bad"
-    assert final_decision("bad", apply_rules({"completeness": 1.0})) == "bad"
-    assert final_decision("good", apply_rules({"completeness": 1.0})) == "good"
 
 
 def test_default_rules_name_only_known_metrics():
@@ -147,9 +181,16 @@ def test_daemon_records_the_rule_that_decided_in_the_sidecar(tmp_path):
     stopped = sidecars["aborted.tif"]
     assert by_name["aborted.tif"].parent.name == "bad" and stopped["decision"] == "bad"
     assert stopped["rule"]["metric"] == "completeness"
-    assert stopped["reasons"] == ["scan stopped at line 40 of 64"]
+    assert stopped["reasons"][0] == "scan stopped at line 40 of 64"
+    assert stopped["reasons"][1].startswith(f"network: {stopped['network_decision']}, P(bad) ")
     assert stopped["quality"]["lines_acquired"] == 40
-    assert sidecars["rough.tif"]["decision"] == "review" and sidecars["rough.tif"]["rule"]["metric"] == "sq"
-    assert sidecars["rough.tif"]["reasons"][0].startswith("rough: Sq ")
-    assert sidecars["clean.tif"]["rule"] is None and sidecars["clean.tif"]["reasons"] == []
-    assert sidecars["clean.tif"]["decision"] == sidecars["clean.tif"]["network_decision"]
+    rough = sidecars["rough.tif"]  # a review rule: more severe than good, never milder than the network's bad
+    if rough["network_decision"] == "bad":
+        assert rough["decision"] == "bad" and rough["rule"] is None
+    else:
+        assert rough["decision"] == "review" and rough["rule"]["metric"] == "sq"
+        assert rough["reasons"][0].startswith("rough: Sq ")
+    assert any(reason.startswith("rough: Sq ") for reason in rough["reasons"])
+    clean = sidecars["clean.tif"]
+    assert clean["rule"] is None and clean["decision"] == clean["network_decision"]
+    assert clean["reasons"] == [f"network: {clean['decision']}, P(bad) {clean['probabilities']['bad']:.2f}"]

@@ -37,10 +37,12 @@ METRICS_ARCHS = (LOGISTIC, BOOSTED)
 FEATURES: tuple[str, ...] = (
     "completeness", "line_artefact_ratio", "scar_fraction", "streak_fraction", "saturation_fraction",
     "constant_run_fraction", "noise_rms", "signal_to_noise", "tilt_deg", "bow", "trace_retrace_mismatch",
-    "sq", "sa", "skewness", "z_range",
+    "sq", "sa", "skewness", "z_range", "tip_change_score", "sharpness_change",
 )
 # Heights and ratios span decades from one sample to the next: the models see their log10.
-LOG_FEATURES = frozenset({"line_artefact_ratio", "noise_rms", "signal_to_noise", "bow", "sq", "sa", "z_range"})
+LOG_FEATURES = frozenset(
+    {"line_artefact_ratio", "noise_rms", "signal_to_noise", "bow", "sq", "sa", "z_range", "sharpness_change"}
+)
 LOG_FLOOR = 1e-4
 
 LOGISTIC_TENSORS = ("impute", "mean", "scale", "coef", "intercept")
