@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
+from afmwatch.errors import AfmwatchError
+
 # Height channels in order of preference; matched case-insensitively, forward/trace before retrace.
 DEFAULT_CHANNELS: tuple[str, ...] = (
     "Z-Axis",
@@ -31,7 +33,7 @@ DEFAULT_CHANNELS: tuple[str, ...] = (
 )
 
 
-class ConfigError(Exception):
+class ConfigError(AfmwatchError):
     """The configuration is invalid; `errors` lists every problem, each naming its key."""
 
     def __init__(self, source: str, errors: list[str]):

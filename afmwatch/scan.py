@@ -9,11 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from afmwatch.errors import AfmwatchError
+
 HEIGHT_UNITS = "nm"
 INTENSITY_UNITS = "a.u."
 
 
-class ScanError(Exception):
+class ScanError(AfmwatchError):
     """A file could not be turned into a Scan; the message names the file and the reason."""
 
     def __init__(self, path: str | Path, reason: str):

@@ -12,6 +12,7 @@ reason, the deciding one first.
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,17 @@ from typing import Any, Protocol
 from afmwatch.config import Config, RuleConfig
 from afmwatch.rules import apply_rules, rule_to_dict
 
-SEVERITY = {"good": 0, "review": 1, "bad": 2}
+
+class Decision(enum.StrEnum):
+    """Where a scan is sorted: the folder's name, the sidecar's and the journal's `decision`."""
+
+    GOOD = "good"
+    BAD = "bad"
+    REVIEW = "review"
+    FAILED = "failed"  # could not be read or classified
+
+
+SEVERITY = {Decision.GOOD: 0, Decision.REVIEW: 1, Decision.BAD: 2}
 MULTIFRAME_RULES = ("any-bad", "majority", "first")
 
 
@@ -97,12 +108,13 @@ def _combine_frames(predictions: Sequence[PredictionLike], rule: str) -> tuple[s
         return p.decision, p.label, p.confidence, dict(p.probabilities)
     decisions = [p.decision for p in predictions]
     if rule == "any-bad":
-        decision = "bad" if "bad" in decisions else "review" if "review" in decisions else "good"
+        decision = (Decision.BAD if Decision.BAD in decisions else Decision.REVIEW if Decision.REVIEW in decisions
+                    else Decision.GOOD)
     else:
         ranked = Counter(decisions).most_common()
-        decision = ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else "review"
+        decision = ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else Decision.REVIEW
     labels = [p.label for p in predictions]
-    bad_label = decision == "bad" or (decision == "review" and labels.count("bad") * 2 >= len(labels))
+    bad_label = decision == Decision.BAD or (decision == Decision.REVIEW and labels.count("bad") * 2 >= len(labels))
     label = "bad" if bad_label else "good"
     agreeing = [p.confidence for p in predictions if p.decision == decision] or [p.confidence for p in predictions]
     probabilities = {k: sum(p.probabilities[k] for p in predictions) / len(predictions) for k in ("good", "bad")}
@@ -144,27 +156,28 @@ def decide(predictions: Sequence[PredictionLike], metrics: Mapping[str, Any] | N
         parts = dict(getattr(predictions[0], "parts", None) or {})
         model_reasons = [model_reason(model_decision, probabilities, parts)]
         familiarity = _familiarity(predictions)
-        if familiarity and familiarity["unfamiliar"] and model_decision != "review":
+        if familiarity and familiarity["unfamiliar"] and model_decision != Decision.REVIEW:
             model_reasons.insert(0, f"{UNFAMILIAR_REASON} (familiarity score {familiarity['score']:.2f}, "
                                     f"limit {familiarity['threshold']:.2f}); the model alone said {model_decision}")
-            model_decision = "review"
+            model_decision = Decision.REVIEW
         if len(predictions) > 1:
             multiframe = policy.multiframe_rule
             frames = [{"frame": i, "label": p.label, "decision": p.decision, "confidence": p.confidence,
                        "probabilities": dict(p.probabilities)} for i, p in enumerate(predictions)]
     else:  # rules only (`afmwatch quality`): no rule fired means nothing against the scan
-        model_decision, label, confidence, probabilities = "good", None, None, None
+        model_decision, label, confidence, probabilities = Decision.GOOD, None, None, None
         model_reasons = ["no quality rule fired"]
 
     decision, rule, reasons = model_decision, None, list(model_reasons)
     if outcome.decision is not None:
-        rule_wins = policy.rules_may_soften or SEVERITY[outcome.decision] > SEVERITY[model_decision]
+        # a rule as severe as the model decides too: its reason (the physics) is the better explanation
+        rule_wins = policy.rules_may_soften or SEVERITY[outcome.decision] >= SEVERITY[model_decision]
         if rule_wins:
             decision, rule = outcome.decision, rule_to_dict(outcome.rule)
             reasons = [*outcome.reasons, *(model_reasons if predictions else [])]
         else:
             reasons = [*model_reasons, *outcome.reasons]
-    if predictions and decision in ("good", "bad") and label != decision:
+    if predictions and decision in (Decision.GOOD, Decision.BAD) and label != decision:
         label = decision  # a rule made it bad: the scan's best label is bad (the model's P stays as it was)
         confidence = probabilities[decision]
     return Verdict(
@@ -177,7 +190,7 @@ def decide(predictions: Sequence[PredictionLike], metrics: Mapping[str, Any] | N
 
 def failed(reason: str) -> Verdict:
     """The verdict for a file that could not be read or classified."""
-    return Verdict(decision="failed", label=None, confidence=None, probabilities=None, model_decision=None,
+    return Verdict(decision=Decision.FAILED, label=None, confidence=None, probabilities=None, model_decision=None,
                    rule=None, reasons=(f"could not be processed: {reason}",))
 
 

@@ -40,7 +40,7 @@ to minute.
 
 def cpu_count() -> int:
     """The cores this process may use (a container's or taskset's limit, not the host's)."""
-    from afmwatch.daemon.service import available_cores
+    from afmwatch.system import available_cores
 
     return available_cores()
 

@@ -47,33 +47,37 @@ def naive_rate(files: list[Path], model_path: Path, out: Path, device: str = "cp
 
 
 def naive_full_rate(files: list[Path], model_path: Path, out: Path, device: str = "cpu") -> float:
-    """Files/s of the one-file-at-a-time loop doing the daemon's per-file work with afmwatch's own
-    functions: hash, read, quality metrics, preprocess, one forward pass, rules, preview PNG and a
-    durable JSON sidecar (the files are not moved, and there is no journal)."""
+    """Files/s of the one-file-at-a-time loop doing the daemon's per-file work with the functions the
+    daemon calls: hash, `examine.read_file` (read, quality metrics, the model's input), one forward
+    pass, `verdict.decide` (rules), preview PNG and a durable JSON sidecar (the files are not moved,
+    and there is no journal)."""
+    import torch
+
     from afmwatch.daemon.sidecar import plain, preview_path, write_sidecar
     from afmwatch.durable import atomic_write_bytes, sha256_file
+    from afmwatch.examine import ReadTask, read_file
     from afmwatch.level import level
     from afmwatch.networks.classifier import load_classifier
-    from afmwatch.quality import load_retrace, measure
-    from afmwatch.readers import read_frames
     from afmwatch.render import png_bytes, preview_image
     from afmwatch.verdict import caption, decide
 
     classifier = load_classifier(model_path, device=device)
+    prepare, argument = classifier.preprocess_task()
+    reading = classifier.reading_config()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for path in files:
         digest = sha256_file(path)
-        scan = read_frames(path, classifier.reading_config())[0]
-        metrics = measure(scan, load_retrace(scan))
-        prediction = classifier.predict(classifier.preprocess(scan)[None], [metrics])[0]
-        verdict = decide([prediction], metrics)
-        shown = level(scan)
+        result = read_file(ReadTask(path, reading, prepare, argument))
+        x = torch.stack([torch.from_numpy(array) for array in result.inputs])
+        predictions = classifier.predict(x, [result.quality] * len(result.inputs))
+        verdict = decide(predictions, result.quality)
+        scan = result.frames[0]
         target = out / path.name
-        image = preview_image(shown.height, scan.pixel_size_nm, caption(verdict))
+        image = preview_image(level(scan).height, scan.pixel_size_nm, caption(verdict, len(result.frames)))
         atomic_write_bytes(preview_path(target), png_bytes(image), sync=False)
         write_sidecar(target, plain({"original_path": str(path), "sha256": digest, **verdict.to_dict(),
-                                     "quality": metrics}))
+                                     "quality": result.quality}))
     return len(files) / (time.perf_counter() - started)
 
 

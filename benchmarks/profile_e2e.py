@@ -159,12 +159,14 @@ def thread_cpu_seconds() -> dict[str, float]:
 def sort_burst(service: Any, files: list[Path], work: Path, on_done: Any = None) -> float:
     """Drop `files` into the running service's inbox; returns the wall seconds until all are sorted.
     `on_done` runs before the service stops (its threads still alive)."""
+    from afmwatch.daemon.journal import FINAL_STATES
+
     began = time.monotonic()
     drop(files, work / "inbox")
     deadline = began + 300 + 5.0 * len(files)
     while time.monotonic() < deadline:
         counts = service.journal.counts()
-        if sum(counts.get(s, 0) for s in ("done", "failed", "vanished")) >= len(files):
+        if sum(counts.get(s, 0) for s in FINAL_STATES) >= len(files):
             break
         time.sleep(0.2)
     wall = time.monotonic() - began

@@ -81,3 +81,21 @@ def test_a_journal_from_before_the_sidecars_table_keeps_its_copies(tmp_path):
     assert journal.get(1).sidecar == {"decision": "bad", "sort": "move"}  # moved to the sidecars table
     assert journal._db.execute("SELECT sidecar FROM files WHERE id = 1").fetchone()[0] is None
     journal.close()
+
+
+def test_states_and_decisions_are_stored_as_the_same_words(tmp_path):
+    """`State` and `Decision` are names for the journal's and the sidecars' words, which stay as they were."""
+    from afmwatch.daemon.journal import State
+    from afmwatch.daemon.sidecar import sidecar_bytes
+    from afmwatch.verdict import Decision
+
+    assert list(State) == ["seen", "settled", "processing", "acting", "done", "failed", "vanished"]
+    assert list(Decision) == ["good", "bad", "review", "failed"]
+    journal = Journal(tmp_path)
+    entry = journal.add("/w/a.tif", 1, 1)
+    journal.update(entry, state=State.DONE, decision=Decision.REVIEW, sidecar={"decision": Decision.REVIEW})
+    row = journal._db.execute("SELECT state, typeof(state), decision, typeof(decision) FROM files").fetchone()
+    assert tuple(row) == ("done", "text", "review", "text")
+    assert journal.decision_counts() == {"review": 1} and journal.counts() == {"done": 1}
+    assert sidecar_bytes({"decision": Decision.BAD}) == sidecar_bytes({"decision": "bad"})
+    journal.close()

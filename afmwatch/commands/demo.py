@@ -95,8 +95,10 @@ def feed(files: list[Path], staging: Path, inbox: Path, seconds: float) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from afmwatch.config import ConfigError, load_config
+    from afmwatch.daemon.journal import FINAL_STATES, State
     from afmwatch.daemon.service import Service
     from afmwatch.networks.model_file import ModelError
+    from afmwatch.verdict import Decision
 
     folder = Path(args.folder).resolve()
     for sub in ("inbox", "output", "state", "staging"):
@@ -119,23 +121,24 @@ def run(args: argparse.Namespace) -> int:
     feeder.start()
     total = len(files)
     finished = 0
-    while time.monotonic() - started < args.timeout and not service._stop.is_set():
+    while time.monotonic() - started < args.timeout and not service.stop_requested:  # Ctrl-C: stop early
         counts = service.journal.counts()
-        finished = sum(counts.get(s, 0) for s in ("done", "failed", "vanished"))
+        finished = sum(counts.get(s, 0) for s in FINAL_STATES)
         if finished >= total and not feeder.is_alive():
             break
         time.sleep(0.2)
     elapsed = time.monotonic() - started
     decisions = service.journal.decision_counts()
-    sidecars = [e.sidecar for e in service.journal.in_states(("done",)) if e.sidecar]
+    sidecars = [e.sidecar for e in service.journal.in_states((State.DONE,)) if e.sidecar]
     service.stop()
     agree = sum(1 for s in sidecars if truth.get(Path(s["original_path"]).name) == s["decision"])
-    judged = sum(1 for s in sidecars if Path(s["original_path"]).name in truth and s["decision"] in ("good", "bad"))
+    judged = sum(1 for s in sidecars
+                 if Path(s["original_path"]).name in truth and s["decision"] in (Decision.GOOD, Decision.BAD))
     shutil.rmtree(folder / "staging", ignore_errors=True)
     print()
     print(f"afmwatch demo: {finished} of {total} scans processed in {elapsed:.1f} s "
           f"({finished / elapsed:.1f} files/s, arrivals spread over {args.seconds:g} s)")
-    print("  " + ", ".join(f"{d}: {decisions.get(d, 0)}" for d in ("good", "bad", "review", "failed")))
+    print("  " + ", ".join(f"{d}: {decisions.get(d, 0)}" for d in Decision))
     if judged:
         print(f"  synthetic scans decided good/bad: {agree} of {judged} agree with the generator's label")
     print(f"  sorted scans, sidecars (*.afmwatch.json) and previews (*.afmwatch.png): {folder / 'output'}")

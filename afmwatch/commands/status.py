@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def collect(config: Any, errors: int = 5) -> dict[str, Any]:
     """The status as plain data (what `--json` prints)."""
-    from afmwatch.daemon.journal import OPEN_STATES, Journal, journal_path, state_folder
+    from afmwatch.daemon.journal import OPEN_STATES, Journal, State, journal_path, state_folder
 
     folder = state_folder(config)
     if not journal_path(folder).exists():
@@ -49,7 +49,7 @@ def collect(config: Any, errors: int = 5) -> dict[str, Any]:
         "output_root": str(config.output_root),
         "states": counts,
         "decisions": {k: v for k, v in decisions.items() if k != "none"},
-        "in_progress": sum(counts.get(s, 0) for s in (*OPEN_STATES, "acting")),
+        "in_progress": sum(counts.get(s, 0) for s in (*OPEN_STATES, State.ACTING)),
         "queues": service.get("queues", {}),
         "model": service.get("model"),
         "throughput": {"last_minute": last_minute, "last_hour": last_hour,
@@ -60,6 +60,7 @@ def collect(config: Any, errors: int = 5) -> dict[str, Any]:
 
 def _print(status: dict[str, Any]) -> None:
     from afmwatch.daemon.sidecar import iso_utc
+    from afmwatch.verdict import Decision
 
     state = "running" if status["running"] else "not running"
     print(f"afmwatch: {state}" + (f" (pid {status['pid']})" if status["running"] else ""))
@@ -69,7 +70,7 @@ def _print(status: dict[str, Any]) -> None:
     if model:
         print(f"  model      {model.get('name')} ({model.get('arch')}, sha256 {model.get('sha256', '')[:12]}, {model.get('device')})")
     decisions = status["decisions"]
-    print("  sorted     " + ", ".join(f"{d} {decisions.get(d, 0)}" for d in ("good", "bad", "review", "failed")))
+    print("  sorted     " + ", ".join(f"{d} {decisions.get(d, 0)}" for d in Decision))
     print("  states     " + ", ".join(f"{k} {v}" for k, v in sorted(status["states"].items())))
     queues = status["queues"]
     if queues:

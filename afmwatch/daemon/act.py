@@ -12,7 +12,6 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +20,24 @@ import structlog
 from afmwatch import __version__
 from afmwatch.config import Config
 from afmwatch.daemon.job import Job
-from afmwatch.daemon.journal import Journal
-from afmwatch.daemon.metrics import Metrics
-from afmwatch.daemon.pool import STOP
+from afmwatch.daemon.journal import State
+from afmwatch.daemon.runtime import Runtime
+from afmwatch.daemon.settle import Settler
 from afmwatch.daemon.sidecar import SCHEMA_VERSION, iso_utc, plain, preview_path, sidecar_path, write_sidecar
+from afmwatch.daemon.stage import STOP, Stage
 from afmwatch.durable import atomic_write_bytes, fsync_dir, safe_move, sha256_file
+from afmwatch.errors import AfmwatchError
 from afmwatch.level import level
 from afmwatch.render import png_bytes, preview_image
 from afmwatch.scan import ScanError
-from afmwatch.verdict import Policy, caption, decide, failed
+from afmwatch.verdict import Decision, Policy, caption, decide, failed
 
 log = structlog.get_logger("afmwatch.act")
 
-DECISION_FOLDERS = ("good", "bad", "review", "failed")
+DECISION_FOLDERS = tuple(Decision)  # good, bad, review, failed
 
 
-class ActError(Exception):
+class ActError(AfmwatchError):
     """The plan for one file cannot be carried out (its original changed or vanished, a name is taken)."""
 
 
@@ -109,74 +110,52 @@ def carry_out(sidecar: dict[str, Any], *, verify: bool) -> dict[str, Any]:
     return sidecar
 
 
+def final_state(decision: str) -> State:
+    """The journal's state for a file sorted with `decision`."""
+    return State.FAILED if decision == Decision.FAILED else State.DONE
+
+
 # -- the act thread ---------------------------------------------------------------------------------
-class Actor:
+class Actor(Stage):
     """`act_workers` threads: act queue -> decision, preview, denoise, sort, sidecar, journal.
 
     Previews and denoising are the slow part and run in parallel; choosing a free destination name
     is serialised (`_naming`), and a name stays reserved until its scan is there.
     """
 
-    def __init__(
-        self,
-        get_config: Callable[[], Config],
-        journal: Journal,
-        act_queue: queue.Queue,
-        finished: Callable[[Path], None],
-        changed: Callable[[Any], None],
-        metrics: Metrics,
-        device: str,
-    ):
-        self.get_config = get_config
-        self.journal = journal
-        self.act_queue = act_queue
-        self.finished = finished
-        self.changed = changed
-        self.metrics = metrics
-        self.device = device
-        self.heartbeat = time.monotonic()
-        self.threads: list[threading.Thread] = []
+    stall_seconds = 60.0  # no act thread came round for a minute: hung (one scan takes seconds)
+
+    def __init__(self, runtime: Runtime, settler: Settler):
+        workers = runtime.config.workers
+        super().__init__(runtime, "afmwatch-act", count=workers.act_workers or workers.read_workers,
+                         inbox=runtime.act_queue)
+        self.settler = settler
+        self.device = runtime.device
         self._naming = threading.Lock()
         self._reserved: set[Path] = set()
         self._denoiser_lock = threading.Lock()
         self._denoiser: tuple[Path, Any] | None = None
 
-    def start(self, count: int) -> None:
-        for n in range(count):
-            thread = threading.Thread(target=self.run, name=f"afmwatch-act-{n}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
-
-    def alive(self, within_seconds: float = 60.0) -> bool:
-        return any(t.is_alive() for t in self.threads) and time.monotonic() - self.heartbeat < within_seconds
-
-    def join(self, timeout: float) -> bool:
-        """Wait for every act thread (at most `timeout` seconds in all); True if all have finished."""
-        deadline = time.monotonic() + timeout
-        for thread in self.threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in self.threads)
-
     def run(self) -> None:
         while True:
-            self.heartbeat = time.monotonic()
+            self.beat()
             try:
-                job = self.act_queue.get(timeout=1.0)
+                job = self.inbox.get(timeout=1.0)
             except queue.Empty:
                 continue
             if job is STOP:
-                self.act_queue.put(STOP)  # for the sibling threads
                 return
             try:
                 self.act(job)
             except Exception:  # disk full, permissions: the plan stays in the journal for the next start
                 log.exception("act_failed", file=str(job.path))
-                self.journal.update(job.arrival.entry_id, error="could not sort the file; retried at the next start")
+                self.runtime.journal.update(job.arrival.entry_id,
+                                            error="could not sort the file; retried at the next start")
             finally:
-                self.finished(job.path)
+                self.settler.finished(job.path)
 
     def act(self, job: Job) -> None:
-        config = self.get_config()
+        config = self.runtime.config
         started = time.monotonic()
         if self._changed_since_settled(job):
             return
@@ -230,21 +209,21 @@ class Actor:
             "settled_at": iso_utc(job.arrival.settled_at),
             "processed_at": iso_utc(now),
         })
-        state = "failed" if decision == "failed" else "done"
+        journal = self.runtime.journal
         entry_id = job.arrival.entry_id
-        self.journal.update(entry_id, durable=True, state="acting", final_path=str(final), sidecar=sidecar,
-                            decision=decision)
+        journal.update(entry_id, durable=True, state=State.ACTING, final_path=str(final), sidecar=sidecar,
+                       decision=decision)
         try:
             written = carry_out(sidecar, verify=False)
         except ActError as exc:
             log.info("scan_vanished", file=str(job.path), reason=str(exc))
-            self.journal.update(entry_id, state="vanished", error=str(exc))
+            journal.update(entry_id, state=State.VANISHED, error=str(exc))
             return
-        self.journal.update(entry_id, state=state, final_path=written["final_path"], sidecar=written,
-                            error=job.failure)
-        self.metrics.count(decision)
+        journal.update(entry_id, state=final_state(decision), final_path=written["final_path"], sidecar=written,
+                       error=job.failure)
+        self.runtime.metrics.count(decision)
         for stage, ms in job.timings_ms.items():
-            self.metrics.observe(stage, ms / 1000.0)
+            self.runtime.metrics.observe(stage, ms / 1000.0)
         log.info("scan_sorted", file=str(job.path), decision=decision, label=result["label"],
                  confidence=result["confidence"], to=written["final_path"],
                  rule=result["rule"]["metric"] if result.get("rule") else None, reason=result["reasons"][0],
@@ -256,13 +235,14 @@ class Actor:
             stat = job.path.stat()
         except FileNotFoundError:
             log.info("scan_vanished", file=str(job.path))
-            self.journal.update(job.arrival.entry_id, state="vanished", error="the file disappeared while it was processed")
+            self.runtime.journal.update(job.arrival.entry_id, state=State.VANISHED,
+                                        error="the file disappeared while it was processed")
             return True
         if (stat.st_size, stat.st_mtime_ns) == (job.arrival.size, job.arrival.mtime_ns):
             return False
         log.info("scan_changed", file=str(job.path), note="changed while it was processed; waiting for it to settle again")
-        self.journal.update(job.arrival.entry_id, state="seen")
-        self.changed(job.arrival)
+        self.runtime.journal.update(job.arrival.entry_id, state=State.SEEN)
+        self.settler.retry(job.arrival, 0.0)
         return True
 
     def _decide(self, job: Job, config: Config) -> dict[str, Any]:
@@ -272,7 +252,7 @@ class Actor:
             keys = ("label", "decision", "confidence", "probabilities", "network_decision", "model_parts",
                     "familiarity", "rule", "model", "frames", "multiframe_rule")
             result = {k: earlier.get(k) for k in keys}
-            result["decision"] = job.duplicate_of.decision or earlier.get("decision", "review")
+            result["decision"] = job.duplicate_of.decision or earlier.get("decision", Decision.REVIEW)
             job.quality = earlier.get("quality")
             reason = f"identical content (sha256) to {job.duplicate_of.final_path}, processed before; not classified again"
             result["reasons"] = [reason, *earlier.get("reasons", [])]
@@ -286,14 +266,16 @@ class Actor:
 
     def _preview(self, job: Job, final: Path, text: str) -> Path:
         """The levelled first frame, colour-mapped, with a scale bar and the decision and its reason."""
-        scan = level(job.frames[0], self.get_config().reading.level_polynomial)
+        scan = level(job.frames[0], self.runtime.config.reading.level_polynomial)
         image = preview_image(*_enlarged(scan), caption=text)
         path = preview_path(final)
         atomic_write_bytes(path, png_bytes(image), sync=False)  # a power cut may cost a preview, never a scan
         return path
 
     def _denoise(self, job: Job, config: Config, final: Path, decision: str) -> dict[str, Any]:
-        """Denoise the (first) frame; a failure never blocks sorting, it is recorded in the sidecar."""
+        """Denoise the (first) frame and judge the copy with the guard (`afmwatch.denoise.guard`: a copy
+        that changed the surface beyond the noise is named so and its verdict is in the sidecar); a
+        failure never blocks sorting, it is recorded in the sidecar."""
         from afmwatch.denoise.model import load_denoiser
         from afmwatch.denoise.write import write_denoised
         from afmwatch.networks.model_file import ModelError
@@ -310,11 +292,14 @@ class Actor:
             else:
                 out_dir = final.parent
             levelled = level(job.frames[0], config.reading.level_polynomial)  # as `afmwatch denoise` does
-            paths = write_denoised(denoiser.denoise(levelled), out_dir, config.denoise.formats)
-            block = {"paths": [str(p) for p in paths], "model": str(model), "error": None}
+            denoised, guard = denoiser.denoise_checked(levelled)
+            paths = write_denoised(denoised, out_dir, config.denoise.formats, original=levelled, guard=guard)
+            block = {"paths": [str(p) for p in paths], "model": str(model), "error": None, "guard": guard.to_dict()}
+            if not guard.faithful:
+                log.warning("denoised_surface_changed", file=str(job.path), reasons=guard.reasons)
         except (ModelError, ScanError, OSError, ValueError, RuntimeError) as exc:
             log.warning("denoise_failed", file=str(job.path), error=str(exc))
-            block = {"paths": [], "model": str(model), "error": str(exc)}
+            block = {"paths": [], "model": str(model), "error": str(exc), "guard": None}
         job.add_time("denoise", time.monotonic() - started)
         return block
 

@@ -8,6 +8,7 @@ moved, so that a restart after a crash or power cut can finish the move exactly 
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 import threading
@@ -21,8 +22,23 @@ from afmwatch.config import Config
 
 JOURNAL_NAME = "journal.sqlite3"
 STATE_FOLDER_NAME = ".afmwatch-state"
-OPEN_STATES = ("seen", "settled", "processing")
-FINAL_STATES = ("done", "failed", "vanished")
+
+
+class State(enum.StrEnum):
+    """Where an input file is in its life, as the journal's `state` column stores it."""
+
+    SEEN = "seen"  # found, waiting to stop changing (again, after a failed attempt)
+    SETTLED = "settled"  # stopped changing, waiting for a reader
+    PROCESSING = "processing"  # hashed; being read, measured and classified
+    ACTING = "acting"  # the plan (destination, sidecar) is committed; being carried out
+    DONE = "done"  # decided good, bad or review; sorted, sidecar written
+    FAILED = "failed"  # could not be read or classified; sorted as failed, sidecar written
+    VANISHED = "vanished"  # disappeared before it was sorted
+
+
+OPEN_STATES = (State.SEEN, State.SETTLED, State.PROCESSING)  # no plan yet: started afresh after a restart
+SORTED_STATES = (State.DONE, State.FAILED)  # has a decision and a sidecar
+FINAL_STATES = (*SORTED_STATES, State.VANISHED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -130,8 +146,8 @@ class Journal:
     def add(self, path: str, size: int | None, mtime_ns: int | None) -> int:
         now = time.time()
         cursor = self._write(
-            "INSERT INTO files (path, state, size, mtime_ns, seen_at, updated_at) VALUES (?, 'seen', ?, ?, ?, ?)",
-            (path, size, mtime_ns, now, now),
+            "INSERT INTO files (path, state, size, mtime_ns, seen_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (path, State.SEEN, size, mtime_ns, now, now),
         )
         return int(cursor.lastrowid)
 
@@ -186,12 +202,12 @@ class Journal:
     def finished_with_hash(self, sha256: str, exclude_id: int) -> Entry | None:
         """The earliest finished (done) entry with this content, other than `exclude_id`."""
         rows = self._rows(
-            f"{self._select} WHERE sha256 = ? AND state = 'done' AND files.id != ? ORDER BY files.id LIMIT 1",
-            (sha256, exclude_id),
+            f"{self._select} WHERE sha256 = ? AND state = ? AND files.id != ? ORDER BY files.id LIMIT 1",
+            (sha256, State.DONE, exclude_id),
         )
         return _entry(rows[0]) if rows else None
 
-    def in_states(self, states: tuple[str, ...]) -> Iterator[Entry]:
+    def in_states(self, states: tuple[State, ...]) -> Iterator[Entry]:
         marks = ", ".join("?" for _ in states)
         for row in self._rows(f"{self._select} WHERE state IN ({marks}) ORDER BY files.id", states):
             yield _entry(row)
@@ -202,11 +218,13 @@ class Journal:
         return {row["state"]: int(row["n"]) for row in rows}
 
     def decision_counts(self) -> dict[str, int]:
-        rows = self._rows("SELECT decision, COUNT(*) AS n FROM files WHERE state IN ('done', 'failed') GROUP BY decision")
+        rows = self._rows("SELECT decision, COUNT(*) AS n FROM files WHERE state IN (?, ?) GROUP BY decision",
+                          SORTED_STATES)
         return {row["decision"] or "none": int(row["n"]) for row in rows}
 
     def finished_since(self, since: float) -> int:
-        rows = self._rows("SELECT COUNT(*) AS n FROM files WHERE state IN ('done', 'failed') AND updated_at >= ?", (since,))
+        rows = self._rows("SELECT COUNT(*) AS n FROM files WHERE state IN (?, ?) AND updated_at >= ?",
+                          (*SORTED_STATES, since))
         return int(rows[0]["n"])
 
     def last_errors(self, limit: int = 5) -> list[Entry]:

@@ -10,24 +10,22 @@ while the file may still be growing sends it back to settle, with exponential ba
 from __future__ import annotations
 
 import queue
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from afmwatch.config import Config
 from afmwatch.daemon.job import Job
-from afmwatch.daemon.journal import Journal
+from afmwatch.daemon.journal import State
 from afmwatch.daemon.reading import ReaderCrashed, ReaderProcesses, ReadTask, read_file
+from afmwatch.daemon.runtime import Runtime
 from afmwatch.daemon.settle import Arrival, Settler
+from afmwatch.daemon.stage import STOP, Stage
 from afmwatch.durable import sha256_file
 from afmwatch.scan import ScanError
 
 log = structlog.get_logger("afmwatch.read")
-
-STOP = None  # sentinel on a queue: the consumer finishes
 
 
 def read_job(job: Job, config: Config, classifier: Any, processes: ReaderProcesses | None = None) -> None:
@@ -53,47 +51,45 @@ def preprocess(job: Job, classifier: Any) -> None:
     job.add_time("preprocess", time.monotonic() - started)
 
 
-class ReaderPool:
-    """`read_workers` threads between the read queue and the inference/act queues."""
+class ReaderPool(Stage):
+    """`workers.read_workers` threads between the read queue and the inference/act queues, and the
+    reader processes they hand the reading to (`workers.reader_processes`), which end with them."""
 
-    def __init__(
-        self,
-        get_config: Callable[[], Config],
-        get_classifier: Callable[[], Any],
-        journal: Journal,
-        settler: Settler,
-        read_queue: queue.Queue,
-        infer_queue: queue.Queue,
-        act_queue: queue.Queue,
-        vanished: Callable[[Arrival], None],
-        processes: ReaderProcesses | None = None,
-    ):
-        self.get_config = get_config
-        self.get_classifier = get_classifier
-        self.journal = journal
+    def __init__(self, runtime: Runtime, settler: Settler):
+        super().__init__(runtime, "afmwatch-read", count=runtime.config.workers.read_workers,
+                         inbox=runtime.read_queue)
         self.settler = settler
-        self.read_queue = read_queue
-        self.infer_queue = infer_queue
-        self.act_queue = act_queue
-        self.vanished = vanished
-        self.processes = processes
-        self.threads: list[threading.Thread] = []
+        self.processes: ReaderProcesses | None = None
 
-    def start(self, count: int) -> None:
-        for n in range(count):
-            thread = threading.Thread(target=self._run, name=f"afmwatch-read-{n}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
+    def start(self) -> None:
+        """Start (and warm up) the reader processes, if any, then the threads."""
+        workers = self.runtime.config.workers
+        if workers.reader_processes:
+            self.processes = ReaderProcesses(workers.read_workers, self.runtime.config.log_level)
+        super().start()
 
-    def _run(self) -> None:
+    def join(self, timeout: float) -> bool:
+        """Wait for the threads; once all have ended, shut the reader processes down (a thread still
+        waiting on one keeps them: daemon threads end with the service)."""
+        ended = super().join(timeout)
+        if ended and self.processes is not None:
+            self.processes.close()
+        return ended
+
+    def run(self) -> None:
         while True:
-            arrival = self.read_queue.get()
+            self.beat()
+            try:
+                arrival = self.inbox.get(timeout=1.0)
+            except queue.Empty:
+                continue
             if arrival is STOP:
                 return
             self.process(arrival)
 
     def process(self, arrival: Arrival) -> None:
-        config = self.get_config()
+        config = self.runtime.config
+        journal = self.runtime.journal
         job = Job(arrival=arrival)
         job.add_time("settle", max(0.0, (arrival.settled_at or time.time()) - arrival.seen_at))
         try:
@@ -102,20 +98,20 @@ class ReaderPool:
             job.sha256 = sha256_file(arrival.path)
             job.add_time("hash", time.monotonic() - started)
         except FileNotFoundError:
-            self.vanished(arrival)
+            self.settler.vanished(arrival)
             return
         except OSError as exc:
             self._failed_attempt(job, config, f"cannot read the file: {exc.strerror or exc}")
             return
-        self.journal.update(arrival.entry_id, state="processing", attempts=arrival.attempts, sha256=job.sha256,
-                            size=job.size)
+        journal.update(arrival.entry_id, state=State.PROCESSING, attempts=arrival.attempts, sha256=job.sha256,
+                       size=job.size)
         if config.duplicates == "skip":
-            earlier = self.journal.finished_with_hash(job.sha256, arrival.entry_id)
+            earlier = journal.finished_with_hash(job.sha256, arrival.entry_id)
             if earlier is not None:
                 job.duplicate_of = earlier
-                self.act_queue.put(job)
+                self.runtime.act_queue.put(job)
                 return
-        classifier = self.get_classifier()
+        classifier = self.runtime.classifier
         try:
             read_job(job, config, classifier, self.processes)
         except ScanError as exc:
@@ -133,7 +129,7 @@ class ReaderPool:
             self._failed_attempt(job, config, f"unexpected error while reading ({type(exc).__name__}: {exc})")
             return
         job.queued_at = time.monotonic()
-        self.infer_queue.put(job)
+        self.runtime.infer_queue.put(job)
 
     def _failed_attempt(self, job: Job, config: Config, reason: str) -> None:
         arrival = job.arrival
@@ -141,9 +137,9 @@ class ReaderPool:
         if arrival.attempts < config.settle.max_attempts:
             backoff = config.settle.backoff_seconds * 2 ** (arrival.attempts - 1)
             log.info("read_retry", file=str(arrival.path), attempt=arrival.attempts, backoff_s=backoff, reason=reason)
-            self.journal.update(arrival.entry_id, state="seen", attempts=arrival.attempts, error=reason)
+            self.runtime.journal.update(arrival.entry_id, state=State.SEEN, attempts=arrival.attempts, error=reason)
             self.settler.retry(arrival, backoff)
             return
         job.failure = reason
         job.frames, job.inputs = [], []
-        self.act_queue.put(job)
+        self.runtime.act_queue.put(job)

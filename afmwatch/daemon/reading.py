@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
+from afmwatch.errors import AfmwatchError
 from afmwatch.examine import ReadResult, ReadTask, read_file
 
 __all__ = ["ReadResult", "ReadTask", "ReaderCrashed", "ReaderProcesses", "read_file"]
@@ -25,7 +26,7 @@ __all__ = ["ReadResult", "ReadTask", "ReaderCrashed", "ReaderProcesses", "read_f
 PARENT_CHECK_SECONDS = 1.0
 
 
-class ReaderCrashed(Exception):
+class ReaderCrashed(AfmwatchError):
     """The worker process reading a file died (a reader library crashed, or the system killed it)."""
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import structlog
 
 from afmwatch.config import Config
-from afmwatch.daemon.act import ActError, carry_out
-from afmwatch.daemon.journal import OPEN_STATES, Journal
+from afmwatch.daemon.act import ActError, carry_out, final_state
+from afmwatch.daemon.journal import OPEN_STATES, Journal, State
 from afmwatch.daemon.sidecar import preview_path
 
 log = structlog.get_logger("afmwatch.reconcile")
@@ -45,7 +45,7 @@ def reconcile(journal: Journal, config: Config) -> dict[str, int]:
         counts["temp_files_removed"] += remove_temp_files(config.output_root)
     if config.sort == "none" and config.watch_folder is not None:  # sidecars live beside the originals
         counts["temp_files_removed"] += remove_temp_files(config.watch_folder, SIDECAR_TEMP_FILE)
-    for entry in list(journal.in_states(("acting",))):
+    for entry in list(journal.in_states((State.ACTING,))):
         sidecar = entry.sidecar or {}
         try:
             written = carry_out(sidecar, verify=True)
@@ -53,7 +53,7 @@ def reconcile(journal: Journal, config: Config) -> dict[str, int]:
             final = Path(sidecar.get("final_path", ""))
             if sidecar.get("sort") != "none" and not final.exists():
                 preview_path(final).unlink(missing_ok=True)  # a preview for a scan that never arrived there
-            journal.update(entry.id, state="vanished", error=f"{exc}; processed again if it is still there")
+            journal.update(entry.id, state=State.VANISHED, error=f"{exc}; processed again if it is still there")
             counts["vanished"] += 1
             log.warning("reconcile_replanned", file=entry.path, reason=str(exc))
             continue
@@ -61,13 +61,13 @@ def reconcile(journal: Journal, config: Config) -> dict[str, int]:
             counts["stuck"] += 1
             log.error("reconcile_failed", file=entry.path, error=str(exc))
             continue
-        state = "failed" if written["decision"] == "failed" else "done"
-        journal.update(entry.id, state=state, final_path=written["final_path"], sidecar=written)
+        journal.update(entry.id, state=final_state(written["decision"]), final_path=written["final_path"],
+                       sidecar=written)
         counts["finished"] += 1
         log.info("reconcile_finished", file=entry.path, decision=written["decision"], to=written["final_path"])
     for entry in list(journal.in_states(OPEN_STATES)):
         if not Path(entry.path).exists():
-            journal.update(entry.id, state="vanished", error="the file disappeared before it was processed")
+            journal.update(entry.id, state=State.VANISHED, error="the file disappeared before it was processed")
             counts["vanished"] += 1
     if any(counts.values()):
         log.info("reconciled", **counts)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
+
+from afmwatch.daemon.journal import OPEN_STATES, SORTED_STATES, State
+from afmwatch.daemon.runtime import Runtime
+from afmwatch.daemon.stage import Stage
 
 log = structlog.get_logger("afmwatch.settle")
 
@@ -37,24 +40,12 @@ class Arrival:
     errors: list[str] = field(default_factory=list)
 
 
-# admit(path, stat) -> journal entry id, or None when the file needs no processing (already done)
-Admit = Callable[[Path, os.stat_result], "int | None"]
+class Settler(Stage):
+    """Owns the set of paths that are waiting to stop changing; one thread, no file reading. It admits
+    a path only when the journal says it needs processing, and hands a settled file to the read queue."""
 
-
-class Settler:
-    """Owns the set of paths that are waiting to stop changing; one thread, no file reading."""
-
-    def __init__(
-        self,
-        settle_seconds: float,
-        admit: Admit,
-        ready: Callable[[Arrival], None],
-        vanished: Callable[[Arrival], None],
-    ):
-        self.settle_seconds = settle_seconds
-        self._admit = admit
-        self._ready = ready
-        self._vanished = vanished
+    def __init__(self, runtime: Runtime):
+        super().__init__(runtime, "afmwatch-settle")
         self._lock = threading.Lock()
         self._touched: set[Path] = set()
         self._waiting: dict[Path, Arrival] = {}
@@ -86,7 +77,14 @@ class Settler:
                 self._changed_while_busy.discard(path)
                 self._touched.add(path)
 
-    def stop(self) -> None:
+    def vanished(self, arrival: Arrival) -> None:
+        """The file disappeared before it was processed."""
+        log.info("scan_vanished", file=str(arrival.path))
+        self.runtime.journal.update(arrival.entry_id, state=State.VANISHED,
+                                    error="the file disappeared before it was processed")
+        self.finished(arrival.path)
+
+    def stop(self, deadline: float) -> None:
         self._stop.set()
         self._wake.set()
 
@@ -96,8 +94,9 @@ class Settler:
 
     # -- the thread -------------------------------------------------------------------------------
     def run(self) -> None:
-        tick = max(0.02, min(0.25, self.settle_seconds / 4))
+        tick = max(0.02, min(0.25, self.runtime.config.settle.settle_seconds / 4))
         while not self._stop.is_set():
+            self.beat()
             self._take_touched()
             self._check_waiting()
             self._wake.wait(tick)
@@ -137,7 +136,7 @@ class Settler:
             except FileNotFoundError:
                 with self._lock:
                     self._waiting.pop(arrival.path, None)
-                self._vanished(arrival)
+                self.vanished(arrival)
                 continue
             except OSError as exc:
                 log.warning("stat_failed", file=str(arrival.path), error=str(exc))
@@ -147,7 +146,7 @@ class Settler:
                 arrival.size, arrival.mtime_ns = signature
                 arrival.stable_since = now
                 continue
-            if now - arrival.stable_since < self.settle_seconds:
+            if now - arrival.stable_since < self.runtime.config.settle.settle_seconds:
                 continue
             arrival.settled_at = time.time()
             arrival.attempts += 1
@@ -155,3 +154,25 @@ class Settler:
                 self._waiting.pop(arrival.path, None)
                 self._busy.add(arrival.path)
             self._ready(arrival)  # blocks while the read queue is full
+
+    def _admit(self, path: Path, stat: os.stat_result) -> int | None:
+        """A journal entry for a file that needs processing, or None if it was processed already."""
+        journal = self.runtime.journal
+        latest = journal.latest(str(path))
+        if latest is not None:
+            if latest.state in OPEN_STATES:  # interrupted before it was sorted: same entry, fresh start
+                journal.update(latest.id, state=State.SEEN, size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+                               attempts=0, error=None)
+                return latest.id
+            if latest.state == State.ACTING:
+                return None  # being sorted right now
+            unchanged = latest.size == stat.st_size and latest.mtime_ns == stat.st_mtime_ns
+            left_in_place = self.runtime.config.sort != "move" or latest.final_path in (None, str(path))
+            if latest.state in SORTED_STATES and unchanged and left_in_place:
+                return None  # copy/none keep the original where it is: processed already
+        return journal.add(str(path), stat.st_size, stat.st_mtime_ns)
+
+    def _ready(self, arrival: Arrival) -> None:
+        self.runtime.journal.update(arrival.entry_id, state=State.SETTLED, size=arrival.size,
+                                    mtime_ns=arrival.mtime_ns)
+        self.runtime.read_queue.put(arrival)

@@ -10,7 +10,6 @@ size one it moves the model to the CPU and says so. Between batches it pings the
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,9 +20,9 @@ import structlog
 
 from afmwatch.config import Config
 from afmwatch.daemon.job import Job
-from afmwatch.daemon.metrics import Metrics
-from afmwatch.daemon.notify import Notifier
-from afmwatch.daemon.pool import STOP, preprocess
+from afmwatch.daemon.pool import preprocess
+from afmwatch.daemon.runtime import Runtime
+from afmwatch.daemon.stage import STOP, Stage
 from afmwatch.networks.model_file import ModelError
 from afmwatch.scan import ScanError
 
@@ -31,6 +30,13 @@ log = structlog.get_logger("afmwatch.worker")
 
 MODEL_CHECK_SECONDS = 2.0
 IDLE_TICK_SECONDS = 0.5
+
+
+def model_path(config: Config) -> Path:
+    """The model to run: `model`, else the active model of `model_folder`, else the shipped default."""
+    from afmwatch.networks.store import resolve_model
+
+    return resolve_model(config.model, config.model_folder)
 
 
 def model_signature(path: Path | None) -> tuple | None:
@@ -68,56 +74,42 @@ def model_info(classifier: Any) -> dict[str, Any]:
     }
 
 
-class InferenceWorker:
-    """One thread: infer queue -> batches -> predictions -> act queue."""
+class InferenceWorker(Stage):
+    """One thread: infer queue -> batches -> predictions -> act queue. It owns `runtime.classifier`:
+    a hot reload or the move to the CPU replaces it there, then calls `on_model_change`. It pings
+    the systemd watchdog while `healthy()` (every stage alive)."""
 
-    def __init__(
-        self,
-        classifier: Any,
-        get_config: Callable[[], Config],
-        model_source: Callable[[], Path | None],
-        infer_queue: queue.Queue,
-        act_queue: queue.Queue,
-        notifier: Notifier,
-        metrics: Metrics,
-        on_model_change: Callable[[Any], None],
-        stages_alive: Callable[[], bool],
-    ):
-        self.classifier = classifier
-        self.get_config = get_config
-        self.model_source = model_source
-        self.infer_queue = infer_queue
-        self.act_queue = act_queue
-        self.notifier = notifier
-        self.metrics = metrics
+    def __init__(self, runtime: Runtime, *, on_model_change: Callable[[], None], healthy: Callable[[], bool]):
+        super().__init__(runtime, "afmwatch-infer", inbox=runtime.infer_queue)
         self.on_model_change = on_model_change
-        self.stages_alive = stages_alive
+        self.healthy = healthy
         self.max_batch: int | None = None  # lowered after a CUDA out-of-memory error
         self._backlog: deque[tuple[Job, int]] = deque()
         self._stopping = False
-        self._signature = model_signature(Path(classifier.path))
+        self._signature = model_signature(Path(runtime.classifier.path))
         self._refused: tuple | None = None
         self._next_model_check = time.monotonic() + MODEL_CHECK_SECONDS
-        self.thread = threading.Thread(target=self.run, name="afmwatch-infer", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
 
     def run(self) -> None:
         while True:
-            config = self.get_config()
-            limit = min(config.workers.batch_size, self.max_batch or config.workers.batch_size)
-            batch = self._collect(limit, config.workers.max_batch_wait_ms / 1000.0)
+            self.beat()
+            workers = self.runtime.config.workers
+            limit = min(workers.batch_size, self.max_batch or workers.batch_size)
+            batch = self._collect(limit, workers.max_batch_wait_ms / 1000.0)
             if batch:
                 self._infer(batch)
-            if self.stages_alive():
-                self.notifier.watchdog()
+            if self.healthy():
+                self.runtime.notifier.watchdog()
             if self._stopping and not self._backlog:
-                self.act_queue.put(STOP)
                 return
             if time.monotonic() >= self._next_model_check:
                 self._next_model_check = time.monotonic() + MODEL_CHECK_SECONDS
                 self.check_model()
+
+    def _use(self, classifier: Any) -> None:
+        """Classify with `classifier` from now on (the whole daemon: it is the runtime's)."""
+        self.runtime.classifier = classifier
+        self.on_model_change()
 
     # -- batching ---------------------------------------------------------------------------------
     def _collect(self, limit: int, wait_s: float) -> list[tuple[Job, int]]:
@@ -133,7 +125,7 @@ class InferenceWorker:
             if items and timeout <= 0:
                 break
             try:
-                job = self.infer_queue.get(timeout=timeout)
+                job = self.inbox.get(timeout=timeout)
             except queue.Empty:
                 break
             if job is STOP:
@@ -150,17 +142,17 @@ class InferenceWorker:
 
     def _ready(self, job: Job) -> bool:
         """Inputs made for an older model are made again for the current one."""
-        if job.preprocessed_by is self.classifier:
+        if job.preprocessed_by is self.runtime.classifier:
             return True
         try:
-            preprocess(job, self.classifier)
+            preprocess(job, self.runtime.classifier)
             return True
         except ScanError as exc:
             job.failure = exc.reason
         except Exception as exc:  # the new model's pipeline fails on this scan: costs the scan only
             log.exception("preprocess_failed", file=str(job.path))
             job.failure = f"preprocessing failed ({type(exc).__name__}: {exc})"
-        self.act_queue.put(job)
+        self.runtime.act_queue.put(job)
         return False
 
     # -- inference --------------------------------------------------------------------------------
@@ -178,9 +170,9 @@ class InferenceWorker:
             for job, _ in batch:
                 job.failure = job.failure or f"classification failed ({type(exc).__name__}: {exc})"
         elapsed = time.monotonic() - started
-        self.metrics.observe("inference", elapsed)
-        self.metrics.batch(len(batch))
-        info = model_info(self.classifier)
+        self.runtime.metrics.observe("inference", elapsed)
+        self.runtime.metrics.batch(len(batch))
+        info = model_info(self.runtime.classifier)
         for (job, i), prediction in zip(batch, predictions):
             job.predictions[i] = prediction
             job.model = info
@@ -188,16 +180,17 @@ class InferenceWorker:
             job.add_time("inference", elapsed)
             if job.failure:
                 self._backlog = deque(item for item in self._backlog if item[0] is not job)
-                self.act_queue.put(job)
+                self.runtime.act_queue.put(job)
             elif all(p is not None for p in job.predictions):
-                self.act_queue.put(job)
+                self.runtime.act_queue.put(job)
 
     def _predict(self, x: Any, metrics: list[Any]) -> list[Any]:
         import torch
 
+        classifier = self.runtime.classifier
         try:
             with torch.no_grad():
-                return list(self.classifier.predict(x, metrics))
+                return list(classifier.predict(x, metrics))
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -206,37 +199,35 @@ class InferenceWorker:
                 self.max_batch = half
                 log.warning("cuda_out_of_memory", batch=len(x), retry_batch=half)
                 return self._predict(x[:half], metrics[:half]) + self._predict(x[half:], metrics[half:])
-            log.warning("cuda_out_of_memory_cpu_fallback", model=self.classifier.name,
+            log.warning("cuda_out_of_memory_cpu_fallback", model=classifier.name,
                         note="a single scan does not fit the GPU; classifying on the CPU from now on")
-            self.classifier = self.classifier.to("cpu")
             self.max_batch = None
-            self.on_model_change(self.classifier)
+            self._use(classifier.to("cpu"))
             with torch.no_grad():
-                return list(self.classifier.predict(x, metrics))
+                return list(self.runtime.classifier.predict(x, metrics))
 
     # -- hot model reload -------------------------------------------------------------------------
     def check_model(self) -> None:
         """Switch to a newly promoted model once it has loaded and passed a probe; refuse a broken one."""
+        current = self.runtime.classifier
         try:
-            path = self.model_source()
+            path = model_path(self.runtime.config)
         except ModelError as exc:
             if self._refused != ("missing", exc.reason):
                 self._refused = ("missing", exc.reason)
-                log.error("model_missing", reason=str(exc), keeps=self.classifier.name)
+                log.error("model_missing", reason=str(exc), keeps=current.name)
             return
         signature = model_signature(path)
         if path is None or signature == self._signature or signature == self._refused:
             return
-        device = str(self.classifier.device)
+        device = str(current.device)
         try:
             new = load_checked(path, device)
         except (ModelError, RuntimeError, OSError, ValueError) as exc:
             self._refused = signature
             reason = exc.reason if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
-            log.error("model_refused", model=str(path), reason=reason, keeps=self.classifier.name)
+            log.error("model_refused", model=str(path), reason=reason, keeps=current.name)
             return
-        old = self.classifier.name
-        self.classifier = new
         self._signature = signature
-        self.on_model_change(new)
-        log.info("model_reloaded", model=new.name, sha256=new.sha256, replaces=old, device=device)
+        self._use(new)
+        log.info("model_reloaded", model=new.name, sha256=new.sha256, replaces=current.name, device=device)

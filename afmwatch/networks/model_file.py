@@ -19,12 +19,13 @@ from safetensors.torch import save as st_save
 
 from afmwatch import __version__
 from afmwatch.durable import atomic_write_bytes
+from afmwatch.errors import AfmwatchError
 
 METADATA_KEY = "afmwatch"
 FORMAT_VERSION = 1
 
 
-class ModelError(Exception):
+class ModelError(AfmwatchError):
     """A model file is missing, unsafe, corrupt or does not fit this version; the message says which."""
 
     def __init__(self, path: str | Path, reason: str):
