@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from afmwatch.errors import AfmwatchError
+from afmwatch.rules import RuleConfig, rule_errors
 
 # Height channels in order of preference; matched case-insensitively, forward/trace before retrace.
 DEFAULT_CHANNELS: tuple[str, ...] = (
@@ -94,17 +95,6 @@ class DenoiseConfig:
     model: Path | None = None
     formats: tuple[str, ...] = ("tiff",)
     location: Literal["beside", "tree"] = "beside"
-
-
-@dataclass(frozen=True)
-class RuleConfig:
-    """A rule on a quality metric: when `metric` `op` `threshold`, decide `decision` because `reason`."""
-
-    metric: str
-    threshold: float
-    op: Literal["<", "<=", ">", ">="] = ">"
-    decision: Literal["bad", "review"] = "bad"
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -265,8 +255,6 @@ def _check_limits(config: Config, errors: list[str]) -> None:
 
 def _check_rules(config: Config, errors: list[str]) -> None:
     if config.rules is not None:
-        from afmwatch.rules import rule_errors  # rules sit above config (they import RuleConfig)
-
         errors.extend(rule_errors(config.rules))
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from afmwatch.config import ReadingConfig
-from afmwatch.quality import load_retrace, measure
-from afmwatch.readers import read_frames
+from afmwatch.quality import measure
+from afmwatch.readers import read_frames, read_retrace
 from afmwatch.scan import Scan, ScanError
 
 
@@ -45,7 +45,7 @@ def read_file(task: ReadTask) -> ReadResult:
     frames = read_frames(task.path, task.reading)
     if not frames:
         raise ScanError(task.path, "the file holds no image frames")
-    retrace = load_retrace(frames[0])
+    retrace = read_retrace(frames[0], task.reading)
     seconds["read"] = time.monotonic() - started
     started = time.monotonic()
     quality = measure(frames[0], retrace)

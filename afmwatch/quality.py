@@ -854,34 +854,6 @@ def _plain(value: Any) -> float | int | None:
     return value if np.isfinite(value) else None
 
 
-def load_retrace(scan: Scan) -> Scan | None:
-    """The retrace (backward) scan of the same area, else None: the channel the reader named in
-    `retrace_channel`, or the file named in `retrace_file` (relative to the scan's folder, as the
-    synthetic generator writes trace and retrace side by side).
-
-    A retrace that cannot be read is logged and skipped: the trace's own metrics still stand."""
-    from afmwatch.readers import read_frames, read_scan  # readers sit below quality; imported late (light import)
-
-    channel = scan.metadata.get("retrace_channel")
-    other_file = scan.metadata.get("retrace_file")
-    if channel and channel != scan.channel:
-        source, kwargs = scan.path, {"channel": channel}
-    elif isinstance(other_file, str) and (scan.path.parent / other_file).is_file():
-        source, kwargs = scan.path.parent / other_file, {}
-    else:
-        return None
-    try:
-        if scan.frame:  # a later frame of a movie: compare with the same frame of the retrace
-            frames = read_frames(source, **kwargs)
-            retrace = frames[scan.frame] if scan.frame < len(frames) else None
-        else:
-            retrace = read_scan(source, **kwargs)
-    except ScanError as exc:
-        log.warning("retrace_unreadable", file=str(scan.path), retrace=str(source), reason=exc.reason, **kwargs)
-        return None
-    return retrace if retrace is not None and retrace.shape == scan.shape else None
-
-
 def format_value(name: str, value: float | int | None, height_units: str = "nm") -> str:
     """A metric value as a person reads it: 3 significant digits with its units, fractions in percent;
     heights in `height_units` (the scan's: "a.u." for uncalibrated image exports)."""

@@ -14,13 +14,23 @@ from __future__ import annotations
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from afmwatch.config import RuleConfig
-from afmwatch.quality import METRICS, load_retrace, measure
-from afmwatch.scan import Scan
+from afmwatch.quality import METRICS
 
 OWN_FIELDS = ("value", "threshold", "metric")
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """A rule on a quality metric: when `metric` `op` `threshold`, decide `decision` because `reason`
+    (the `rules:` list of the config; checked by `rule_errors` when the config loads)."""
+
+    metric: str
+    threshold: float
+    op: Literal["<", "<=", ">", ">="] = ">"
+    decision: Literal["bad", "review"] = "bad"
+    reason: str = ""
 
 # tip_change_score: of 2000 good synthetic scans none is above 11.9 and 4 above 10, of the real samples
 # none above 6.5; above 15, 32 % of the generator's bad tip changes (README, Tip changes)
@@ -189,19 +199,3 @@ def rule_errors(rules: Iterable[RuleConfig], key: str = "rules") -> list[str]:
             if base not in known:
                 errors.append(f"{key}[{i}].reason: unknown placeholder {{{name}}} (use a metric name or value)")
     return errors
-
-
-def quality_block(metrics: Mapping[str, Any], outcome: RuleOutcome) -> dict[str, Any]:
-    """Metrics and the rules' verdict as JSON-able data (`afmwatch quality --json`, `inspect --json`)."""
-    return {
-        "metrics": dict(metrics),
-        "decision": outcome.decision,
-        "rule": rule_to_dict(outcome.rule) if outcome.rule else None,
-        "reasons": list(outcome.reasons),
-    }
-
-
-def assess(scan: Scan, rules: Iterable[RuleConfig] | None = None) -> dict[str, Any]:
-    """Measure `scan` (with its retrace when the file holds one) and apply `rules` (None = defaults)."""
-    metrics = measure(scan, load_retrace(scan))
-    return quality_block(metrics, apply_rules(metrics, rules))

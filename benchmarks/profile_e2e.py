@@ -43,7 +43,7 @@ from benchmarks.daemon_run import drop, write_config
 STAGES: dict[tuple[str, str], str] = {
     ("afmwatch/durable.py", "sha256_file"): "hash (sha256)",
     ("afmwatch/readers/__init__.py", "read_frames"): "read",
-    ("afmwatch/quality.py", "load_retrace"): "read retrace",
+    ("afmwatch/readers/__init__.py", "read_retrace"): "read retrace",
     ("afmwatch/quality.py", "measure"): "quality metrics",
     ("afmwatch/networks/pipeline.py", "to_array"): "preprocess",
     ("afmwatch/daemon/pool.py", "preprocess"): "preprocess (again, for a new model)",

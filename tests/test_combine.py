@@ -13,7 +13,7 @@ from afmwatch.networks.classifier import load_classifier
 from afmwatch.synth.sets import generate_classify_set
 from afmwatch.training.combine import mix
 from afmwatch.training.options import TrainOptions
-from afmwatch.training.train import train_folder
+from afmwatch.training.families import train_model
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,9 @@ def parts(tmp_path_factory):
     generate_classify_set(root / "train", 64, seed=31, size=64, gwy=False, previews=False, retrace=False)
     generate_classify_set(root / "held-out", 24, seed=32, size=64, gwy=False, previews=False, retrace=False)
     network, metrics = root / "net.safetensors", root / "metrics.safetensors"
-    train_folder(root / "train", network, TrainOptions(arch="compact", epochs=2, batch_size=16, image_size=64,
+    train_model(root / "train", network, TrainOptions(arch="compact", epochs=2, batch_size=16, image_size=64,
                                                         resize=64, threads=2), progress=False)
-    train_folder(root / "train", metrics, TrainOptions(arch="metrics-logistic"), progress=False)
+    train_model(root / "train", metrics, TrainOptions(arch="metrics-logistic"), progress=False)
     return root, network, metrics
 
 

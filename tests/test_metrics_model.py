@@ -11,13 +11,13 @@ import pytest
 from safetensors import safe_open
 
 from afmwatch.networks.classifier import load_classifier
+from afmwatch.training.metrics_training import fit_model
 from afmwatch.networks.metrics_model import (
     BOOSTED,
     FEATURES,
     LOGISTIC,
     MetricsClassifier,
     feature_vector,
-    fit_model,
     logistic_raw,
     trees_raw,
 )
@@ -97,10 +97,10 @@ def test_metrics_model_evaluates_and_is_promoted_like_a_network(labelled, tmp_pa
     from afmwatch.networks.store import active_model_path, promote
     from afmwatch.training.evaluate import evaluate_folder
     from afmwatch.training.options import TrainOptions
-    from afmwatch.training.train import train_folder
+    from afmwatch.training.families import train_model
 
     out = tmp_path / "logistic.safetensors"
-    train_folder(labelled, out, TrainOptions(arch=LOGISTIC, val_fraction=0.25), progress=False)
+    train_model(labelled, out, TrainOptions(arch=LOGISTIC, val_fraction=0.25), progress=False)
     classifier = load_classifier(out)
     report = evaluate_folder(classifier, labelled)
     assert report["metrics"]["count"] == 32
@@ -136,11 +136,11 @@ def test_daemon_sorts_with_a_metrics_model(labelled, tmp_path):
 
     from afmwatch.daemon.sidecar import sidecar_path, validate
     from afmwatch.training.options import TrainOptions
-    from afmwatch.training.train import train_folder
+    from afmwatch.training.families import train_model
     from daemon_support import Daemon, processed_count, sorted_files, wait_until, write_config
 
     model = tmp_path / "metrics.safetensors"
-    train_folder(labelled, model, TrainOptions(arch=LOGISTIC), progress=False)
+    train_model(labelled, model, TrainOptions(arch=LOGISTIC), progress=False)
     config = write_config(tmp_path, model)
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     picked = [sorted((labelled / label).glob("*.tif"))[0] for label in ("good", "bad")]

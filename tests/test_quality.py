@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from afmwatch import quality
+from afmwatch.readers import read_retrace
 from afmwatch.rules import TIP_CHANGE_BAD, TIP_CHANGE_REVIEW, apply_rules
 from afmwatch.scan import Scan
 from afmwatch.synth import SURFACES
@@ -274,7 +275,7 @@ def test_default_rules_stay_quiet_on_real_good_scans(samples, name):
     from afmwatch.readers import read_frames
 
     for frame in read_frames(samples / name):
-        metrics = quality.measure(frame, quality.load_retrace(frame))
+        metrics = quality.measure(frame, read_retrace(frame))
         outcome = apply_rules(metrics)
         assert outcome.decision is None, (frame.frame, outcome.reasons, metrics)
         assert metrics["completeness"] == 1.0 and metrics["lines_missing"] == 0
@@ -305,7 +306,7 @@ def test_trace_retrace_agreement_on_a_real_file_with_both_directions(samples):
     from afmwatch.readers import read_scan
 
     trace = read_scan(samples / "nid" / "circles.nid")
-    retrace = quality.load_retrace(trace)
+    retrace = read_retrace(trace)
     assert retrace is not None and retrace.direction == "backward"
     agreeing = quality.measure(trace, retrace)["trace_retrace_mismatch"]
     assert 0 < agreeing < 0.5
@@ -419,7 +420,7 @@ def test_each_frame_of_a_movie_is_compared_with_its_own_retrace(samples):
     frames = read_frames(samples / "jpk" / "sample_0.h5-jpk")
     assert len(frames) > 1
     for frame in frames:
-        retrace = quality.load_retrace(frame)
+        retrace = read_retrace(frame)
         assert retrace is not None and retrace.frame == frame.frame and retrace.direction == "backward"
 
 
@@ -545,7 +546,7 @@ def test_tip_change_needs_only_one_scan_direction(samples):
     from afmwatch.readers import read_scan
 
     scan = read_scan(samples / "ibw" / "ARHeight_0000.ibw")
-    assert quality.load_retrace(scan) is None
+    assert read_retrace(scan) is None
     assert quality.measure(scan)["tip_change_score"] < TIP_CHANGE_REVIEW
     shifted = scan.height.copy()
     shifted[100:130] = np.roll(shifted[100:130], 12, axis=1)

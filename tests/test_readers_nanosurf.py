@@ -83,7 +83,7 @@ def test_file_vanishing_mid_read(samples, tmp_path, monkeypatch):
 def test_a_slow_format_is_parsed_once_for_its_trace_and_retrace(samples, monkeypatch, tmp_path):
     """The daemon reads a .nid's trace and then its retrace: one NSFopen parse, not two; a file that
     changed is parsed afresh."""
-    from afmwatch.quality import load_retrace
+    from afmwatch.readers import read_retrace
     from afmwatch.readers import common
 
     importlib.import_module("NSFopen.read")
@@ -94,7 +94,7 @@ def test_a_slow_format_is_parsed_once_for_its_trace_and_retrace(samples, monkeyp
     path = tmp_path / "circles.nid"
     shutil.copyfile(samples / "nid" / "circles.nid", path)
     trace = read_scan(path)
-    retrace = load_retrace(trace)
+    retrace = read_retrace(trace)
     assert retrace is not None and retrace.direction == BACKWARD and len(calls) == 1
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # the file was rewritten
     read_scan(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from afmwatch.config import RuleConfig
-from afmwatch.networks.classifier import Prediction
+from afmwatch.networks.prediction import Prediction
 from afmwatch.verdict import Policy, caption, decide, failed, rules_block
 
 CLEAN = {"completeness": 1.0, "lines_acquired": 256, "lines_set": 256, "scar_fraction": 0.0}

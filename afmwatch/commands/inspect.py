@@ -19,10 +19,11 @@ from afmwatch.scan import Scan
 
 def _quality(frames: list[Scan], reading: ReadingConfig) -> dict[str, Any]:
     """The first frame's quality metrics and what the default rules say (as `afmwatch quality --json`)."""
-    from afmwatch.quality import load_retrace, measure
+    from afmwatch.quality import measure
+    from afmwatch.readers import read_retrace
     from afmwatch.verdict import rules_block
 
-    return rules_block(measure(frames[0], load_retrace(frames[0])))
+    return rules_block(measure(frames[0], read_retrace(frames[0], reading)))
 
 
 # Extra per-file blocks in the report: name -> function of the file's frames (and the reading

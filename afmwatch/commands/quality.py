@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from afmwatch.commands.inspect import expand_folders
     from afmwatch.config import ConfigError, load_config
-    from afmwatch.readers import read_scan
-    from afmwatch.quality import load_retrace, measure
+    from afmwatch.readers import read_retrace, read_scan
+    from afmwatch.quality import measure
     from afmwatch.scan import ScanError
     from afmwatch.verdict import Policy, rules_block
 
@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"{name}: cannot read: {exc.reason}", file=sys.stderr)
             continue
-        block = rules_block(measure(scan, load_retrace(scan)), Policy.from_config(config))
+        block = rules_block(measure(scan, read_retrace(scan, config.reading if config else None)),
+                            Policy.from_config(config))
         reports.append({"file": name, "channel": scan.channel, "units": scan.units, **block})
         if not args.json:
             print(_as_text(name, scan.channel, scan.units, block))

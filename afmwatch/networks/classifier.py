@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,53 +18,13 @@ from torch import nn
 from afmwatch.config import ReadingConfig
 from afmwatch.networks import pipeline as input_pipeline
 from afmwatch.networks import familiarity as familiarity_check
+from afmwatch.networks.metrics_model import METRICS_ARCHS, RAW_FUNCTIONS, feature_vector, load_metrics_classifier
+from afmwatch.networks.prediction import CLASS_NAMES, Prediction, to_predictions
 from afmwatch.networks.architectures import ARCHITECTURES, get_architecture
 from afmwatch.networks.model_file import ModelError, file_sha256, load_model_file, save_model_file
 from afmwatch.scan import Scan, ScanError
 
-CLASS_NAMES = ("good", "bad")
 REQUIRED_METADATA = ("name", "arch", "pipeline", "class_names", "temperature", "review_band")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One scan's result. `label` is the more probable class; `decision` is "review" when P(bad)
-    falls inside the model's review band; `confidence` is the probability of `label`."""
-
-    label: str
-    decision: str
-    confidence: float
-    probabilities: dict[str, float]
-    parts: dict[str, float] = field(default_factory=dict)  # P(bad) of each part: network, metrics model
-    familiarity: dict[str, Any] | None = None  # score, threshold, unfamiliar (networks with a familiarity check)
-
-
-def decide(p_bad: float, review_band: tuple[float, float]) -> str:
-    """good / bad / review for one probability of "bad" (the band's ends count as review)."""
-    low, high = review_band
-    if low <= p_bad <= high:
-        return "review"
-    return "bad" if p_bad > high else "good"
-
-
-def to_predictions(probabilities: torch.Tensor, class_names: tuple[str, ...],
-                   review_band: tuple[float, float], parts: list[dict[str, float]] | None = None,
-                   familiarity: list[dict[str, Any] | None] | None = None) -> list[Prediction]:
-    """Predictions from (N, classes) probabilities: the more probable label, its probability as the
-    confidence, and the decision with the review band applied to P(bad)."""
-    bad = class_names.index("bad")
-    results = []
-    for i, row in enumerate(probabilities.tolist()):
-        label_index = max(range(len(row)), key=row.__getitem__)
-        results.append(Prediction(
-            label=class_names[label_index],
-            decision=decide(row[bad], review_band),
-            confidence=float(row[label_index]),
-            probabilities={name: float(p) for name, p in zip(class_names, row)},
-            parts=parts[i] if parts else {},
-            familiarity=familiarity[i] if familiarity else None,
-        ))
-    return results
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -196,8 +155,6 @@ class Classifier:
 
     def companion_p_bad(self, metrics: list[dict[str, Any]]) -> np.ndarray:
         """P(bad) of the metrics model stored beside the network, for each scan's metrics."""
-        from afmwatch.networks.metrics_model import RAW_FUNCTIONS, feature_vector
-
         x = np.stack([feature_vector(m, tuple(self.companion["features"])) for m in metrics])
         raw = RAW_FUNCTIONS[self.companion["arch"]](self.companion_tensors, x)
         return 1.0 / (1.0 + np.exp(-raw / float(self.companion["temperature"])))
@@ -226,9 +183,7 @@ def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
     """Load and check a classifier model file; every problem is a ModelError naming the file."""
     path = Path(path)
     tensors, meta = load_model_file(path)
-    if str(meta.get("arch", "")).startswith("metrics-"):  # a classical model over the quality metrics
-        from afmwatch.networks.metrics_model import load_metrics_classifier
-
+    if meta.get("arch") in METRICS_ARCHS:  # a classical model over the quality metrics
         return load_metrics_classifier(path, tensors, meta)
     meta = check_metadata(meta, path)
     extra = {k: v for k, v in tensors.items() if k.startswith((familiarity_check.TENSOR_PREFIX, COMPANION_PREFIX))}

@@ -26,7 +26,8 @@ from afmwatch.training.compare import add_comparison, cross_validate_arch, optio
 from afmwatch.training.data import count_labelled
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.report import write_json
-from afmwatch.training.train import check_options, train_folder
+from afmwatch.training.families import train_model
+from afmwatch.training.train import check_options
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +130,7 @@ def select_architecture(data: str | Path, options: TrainOptions, candidates: lis
 def train_auto(data: str | Path, out: str | Path, options: TrainOptions, candidates: list[str] | None = None,
                command: str = "", progress: bool = True) -> dict[str, Any]:
     """Choose the family by cross-validation (`select_architecture`, K = options.folds, else
-    AUTO_FOLDS), then train it on all the data as `train_folder` does; the report gains `comparison`
+    AUTO_FOLDS), then train it on all the data as `train_model` does; the report gains `comparison`
     (one row per candidate, simplest first) and `selection` (what was chosen and why)."""
     if options.base_model:
         raise ValueError("--arch auto compares fresh models; --base-model continues one (leave out --arch)")
@@ -142,7 +143,7 @@ def train_auto(data: str | Path, out: str | Path, options: TrainOptions, candida
     selection = select_architecture(data, options, candidates, progress)
     chosen = selection["chosen"]
     final = replace(options_for(options, chosen), name=options.name)
-    report = train_folder(data, out, final, command, progress,
+    report = train_model(data, out, final, command, progress,
                           cross_validation=selection["cross_validations"][chosen])
     results = selection["cross_validations"]
     report["comparison"] = {arch: results[arch] if "error" in results[arch] else summary(results[arch])
@@ -159,7 +160,7 @@ def train_auto(data: str | Path, out: str | Path, options: TrainOptions, candida
 def run_train(data: str | Path, out: str | Path, options: TrainOptions, compare: list[str] | None = None,
               command: str = "", progress: bool = True) -> dict[str, Any]:
     """`afmwatch train`: the default architecture for the folder (`default_arch`), then `train_auto`
-    (where `compare` names the candidates) or `train_folder` (where `compare` names architectures to
+    (where `compare` names the candidates) or `train_model` (where `compare` names architectures to
     cross-validate beside it on the same folds)."""
     check_options(options)
     options = replace(options, arch=default_arch(data, options))
@@ -167,7 +168,7 @@ def run_train(data: str | Path, out: str | Path, options: TrainOptions, compare:
         return train_auto(data, out, options, compare, command, progress)
     if compare and options.folds < 2:
         raise ValueError("--compare needs --folds K (K >= 2)")
-    report = train_folder(data, out, options, command, progress)
+    report = train_model(data, out, options, command, progress)
     if compare:
         add_comparison(report, data, options, compare, progress)
     return report

@@ -18,7 +18,8 @@ import numpy as np
 from afmwatch.config import ReadingConfig
 from afmwatch.networks import pipeline as input_pipeline
 from afmwatch.networks.architectures import ARCHITECTURES
-from afmwatch.networks.metrics_model import METRICS_ARCHS, cross_validate_metrics, scan_features
+from afmwatch.networks.metrics_model import METRICS_ARCHS, scan_features
+from afmwatch.training.metrics_training import cross_validate_metrics
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.report import write_json
 from afmwatch.training.train import check_options, cross_validate, load_training_data, make_spec

@@ -23,10 +23,10 @@ import structlog
 from afmwatch.config import ReadingConfig
 from afmwatch.durable import sha256_file
 from afmwatch.scan import Scan, ScanError
+from afmwatch.networks.prediction import CLASS_NAMES
 
 log = structlog.get_logger(__name__)
 
-CLASS_NAMES = ("good", "bad")
 IGNORED_SUFFIXES = (".afmwatch.json", ".afmwatch.png", ".tmp", ".part", ".partial", ".json", ".md", ".txt")
 IMAGE_EXPORT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 

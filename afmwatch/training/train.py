@@ -20,11 +20,11 @@ from torch import nn
 
 from afmwatch import __version__
 from afmwatch.config import ReadingConfig
+from afmwatch.networks import familiarity
 from afmwatch.networks import pipeline as input_pipeline
 from afmwatch.networks.architectures import get_architecture, hub_cache_weights, set_train_mode
-from afmwatch.networks import familiarity
-from afmwatch.networks.classifier import CLASS_NAMES, check_metadata, resolve_device, save_classifier
-from afmwatch.networks.metrics_model import METRICS_ARCHS, train_metrics_folder
+from afmwatch.networks.classifier import check_metadata, resolve_device, save_classifier
+from afmwatch.networks.prediction import CLASS_NAMES
 from afmwatch.networks.model_file import ModelError, load_model_file
 from afmwatch.training.calibration import DEFAULT_REVIEW_BAND, choose_review_band, fit_temperature, softmax
 from afmwatch.training.metrics import bootstrap_interval, classification_metrics
@@ -409,8 +409,6 @@ def train_folder(data: str | Path, out: str | Path, options: TrainOptions, comma
     from afmwatch.training.data import fingerprint
     from afmwatch.training.report import write_report
 
-    if options.arch in METRICS_ARCHS:  # scikit-learn over the quality metrics
-        return train_metrics_folder(data, out, options, command, progress, cross_validation)
     data, out = Path(data), Path(out)
     options, base_pipeline, init = resolve_start(options)
     check_options(options)
@@ -431,7 +429,7 @@ def train_folder(data: str | Path, out: str | Path, options: TrainOptions, comma
     save_classifier(out, model, metadata, familiarity[0] if familiarity else None)
     report.update(model=str(out), name=name, data={"folder": str(data), **training_data, **notes, "skipped": skipped},
                   command=command, created=metadata["created"], afmwatch_version=__version__)
-    report["validation_files"] = _validation_files(report, files, labels, options)
+    report["validation_files"] = validation_files(report, files, labels, options)
     write_report(report, out)
     log.info("model_saved", model=str(out), balanced_accuracy=(report["validation"] or {}).get("balanced_accuracy"),
              temperature=report["temperature"], review_band=report["review_band"])
@@ -454,7 +452,7 @@ def fit_familiarity(model: nn.Module, arrays: list[np.ndarray], labels: np.ndarr
     return fitted
 
 
-def _validation_files(report: dict[str, Any], files: list, labels: np.ndarray, options: TrainOptions) -> list[str]:
+def validation_files(report: dict[str, Any], files: list, labels: np.ndarray, options: TrainOptions) -> list[str]:
     """Which files validated the final model (so staff can look at the mistakes)."""
     if not report["split"]["validation"]:
         return []

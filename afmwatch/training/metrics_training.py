@@ -1,0 +1,201 @@
+"""Training the classical models over the quality metrics (scikit-learn) and writing them as the plain
+arrays that `afmwatch.networks.metrics_model` walks itself, so nothing is pickled."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
+
+from afmwatch import __version__
+from afmwatch.config import ReadingConfig
+from afmwatch.networks.metrics_model import (
+    BOOSTED,
+    FEATURES,
+    LOG_FEATURES,
+    LOGISTIC,
+    METRICS_ARCHS,
+    RAW_FUNCTIONS,
+    save_metrics_model,
+    scan_features,
+)
+from afmwatch.networks.prediction import CLASS_NAMES
+from afmwatch.training.calibration import DEFAULT_REVIEW_BAND, choose_review_band, fit_temperature, softmax
+from afmwatch.training.data import fingerprint
+from afmwatch.training.metrics import classification_metrics
+from afmwatch.training.report import write_report
+from afmwatch.training.splits import validation_split
+from afmwatch.training.train import (
+    chance_level,
+    cross_validate_folds,
+    load_training_data,
+    model_metadata,
+    validation_files,
+)
+
+log = structlog.get_logger(__name__)
+
+
+def export_logistic(model: Any, impute: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> dict[str, np.ndarray]:
+    return {"impute": impute, "mean": mean, "scale": scale, "coef": model.coef_[0].astype(np.float64),
+            "intercept": model.intercept_.astype(np.float64)}
+
+
+def export_trees(model: Any) -> dict[str, np.ndarray]:
+    """sklearn's HistGradientBoostingClassifier (binary) as flat node arrays; child indices are
+    relative to their tree's first node."""
+    nodes = [predictors[0].nodes for predictors in model._predictors]
+    if any(n["is_categorical"].any() for n in nodes):
+        raise ValueError("categorical splits are not exported (the metrics are all numerical)")
+    offsets = np.cumsum([0] + [len(n) for n in nodes])
+    cat = np.concatenate(nodes)
+    return {
+        "baseline": np.asarray(model._baseline_prediction, dtype=np.float64).ravel()[:1],
+        "tree_offsets": offsets.astype(np.int64),
+        "feature": cat["feature_idx"].astype(np.int64),
+        "threshold": cat["num_threshold"].astype(np.float64),
+        "left": cat["left"].astype(np.int64),
+        "right": cat["right"].astype(np.int64),
+        "missing_left": cat["missing_go_to_left"].astype(np.int64),
+        "is_leaf": cat["is_leaf"].astype(np.int64),
+        "value": cat["value"].astype(np.float64),
+    }
+
+
+def fit_model(arch: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[dict[str, np.ndarray], Any]:
+    """Train one model on feature rows `x` and labels `y` (1 = bad); returns its arrays and the
+    scikit-learn estimator (for tests that compare the two).
+
+    A metric missing on every training scan (no retrace channel in any file) becomes a constant 0
+    column: neither model can learn from it, and a later scan that has the metric is scored as if it
+    had not (its coefficient is 0; no tree splits on it). sklearn's binner fails on an all-NaN column."""
+    x = np.where(np.isnan(x).all(axis=0), 0.0, x)
+    if arch == LOGISTIC:
+
+        impute = np.nanmedian(x, axis=0)
+        filled = np.where(np.isnan(x), impute, x)
+        mean, scale = filled.mean(axis=0), filled.std(axis=0)
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+        model.fit((filled - mean) / scale, y)
+        return export_logistic(model, impute, mean, scale), model
+    if arch == BOOSTED:
+
+        model = HistGradientBoostingClassifier(
+            max_iter=100, learning_rate=0.1, max_leaf_nodes=8, min_samples_leaf=max(2, min(20, len(y) // 10)),
+            l2_regularization=1.0, class_weight="balanced", early_stopping=False, random_state=seed,
+        )
+
+        with threadpool_limits(1):  # OpenMP threads on a few dozen rows only wait on each other (100x slower)
+            model.fit(x, y)
+        return export_trees(model), model
+    raise ValueError(f"unknown metrics model {arch!r} (choose {', '.join(METRICS_ARCHS)})")
+
+
+
+
+def _fit_and_score(arch: str, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
+                   seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Train on `train_idx`; return the arrays and the validation log-odds."""
+    counts = np.bincount(y[train_idx], minlength=2)
+    if (counts == 0).any():
+        raise ValueError(f"the training part lacks a class (good: {counts[0]}, bad: {counts[1]} scans)")
+    tensors, _ = fit_model(arch, x[train_idx], y[train_idx], seed)
+    return tensors, RAW_FUNCTIONS[arch](tensors, x[val_idx])
+
+
+def _logits(log_odds: np.ndarray) -> np.ndarray:
+    """Two-class logits whose softmax is the logistic of the log-odds (for temperature scaling)."""
+    return np.stack([np.zeros_like(log_odds), log_odds], axis=1)
+
+
+def cross_validate_metrics(x: np.ndarray, labels: np.ndarray, hashes: list[str], groups: list[str | None],
+                           options: Any) -> dict[str, Any]:
+    """K-fold cross-validation of `options.arch` on feature rows `x`, on the same folds (and through the
+    same code) as a network trained on the same files with the same seed."""
+
+    labels = np.asarray(labels, dtype=int)
+
+    def fit_fold(k: int, train_idx: np.ndarray, val_idx: np.ndarray) -> tuple[np.ndarray, None]:
+        _, raw = _fit_and_score(options.arch, x, labels, train_idx, val_idx, options.seed)
+        return _logits(raw), None
+
+    return cross_validate_folds(labels, hashes, groups, options.folds, options.seed, fit_fold)
+
+
+def train_metrics_arrays(x: np.ndarray, labels: np.ndarray, hashes: list[str], groups: list[str | None],
+                         options: Any, cross_validation: dict[str, Any] | None = None,
+                         ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Cross-validation (when asked, unless `cross_validation` already holds it for these folds), then
+    the final model on the stratified validation split, its temperature and review band."""
+
+    labels = np.asarray(labels, dtype=int)
+    report: dict[str, Any] = {"options": asdict(options), "class_names": list(CLASS_NAMES),
+                              "pipeline": {"features": list(FEATURES), "log10": sorted(LOG_FEATURES)}}
+    if cross_validation is not None:  # already run on these folds (`train --arch auto` chose with it)
+        report["cross_validation"] = cross_validation
+    elif options.folds and options.folds >= 2:
+        report["cross_validation"] = cross_validate_metrics(x, labels, hashes, groups, options)
+    if options.val_fraction > 0:
+        train_idx, val_idx = validation_split(labels, hashes, groups, options.val_fraction, options.seed)
+    else:
+        train_idx, val_idx = np.arange(len(labels)), np.arange(0)
+    tensors, raw = _fit_and_score(options.arch, x, labels, train_idx, val_idx, options.seed)
+    notes = []
+    if len(val_idx):
+        temperature = fit_temperature(_logits(raw), labels[val_idx])
+        p_bad = softmax(_logits(raw), temperature)[:, 1]
+        band = tuple(options.review_band) if options.review_band else choose_review_band(p_bad, labels[val_idx])
+        validation = classification_metrics(labels[val_idx], p_bad)
+        validation.update(p_bad=p_bad.round(6).tolist(), labels=labels[val_idx].tolist(),
+                          review_fraction=float(np.mean((p_bad >= band[0]) & (p_bad <= band[1]))))
+    else:
+        temperature, band, validation = 1.0, tuple(options.review_band or DEFAULT_REVIEW_BAND), None
+        notes.append("no validation split (--val-fraction 0): temperature 1, default review band")
+    report.update(
+        split={"train": len(train_idx), "validation": len(val_idx),
+               "train_per_class": np.bincount(labels[train_idx], minlength=2).tolist(),
+               "validation_per_class": np.bincount(labels[val_idx], minlength=2).tolist()},
+        history=[], best_epoch=None, interrupted=False, weights_origin=f"scikit-learn {options.arch}",
+        notes=notes, temperature=temperature, review_band=list(band), validation=validation, device="cpu",
+    )
+    report["chance_level"] = chance_level(report, options.seed)
+    return tensors, report
+
+
+def train_metrics_folder(data: str | Path, out: str | Path, options: Any, command: str = "",
+                         progress: bool = True, cross_validation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`afmwatch train --arch metrics-logistic|metrics-boosted`: measure every labelled scan, train,
+    write the model file and the report (same layout as a network's)."""
+
+    if options.base_model:
+        raise ValueError(f"--base-model does not apply to {options.arch}: it trains in seconds from scratch")
+    data, out = Path(data), Path(out)
+    files, rows, labels, notes, skipped = load_training_data(
+        data, options, scan_features, ReadingConfig(data_area=options.data_area), progress)
+    started = time.monotonic()
+    tensors, report = train_metrics_arrays(np.stack(rows), labels, [f.sha256 for f in files],
+                                           [f.group for f in files], options, cross_validation)
+    training_data = fingerprint(files, data)
+    name = options.name or out.name.split(".")[0]
+    metadata = model_metadata(report, name, training_data, command)
+    metadata.update(features=list(FEATURES), log10_features=sorted(LOG_FEATURES),
+                    pipeline={"data_area": options.data_area, "features": list(FEATURES)})
+    save_metrics_model(out, tensors, metadata)
+    report.update(model=str(out), name=name, data={"folder": str(data), **training_data, **notes, "skipped": skipped},
+                  command=command, created=metadata["created"], afmwatch_version=__version__,
+                  training_seconds=round(time.monotonic() - started, 2))
+    if options.arch == LOGISTIC:
+        report["coefficients"] = dict(zip(FEATURES, np.round(tensors["coef"], 4).tolist()))
+    report["validation_files"] = validation_files(report, files, labels, options)
+    write_report(report, out)
+    log.info("model_saved", model=str(out), arch=options.arch,
+             balanced_accuracy=(report["validation"] or {}).get("balanced_accuracy"))
+    return report
