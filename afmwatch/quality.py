@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import structlog
 
-from afmwatch.scan import Scan, ScanError
+from afmwatch.scan import Scan
 
 log = structlog.get_logger(__name__)
 

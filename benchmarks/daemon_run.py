@@ -64,7 +64,7 @@ class DaemonProcess:
 
     def start(self) -> DaemonProcess:
         """Start the daemon and wait until it is ready: its journal says it is running."""
-        log = open(self.log_path, "w")
+        log = open(self.log_path, "w")  # noqa: SIM115 (the daemon writes it for as long as it runs)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "afmwatch", "run", "--config", str(self.config_path)],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=self.env,

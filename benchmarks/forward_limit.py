@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import fmt, parser, setup, repeat_rate, report, table
+from benchmarks.common import fmt, parser, repeat_rate, report, setup, table
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 QUICK_BATCH_SIZES = (1, 2)

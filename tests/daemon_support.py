@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -99,7 +100,7 @@ class Daemon:
     def __init__(self, config: Path, env: dict[str, str] | None = None):
         self.config = config
         self.log_path = config.parent / f"daemon-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 (open while the daemon runs)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "afmwatch", "run", "--config", str(config)],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
@@ -112,10 +113,8 @@ class Daemon:
         found = []
         for line in self.log().splitlines():
             if f'"{name}"' in line:
-                try:
+                with contextlib.suppress(json.JSONDecodeError):  # a line cut by the log's buffering
                     found.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
         return [e for e in found if e.get("event") == name]
 
     def wait_ready(self) -> Daemon:
@@ -133,7 +132,7 @@ class Daemon:
             self.process.kill()
             self.process.wait(WAIT)
             self._log.close()
-            raise AssertionError(f"the daemon did not stop within {timeout:.0f} s; its log:\n{self.log()[-20000:]}")
+            raise AssertionError(f"the daemon did not stop within {timeout:.0f} s; its log:\n{self.log()[-20000:]}") from None
         self._log.close()
         return code
 

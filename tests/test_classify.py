@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from afmwatch.cli import main
-from afmwatch.networks import classifier as classifier_module
 from afmwatch.judge import judge_paths
+from afmwatch.networks import classifier as classifier_module
 from afmwatch.networks.classifier import load_classifier
 from afmwatch.networks.store import default_model_path
 from afmwatch.readers import is_supported, read_scan

@@ -12,8 +12,8 @@ from afmwatch.judge import judge_paths
 from afmwatch.networks.classifier import load_classifier
 from afmwatch.synth.sets import generate_classify_set
 from afmwatch.training.combine import mix
-from afmwatch.training.options import TrainOptions
 from afmwatch.training.families import train_model
+from afmwatch.training.options import TrainOptions
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from daemon_support import REPO, tiny_model
 
 from afmwatch.daemon.sidecar import validate
 from afmwatch.networks.store import default_model_path
-from daemon_support import REPO, tiny_model
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from afmwatch.daemon.sidecar import preview_path, sidecar_path, validate
 from daemon_support import (
     Daemon,
     processed_count,
@@ -23,6 +21,8 @@ from daemon_support import (
     wait_until,
     write_config,
 )
+
+from afmwatch.daemon.sidecar import preview_path, sidecar_path, validate
 
 pytestmark = pytest.mark.slow
 

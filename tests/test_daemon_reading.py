@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from daemon_support import scan_bytes_file
 
 from afmwatch.config import ReadingConfig
 from afmwatch.daemon.reading import ReaderCrashed, ReaderProcesses, ReadTask, read_file
 from afmwatch.networks.pipeline import make_pipeline, to_array
 from afmwatch.scan import ScanError
-from daemon_support import scan_bytes_file
 
 SPEC = make_pipeline(1, "standardise", resize=48, crop=32)
 

@@ -6,11 +6,12 @@ import json
 import os
 from pathlib import Path
 
+from daemon_support import scan_bytes_file, sha256
+
 from afmwatch.config import config_from_dict
 from afmwatch.daemon.journal import Journal
 from afmwatch.daemon.reconcile import reconcile
 from afmwatch.daemon.sidecar import preview_path, sidecar_bytes, sidecar_path
-from daemon_support import scan_bytes_file, sha256
 
 
 def _setup(tmp_path: Path, sort: str = "move"):

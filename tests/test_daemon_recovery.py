@@ -9,9 +9,19 @@ import time
 from pathlib import Path
 
 import pytest
+from daemon_support import (
+    Daemon,
+    processed_count,
+    scan_bytes_file,
+    sha256,
+    sidecars,
+    sorted_files,
+    tiny_model,
+    wait_until,
+    write_config,
+)
 
 from afmwatch.daemon.sidecar import sidecar_path, validate
-from daemon_support import Daemon, processed_count, scan_bytes_file, sha256, sidecars, sorted_files, tiny_model, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +64,7 @@ def test_kill_9_at_random_moments_then_restart_processes_every_input_exactly_onc
             (staging / name).replace(inbox / name)
         done_before = processed_count(out)
         if rng.random() < 0.8:  # mostly once it is busy (reading, classifying, moving, writing sidecars)
-            wait_until(lambda: processed_count(out) > done_before, interval=0.01, what="the burst under way")
+            wait_until(lambda before=done_before: processed_count(out) > before, interval=0.01, what="the burst under way")
         time.sleep(rng.uniform(0.0, 0.4))
         daemon.kill()
     daemon = Daemon(config).wait_ready()

@@ -13,12 +13,22 @@ from pathlib import Path
 
 import pytest
 import yaml
+from daemon_support import (
+    REPO,
+    Daemon,
+    processed_count,
+    scan_bytes_file,
+    sha256,
+    sorted_files,
+    tiny_model,
+    wait_until,
+    write_config,
+)
 
 from afmwatch.config import ConfigError, config_from_dict, load_config
 from afmwatch.daemon.notify import Notifier
 from afmwatch.daemon.service import startup_errors
 from afmwatch.daemon.sidecar import preview_path, sidecar_path, validate
-from daemon_support import REPO, Daemon, processed_count, scan_bytes_file, sha256, sorted_files, tiny_model, wait_until, write_config
 
 
 @pytest.fixture(scope="module")

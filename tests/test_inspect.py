@@ -30,7 +30,7 @@ def test_json_report_for_readable_files(samples):
     reports = json.loads(result.stdout)
     assert [r["path"] for r in reports] == [str(f) for f in files]
     for report in reports:
-        assert REQUIRED_KEYS <= report.keys()
+        assert report.keys() >= REQUIRED_KEYS
         assert report["ok"] is True and report["error"] is None
         assert report["classifiable"] is True
     nid, h5, png = reports

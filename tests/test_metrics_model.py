@@ -11,7 +11,6 @@ import pytest
 from safetensors import safe_open
 
 from afmwatch.networks.classifier import load_classifier
-from afmwatch.training.metrics_training import fit_model
 from afmwatch.networks.metrics_model import (
     BOOSTED,
     FEATURES,
@@ -21,6 +20,7 @@ from afmwatch.networks.metrics_model import (
     logistic_raw,
     trees_raw,
 )
+from afmwatch.training.metrics_training import fit_model
 
 
 def _rows(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +73,7 @@ def test_metrics_model_trains_saves_without_pickle_loads_and_classifies(labelled
                  "--arch", arch, "--folds", "3"]) == 0
     with safe_open(out, "np") as handle:  # only arrays and a JSON string: nothing to unpickle
         meta = json.loads(handle.metadata()["afmwatch"])
-        assert all(handle.get_tensor(k).dtype.kind in "fi" for k in handle.keys())
+        assert all(handle.get_tensor(k).dtype.kind in "fi" for k in handle.keys())  # noqa: SIM118 (safe_open is not a dict)
     assert meta["arch"] == arch and meta["features"] == list(FEATURES)
     report = json.loads(out.with_name(f"{arch}.report.json").read_text())
     assert report["cross_validation"]["folds"] == 3 and len(report["cross_validation"]["per_fold"]) == 3
@@ -96,8 +96,8 @@ def test_metrics_model_trains_saves_without_pickle_loads_and_classifies(labelled
 def test_metrics_model_evaluates_and_is_promoted_like_a_network(labelled, tmp_path):
     from afmwatch.networks.store import active_model_path, promote
     from afmwatch.training.evaluate import evaluate_folder
-    from afmwatch.training.options import TrainOptions
     from afmwatch.training.families import train_model
+    from afmwatch.training.options import TrainOptions
 
     out = tmp_path / "logistic.safetensors"
     train_model(labelled, out, TrainOptions(arch=LOGISTIC, val_fraction=0.25), progress=False)
@@ -134,10 +134,11 @@ def test_aborted_scan_looks_bad_to_a_model_that_saw_aborted_scans(tmp_path):
 def test_daemon_sorts_with_a_metrics_model(labelled, tmp_path):
     import shutil
 
-    from afmwatch.daemon.sidecar import sidecar_path, validate
-    from afmwatch.training.options import TrainOptions
-    from afmwatch.training.families import train_model
     from daemon_support import Daemon, processed_count, sorted_files, wait_until, write_config
+
+    from afmwatch.daemon.sidecar import sidecar_path, validate
+    from afmwatch.training.families import train_model
+    from afmwatch.training.options import TrainOptions
 
     model = tmp_path / "metrics.safetensors"
     train_model(labelled, model, TrainOptions(arch=LOGISTIC), progress=False)

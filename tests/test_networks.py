@@ -13,12 +13,16 @@ from safetensors.torch import save_file
 
 from afmwatch.networks import store
 from afmwatch.networks.architectures import (
-    ARCHITECTURES, ConvNet, get_architecture, set_train_mode, torchvision_classifier,
+    ARCHITECTURES,
+    ConvNet,
+    get_architecture,
+    set_train_mode,
+    torchvision_classifier,
 )
 from afmwatch.networks.classifier import load_classifier, probe, save_classifier
-from afmwatch.networks.prediction import decide
 from afmwatch.networks.model_file import ModelError, load_model_file, read_metadata, save_model_file
 from afmwatch.networks.pipeline import check_pipeline, finish, make_pipeline, prepare, to_tensor
+from afmwatch.networks.prediction import decide
 from afmwatch.scan import Scan
 
 

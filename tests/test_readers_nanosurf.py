@@ -83,8 +83,7 @@ def test_file_vanishing_mid_read(samples, tmp_path, monkeypatch):
 def test_a_slow_format_is_parsed_once_for_its_trace_and_retrace(samples, monkeypatch, tmp_path):
     """The daemon reads a .nid's trace and then its retrace: one NSFopen parse, not two; a file that
     changed is parsed afresh."""
-    from afmwatch.readers import read_retrace
-    from afmwatch.readers import common
+    from afmwatch.readers import common, read_retrace
 
     importlib.import_module("NSFopen.read")
     module = sys.modules["NSFopen.read"]  # the package's `read` attribute is the class, not the module

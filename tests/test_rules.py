@@ -140,10 +140,18 @@ def test_daemon_records_the_rule_that_decided_in_the_sidecar(tmp_path):
     import json
 
     import numpy as np
+    from daemon_support import (
+        Daemon,
+        processed_count,
+        scan_bytes_file,
+        sorted_files,
+        tiny_model,
+        wait_until,
+        write_config,
+    )
 
     from afmwatch.daemon.sidecar import sidecar_path, validate
     from afmwatch.writers import write_tiff
-    from daemon_support import Daemon, processed_count, scan_bytes_file, sorted_files, tiny_model, wait_until, write_config
 
     model = tiny_model(tmp_path / "tiny.safetensors")
     rules = [

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,14 @@ from scipy import ndimage
 from afmwatch.cli import main
 from afmwatch.level import level_array
 from afmwatch.synth import (
-    ARTEFACTS, SURFACES, applicable, file_rng, generate_classify_set, generate_denoise_set,
-    line_noise_field, synth_scan,
+    ARTEFACTS,
+    SURFACES,
+    applicable,
+    file_rng,
+    generate_classify_set,
+    generate_denoise_set,
+    line_noise_field,
+    synth_scan,
 )
 from afmwatch.synth import artefacts as art
 from afmwatch.synth.imaging import draw_imaging, feedback_shadow, instrument_noise
@@ -368,7 +373,7 @@ def test_tip_change_is_a_band_in_the_same_rows_of_trace_and_retrace(seed):
     record = made.params["artefacts"][0]
     assert made.label == "bad" and record["mode"] in ("smeared", "doubled", "shifted")
     start, end = record["band_start"], record["band_end"]
-    assert 5 <= end - start <= 60 and end - start == record["band_lines"] and 0 <= start and end <= 128
+    assert 5 <= end - start <= 60 and end - start == record["band_lines"] and start >= 0 and end <= 128
     allowed = set(range(start, end))
     if record["lasting"] is not None:
         assert record["lasting"] in ("blunter", "sharper", "doubled")

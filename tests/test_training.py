@@ -16,11 +16,16 @@ from afmwatch.training import train as train_module
 from afmwatch.training.calibration import choose_review_band, fit_temperature, softmax
 from afmwatch.training.data import collect_files, fingerprint, group_name
 from afmwatch.training.metrics import (
-    balanced_accuracy, bootstrap_interval, classification_metrics, confusion_matrix, per_class, roc_auc,
+    balanced_accuracy,
+    bootstrap_interval,
+    classification_metrics,
+    confusion_matrix,
+    per_class,
+    roc_auc,
 )
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.splits import kfold_splits, validation_split
-from afmwatch.training.train import train_arrays, train_folder
+from afmwatch.training.train import train_arrays
 
 # --- metrics against a hand-computed confusion matrix --------------------------------------------
 

@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from daemon_support import Daemon, processed_count, sorted_files, wait_until, write_config
 
 from afmwatch.cli import main
 from afmwatch.daemon.sidecar import sidecar_path
 from afmwatch.networks.store import default_model_path
 from afmwatch.readers import is_supported
 from afmwatch.synth.sets import generate_classify_set
-from daemon_support import Daemon, processed_count, sorted_files, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -57,8 +57,8 @@ def find_samples(explicit: str | None) -> Path | None:
 
 def stage(folder: Path, args: argparse.Namespace) -> tuple[list[Path], dict[str, str]]:
     """Generate the synthetic scans (and copy the samples) into staging/; returns the files and true labels."""
-    from afmwatch.daemon.watcher import wanted
     from afmwatch.config import WatchConfig
+    from afmwatch.daemon.watcher import wanted
     from afmwatch.synth.sets import generate_classify_set
 
     staging = folder / "staging"

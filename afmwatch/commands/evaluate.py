@@ -23,7 +23,6 @@ def run(args: argparse.Namespace) -> int:
     from afmwatch.config import ConfigError
     from afmwatch.networks.model_file import ModelError
     from afmwatch.training.evaluate import evaluate_folder, write_evaluation
-
     from afmwatch.verdict import Policy
 
     try:

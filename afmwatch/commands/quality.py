@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from afmwatch.commands.inspect import expand_folders
     from afmwatch.config import ConfigError, load_config
-    from afmwatch.readers import read_retrace, read_scan
     from afmwatch.quality import measure
+    from afmwatch.readers import read_retrace, read_scan
     from afmwatch.scan import ScanError
     from afmwatch.verdict import Policy, rules_block
 

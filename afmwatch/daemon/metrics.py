@@ -69,7 +69,7 @@ def serve_metrics(port: int, metrics: Metrics, gauges: Callable[[], dict[str, fl
     """Serve /metrics on 127.0.0.1:`port` from a daemon thread; returns the server (shutdown() it)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             if self.path.split("?")[0] != "/metrics":
                 self.send_error(404)
                 return

@@ -55,7 +55,7 @@ def _exit_with_parent(parent: int, interval_s: float = PARENT_CHECK_SECONDS) -> 
 
 def _warm_up(_: int) -> int:
     """Import the readers and quality metrics now, so the first file does not wait for them."""
-    import afmwatch.quality  # noqa: F401
+    import afmwatch.quality
     import afmwatch.readers  # noqa: F401
 
     time.sleep(0.05)  # long enough that one worker does not take every warm-up call

@@ -16,13 +16,13 @@ import torch
 from torch import nn
 
 from afmwatch.config import ReadingConfig
-from afmwatch.networks import pipeline as input_pipeline
 from afmwatch.networks import familiarity as familiarity_check
-from afmwatch.networks.metrics_model import METRICS_ARCHS, RAW_FUNCTIONS, feature_vector, load_metrics_classifier
-from afmwatch.networks.prediction import CLASS_NAMES, Prediction, to_predictions
+from afmwatch.networks import pipeline as input_pipeline
 from afmwatch.networks.architectures import ARCHITECTURES, get_architecture
+from afmwatch.networks.metrics_model import METRICS_ARCHS, RAW_FUNCTIONS, feature_vector, load_metrics_classifier
 from afmwatch.networks.model_file import ModelError, file_sha256, load_model_file, save_model_file
-from afmwatch.scan import Scan, ScanError
+from afmwatch.networks.prediction import CLASS_NAMES, Prediction, to_predictions
+from afmwatch.scan import Scan
 
 REQUIRED_METADATA = ("name", "arch", "pipeline", "class_names", "temperature", "review_band")
 

@@ -11,9 +11,7 @@ value) that `predict` walks itself. `load_classifier` hands these files here, so
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +19,9 @@ import numpy as np
 import structlog
 import torch
 
-from afmwatch import __version__
 from afmwatch.config import ReadingConfig
-from afmwatch.networks.prediction import CLASS_NAMES, Prediction, to_predictions
 from afmwatch.networks.model_file import ModelError, file_sha256, save_model_file
+from afmwatch.networks.prediction import CLASS_NAMES, Prediction, to_predictions
 from afmwatch.quality import METRICS, measure
 from afmwatch.readers import read_retrace
 from afmwatch.scan import Scan

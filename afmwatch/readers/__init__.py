@@ -128,10 +128,10 @@ __all__ = [
     "FORMATS",
     "FORMAT_NAMES",
     "FileFormat",
-    "read_scan",
-    "read_frames",
-    "list_channels",
     "is_supported",
+    "list_channels",
+    "read_frames",
+    "read_scan",
     "supported_suffixes",
 ]
 

@@ -22,14 +22,13 @@ _ASD_QUANTITIES = {"TP": "Topography", "ER": "Error", "PH": "Phase"}
 
 def _asd_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], dict[str, Any]]:
     asd = afmreader("asd")
-    with library_call(path, "AFMReader", "an .asd file"):
-        with open(path, "rb") as handle:
-            version = asd.read_file_version(handle)
-            readers = {0: asd.read_header_file_version_0, 1: asd.read_header_file_version_1,
-                       2: asd.read_header_file_version_2}
-            if version not in readers:
-                raise ScanError(path, f"unknown .asd file version {version}")
-            header = readers[version](handle)
+    with library_call(path, "AFMReader", "an .asd file"), open(path, "rb") as handle:
+        version = asd.read_file_version(handle)
+        readers = {0: asd.read_header_file_version_0, 1: asd.read_header_file_version_1,
+                   2: asd.read_header_file_version_2}
+        if version not in readers:
+            raise ScanError(path, f"unknown .asd file version {version}")
+        header = readers[version](handle)
     rows, cols = int(header["y_pixels"]), int(header["x_pixels"])
     check_pixels(path, rows, cols, reading, frames=int(header.get("num_frames", 1)))
     channels = []

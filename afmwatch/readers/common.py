@@ -162,7 +162,7 @@ def library_call(path: Path, library: str, expected: str) -> Iterator[None]:
         raise ScanError(path, "no permission to read the file") from None
     except MemoryError:
         raise ScanError(path, "the file is too large to read into memory") from None
-    except Exception as exc:  # noqa: BLE001 - the reader boundary: any parser failure means a bad file
+    except Exception as exc:
         message = str(exc).strip().splitlines()[0][:_MAX_LIBRARY_MESSAGE] if str(exc).strip() else ""
         message = message or type(exc).__name__
         raise ScanError(

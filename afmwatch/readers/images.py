@@ -141,17 +141,16 @@ def read_tiff(path: Path, reading: ReadingConfig, channel: str | None = None) ->
     import tifffile
 
     check_tiff_complete(path)
-    with library_call(path, "tifffile", "a TIFF file"):
-        with tifffile.TiffFile(path) as tif:
-            if not tif.pages:
-                raise ScanError(path, "the TIFF holds no image")
-            page = tif.pages[0]
-            check_tiff_data(path, [page])
-            shape = page.shape
-            check_pixels(path, int(shape[0]), int(shape[1]) if len(shape) > 1 else 1, reading)
-            pixels = page.asarray()
-            description = page.description or ""
-            imagej_pixel_size = _imagej_pixel_size(page)
+    with library_call(path, "tifffile", "a TIFF file"), tifffile.TiffFile(path) as tif:
+        if not tif.pages:
+            raise ScanError(path, "the TIFF holds no image")
+        page = tif.pages[0]
+        check_tiff_data(path, [page])
+        shape = page.shape
+        check_pixels(path, int(shape[0]), int(shape[1]) if len(shape) > 1 else 1, reading)
+        pixels = page.asarray()
+        description = page.description or ""
+        imagej_pixel_size = _imagej_pixel_size(page)
     pixels = np.squeeze(pixels)
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         pixels = pixels[:, :, :3]

@@ -42,24 +42,23 @@ def _jpk_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], dict
 
     check_tiff_complete(path)
     tags = afmreader("jpk")._load_jpk_tags()
-    with library_call(path, "tifffile", "a JPK .jpk file"):
-        with tifffile.TiffFile(path) as tif:
-            check_tiff_data(path, tif.pages)
-            channels = []
-            for page in tif.pages[1:]:  # page 0 is the thumbnail with the shared metadata
-                check_pixels(path, *page.shape[:2], reading)
-                name = page.tags[tags["channel_name"]].value
-                direction = FORWARD if page.tags[tags["trace_retrace"]].value == 0 else BACKWARD
-                channels.append(_trace_name(str(name), direction))
-            first = tif.pages[0].tags
-            u_length = first[tags["grid_ulength"]].value
-            v_length = first[tags["grid_vlength"]].value
-            metadata = {
-                "points_set": int(first[tags["grid_ilength"]].value),
-                "lines_set": int(first[tags["grid_jlength"]].value),
-                "scan_size_nm": [float(u_length) * 1e9, float(v_length) * 1e9],
-                "instrument": "JPK",
-            }
+    with library_call(path, "tifffile", "a JPK .jpk file"), tifffile.TiffFile(path) as tif:
+        check_tiff_data(path, tif.pages)
+        channels = []
+        for page in tif.pages[1:]:  # page 0 is the thumbnail with the shared metadata
+            check_pixels(path, *page.shape[:2], reading)
+            name = page.tags[tags["channel_name"]].value
+            direction = FORWARD if page.tags[tags["trace_retrace"]].value == 0 else BACKWARD
+            channels.append(_trace_name(str(name), direction))
+        first = tif.pages[0].tags
+        u_length = first[tags["grid_ulength"]].value
+        v_length = first[tags["grid_vlength"]].value
+        metadata = {
+            "points_set": int(first[tags["grid_ilength"]].value),
+            "lines_set": int(first[tags["grid_jlength"]].value),
+            "scan_size_nm": [float(u_length) * 1e9, float(v_length) * 1e9],
+            "instrument": "JPK",
+        }
     if not channels:
         raise ScanError(path, "the .jpk file holds no image channels")
     return channels, metadata
@@ -85,29 +84,28 @@ def _h5jpk_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], di
     import h5py
 
     h5_jpk = afmreader("h5_jpk")
-    with library_call(path, "h5py", "a JPK .h5-jpk file"):
-        with h5py.File(path, "r") as handle:
-            available = h5_jpk._available_channels(handle)
-            metadata: dict[str, Any] = {"instrument": "JPK"}
-            for name, location in available.items():
-                group = handle[location.split("/")[0]]
-                attrs = group.attrs
-                points = int(attrs["position-pattern.grid.ilength"])
-                lines = int(attrs.get("position-pattern.grid.jlength", points))
-                dataset = handle[location].get(name.split("_")[0].capitalize())
-                frames = int(dataset.shape[1]) if dataset is not None and dataset.ndim == 2 else 1
-                check_pixels(path, lines, points, reading, frames=frames)
-                metadata.update(
-                    points_set=points,
-                    lines_set=lines,
-                    scan_size_nm=[
-                        float(attrs.get("position-pattern.grid.ulength", np.nan)) * 1e9,
-                        float(attrs.get("position-pattern.grid.vlength", np.nan)) * 1e9,
-                    ],
-                )
-                instrument = attrs.get("description.instrument")
-                if instrument is not None:
-                    metadata["instrument"] = f"JPK {small_json(instrument)}"
+    with library_call(path, "h5py", "a JPK .h5-jpk file"), h5py.File(path, "r") as handle:
+        available = h5_jpk._available_channels(handle)
+        metadata: dict[str, Any] = {"instrument": "JPK"}
+        for name, location in available.items():
+            group = handle[location.split("/")[0]]
+            attrs = group.attrs
+            points = int(attrs["position-pattern.grid.ilength"])
+            lines = int(attrs.get("position-pattern.grid.jlength", points))
+            dataset = handle[location].get(name.split("_")[0].capitalize())
+            frames = int(dataset.shape[1]) if dataset is not None and dataset.ndim == 2 else 1
+            check_pixels(path, lines, points, reading, frames=frames)
+            metadata.update(
+                points_set=points,
+                lines_set=lines,
+                scan_size_nm=[
+                    float(attrs.get("position-pattern.grid.ulength", np.nan)) * 1e9,
+                    float(attrs.get("position-pattern.grid.vlength", np.nan)) * 1e9,
+                ],
+            )
+            instrument = attrs.get("description.instrument")
+            if instrument is not None:
+                metadata["instrument"] = f"JPK {small_json(instrument)}"
     channels = [
         _trace_name(name.rsplit("_", 1)[0], BACKWARD if name.endswith("_retrace") else FORWARD)
         for name in available

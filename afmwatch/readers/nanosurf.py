@@ -20,8 +20,8 @@ from afmwatch.readers.common import (
     direction_metadata,
     finite_or_error,
     library_call,
-    parsed_once,
     nm_factor,
+    parsed_once,
     preflight,
     small_json,
 )
@@ -107,7 +107,7 @@ def _image_channels(keys: list[tuple[str, str, str]]) -> list[tuple[Channel, tup
 def _dataset_headers(header: Any) -> dict[tuple[str, str], dict[str, str]]:
     """(direction key, channel name) -> that data set's header section (units, ranges, lines)."""
     sections = {}
-    for title, section in header.items():
+    for _title, section in header.items():  # a pandas object: .values is its array, not a method
         if isinstance(section, dict) and "Dim2Name" in section and section.get("Frame") in _FRAMES:
             sections[(_FRAMES[section["Frame"]], section["Dim2Name"])] = section
     return sections
@@ -128,7 +128,7 @@ def read(path: Path, reading: ReadingConfig, channel: str | None = None) -> list
         )
     all_channels = [c for c, _ in image_channels]
     chosen = choose_channel(path, all_channels, reading.channels, channel)
-    key = dict((c.name, k) for c, k in image_channels)[chosen.name]
+    key = {c.name: k for c, k in image_channels}[chosen.name]
     section = _dataset_headers(header).get((key[1], key[2]), {})
 
     values = np.asarray(nid.data[key], dtype=np.float64)

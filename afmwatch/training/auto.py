@@ -24,9 +24,9 @@ from afmwatch.networks.metrics_model import METRICS_ARCHS
 from afmwatch.networks.model_file import ModelError
 from afmwatch.training.compare import add_comparison, cross_validate_arch, options_for, summary
 from afmwatch.training.data import count_labelled
+from afmwatch.training.families import train_model
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.report import write_json
-from afmwatch.training.families import train_model
 from afmwatch.training.train import check_options
 
 log = structlog.get_logger(__name__)

@@ -22,8 +22,8 @@ import structlog
 
 from afmwatch.config import ReadingConfig
 from afmwatch.durable import sha256_file
-from afmwatch.scan import Scan, ScanError
 from afmwatch.networks.prediction import CLASS_NAMES
+from afmwatch.scan import Scan, ScanError
 
 log = structlog.get_logger(__name__)
 

@@ -24,8 +24,8 @@ from afmwatch.networks import familiarity
 from afmwatch.networks import pipeline as input_pipeline
 from afmwatch.networks.architectures import get_architecture, hub_cache_weights, set_train_mode
 from afmwatch.networks.classifier import check_metadata, resolve_device, save_classifier
-from afmwatch.networks.prediction import CLASS_NAMES
 from afmwatch.networks.model_file import ModelError, load_model_file
+from afmwatch.networks.prediction import CLASS_NAMES
 from afmwatch.training.calibration import DEFAULT_REVIEW_BAND, choose_review_band, fit_temperature, softmax
 from afmwatch.training.metrics import bootstrap_interval, classification_metrics
 from afmwatch.training.options import TrainOptions
