@@ -192,3 +192,19 @@ def test_boosted_trains_on_a_folder_without_any_retrace(tmp_path):
     assert main(["--log-level", "warning", "train", "--data", str(folder), "--out", str(out),
                  "--arch", BOOSTED, "--folds", "3"]) == 0
     assert load_classifier(out).arch == BOOSTED
+
+
+def test_a_metrics_model_can_see_only_the_scale_free_metrics(labelled, tmp_path):
+    from afmwatch.networks.metrics_model import SCALE_FREE_FEATURES, feature_set
+    from afmwatch.training.families import train_model
+    from afmwatch.training.options import TrainOptions
+
+    out = tmp_path / "scale-free.safetensors"
+    train_model(labelled, out, TrainOptions(arch=LOGISTIC, metrics_features="scale-free"), progress=False)
+    classifier = load_classifier(out)
+    assert classifier.features == SCALE_FREE_FEATURES
+    assert not {"sq", "sa", "noise_rms", "z_range", "bow", "tilt_deg"} & set(classifier.features)
+    assert len(classifier.tensors["coef"]) == len(SCALE_FREE_FEATURES)
+    assert feature_set("sq, scar_fraction") == ("sq", "scar_fraction")
+    with pytest.raises(ValueError, match="unknown metrics roughness"):
+        feature_set("roughness")

@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="P(bad) band sent to review (default: chosen from validation)")
     parser.add_argument("--name", default=None, help="model name (default: the output file's name)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all)")
+    parser.add_argument("--metrics-features", default=d.metrics_features, metavar="SET",
+                        help="metrics models: the metrics they see: all (default), scale-free (ratios, fractions "
+                        "and scores only: what carries from synthetic scans to an instrument), or a "
+                        "comma-separated list")
     parser.add_argument("--compare", default=None, metavar="ARCH[,ARCH...]",
                         help="with --folds K: cross-validate these architectures too, on the same folds, and put "
                         "the comparison in the report (e.g. convnet,metrics-logistic); with --arch auto: the "
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, base_model=args.base_model, pretrained=args.pretrained, group_by=args.group_by,
         image_size=args.image_size, resize=args.resize, normalise=args.normalise, data_area=args.data_area,
         jitter=args.jitter, review_band=tuple(args.review_band) if args.review_band else None,
-        name=args.name, threads=args.threads,
+        name=args.name, threads=args.threads, metrics_features=args.metrics_features,
     )
     command = _command_line(args, options)
     compare = [a.strip() for a in (args.compare or "").split(",") if a.strip()]

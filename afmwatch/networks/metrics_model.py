@@ -37,6 +37,30 @@ FEATURES: tuple[str, ...] = (
     "constant_run_fraction", "noise_rms", "signal_to_noise", "tilt_deg", "bow", "trace_retrace_mismatch",
     "sq", "sa", "skewness", "z_range", "tip_change_score", "sharpness_change",
 )
+# Only ratios, fractions and scores: what a model trained on synthetic scans of every scale can carry to
+# another instrument (absolute heights, noise in nm, tilt and bow say more about the sample and the setup
+# than about the scan's quality). The shipped default uses these; a lab training on its own scans may
+# keep them all.
+SCALE_FREE_FEATURES: tuple[str, ...] = (
+    "completeness", "line_artefact_ratio", "scar_fraction", "streak_fraction", "saturation_fraction",
+    "constant_run_fraction", "signal_to_noise", "trace_retrace_mismatch", "skewness", "tip_change_score",
+    "sharpness_change",
+)
+FEATURE_SETS = {"all": FEATURES, "scale-free": SCALE_FREE_FEATURES}
+
+
+def feature_set(name: str) -> tuple[str, ...]:
+    """The metrics a model sees: a named set ("all", "scale-free") or a comma-separated list."""
+    if name in FEATURE_SETS:
+        return FEATURE_SETS[name]
+    chosen = tuple(part.strip() for part in name.split(",") if part.strip())
+    unknown = [f for f in chosen if f not in METRICS]
+    if unknown or not chosen:
+        raise ValueError(f"--metrics-features {name!r}: unknown metrics {', '.join(unknown) or '(none given)'} "
+                         f"(give all, scale-free or metric names: {', '.join(METRICS)})")
+    return chosen
+
+
 # Heights and ratios span decades from one sample to the next: the models see their log10.
 LOG_FEATURES = frozenset(
     {"line_artefact_ratio", "noise_rms", "signal_to_noise", "bow", "sq", "sa", "z_range", "sharpness_change"}

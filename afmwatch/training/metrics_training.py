@@ -23,6 +23,7 @@ from afmwatch.networks.metrics_model import (
     LOGISTIC,
     METRICS_ARCHS,
     RAW_FUNCTIONS,
+    feature_set,
     save_metrics_model,
     scan_features,
 )
@@ -132,13 +133,14 @@ def cross_validate_metrics(x: np.ndarray, labels: np.ndarray, hashes: list[str],
 
 def train_metrics_arrays(x: np.ndarray, labels: np.ndarray, hashes: list[str], groups: list[str | None],
                          options: Any, cross_validation: dict[str, Any] | None = None,
-                         ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                         features: tuple[str, ...] = FEATURES) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Cross-validation (when asked, unless `cross_validation` already holds it for these folds), then
     the final model on the stratified validation split, its temperature and review band."""
 
     labels = np.asarray(labels, dtype=int)
     report: dict[str, Any] = {"options": asdict(options), "class_names": list(CLASS_NAMES),
-                              "pipeline": {"features": list(FEATURES), "log10": sorted(LOG_FEATURES)}}
+                              "pipeline": {"features": list(features),
+                                           "log10": sorted(LOG_FEATURES & set(features))}}
     if cross_validation is not None:  # already run on these folds (`train --arch auto` chose with it)
         report["cross_validation"] = cross_validation
     elif options.folds and options.folds >= 2:
@@ -178,22 +180,24 @@ def train_metrics_folder(data: str | Path, out: str | Path, options: Any, comman
     if options.base_model:
         raise ValueError(f"--base-model does not apply to {options.arch}: it trains in seconds from scratch")
     data, out = Path(data), Path(out)
+    features = feature_set(options.metrics_features)
     files, rows, labels, notes, skipped = load_training_data(
-        data, options, scan_features, ReadingConfig(data_area=options.data_area), progress)
+        data, options, lambda scan: scan_features(scan, features), ReadingConfig(data_area=options.data_area),
+        progress)
     started = time.monotonic()
     tensors, report = train_metrics_arrays(np.stack(rows), labels, [f.sha256 for f in files],
-                                           [f.group for f in files], options, cross_validation)
+                                           [f.group for f in files], options, cross_validation, features)
     training_data = fingerprint(files, data)
     name = options.name or out.name.split(".")[0]
     metadata = model_metadata(report, name, training_data, command)
-    metadata.update(features=list(FEATURES), log10_features=sorted(LOG_FEATURES),
-                    pipeline={"data_area": options.data_area, "features": list(FEATURES)})
+    metadata.update(features=list(features), log10_features=sorted(LOG_FEATURES & set(features)),
+                    pipeline={"data_area": options.data_area, "features": list(features)})
     save_metrics_model(out, tensors, metadata)
     report.update(model=str(out), name=name, data={"folder": str(data), **training_data, **notes, "skipped": skipped},
                   command=command, created=metadata["created"], afmwatch_version=__version__,
                   training_seconds=round(time.monotonic() - started, 2))
     if options.arch == LOGISTIC:
-        report["coefficients"] = dict(zip(FEATURES, np.round(tensors["coef"], 4).tolist()))
+        report["coefficients"] = dict(zip(features, np.round(tensors["coef"], 4).tolist()))
     report["validation_files"] = validation_files(report, files, labels, options)
     write_report(report, out)
     log.info("model_saved", model=str(out), arch=options.arch,

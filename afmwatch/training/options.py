@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -27,8 +28,9 @@ class TrainOptions:
     image_size: int = 224
     resize: int = 256
     normalise: str | None = None  # None: what the architecture expects
-    data_area: str = "auto"
+    data_area: Literal["auto", "crop-right-30", "whole"] = "auto"
     jitter: float = 0.0
     review_band: tuple[float, float] | None = None  # None: chosen from validation
     name: str | None = None
     threads: int | None = None
+    metrics_features: str = "all"  # metrics models: "all", "scale-free" or a comma-separated list of metrics
