@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo default-model default-denoisers bench clean
+.PHONY: run test lint format demo default-model default-denoisers bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,22 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: $(STAMP)
 	$(PY) -m afmwatch demo
 
+# lint (ruff), format check, type check (mypy), then the tests: what CI runs
 test: $(STAMP)
+	$(VENV)/bin/ruff check afmwatch benchmarks tests
+	$(VENV)/bin/ruff format --check afmwatch benchmarks tests
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# only the linters and the type checker (fast); `make format` rewrites the files as ruff formats them
+lint: $(STAMP)
+	$(VENV)/bin/ruff check afmwatch benchmarks tests
+	$(VENV)/bin/ruff format --check afmwatch benchmarks tests
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix afmwatch benchmarks tests
+	$(VENV)/bin/ruff format afmwatch benchmarks tests
 
 # every benchmark, each section written into BENCHMARKS.md (long: run it on a quiet machine);
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only e2e,latency" or BENCH_ARGS=--quick
@@ -54,7 +68,8 @@ default-model: $(STAMP)
 DEFAULT_MODEL_DEVICE ?= cpu
 
 # The shipped denoisers (card: models/DENOISERS.md). window-mlp, Gwyddion's example kept as the faithful
-# reproduction: synthetic particles at three noise levels (seeds 11-13). conv, the default: pairs of every
+# reproduction, and conv-particles, the first conv (for particles on a flat substrate only): synthetic particles
+# at three noise levels (seeds 11-13). conv, the default: pairs of every
 # synthetic surface kind (grains, domains, blends, substrates, terraces, gratings, fibres, particles), 50 per kind
 # generated in memory (seed 1) with white, 1/f, row-offset, line and scar noise, heights in units of the noise.
 # Validation panels stay in build/default-denoisers, models and reports go to models/.
@@ -67,10 +82,12 @@ default-denoisers: $(STAMP)
 	$(PY) -m afmwatch synth denoise --out $(DENOISE_DATA)/particles-0.2 --n 20 --noise 0.2 --seed 13 --no-gwy --no-previews
 	$(PY) -m afmwatch train-denoiser --data $(DENOISE_SETS) --arch window-mlp --steps 800 --seed 0 --threads 1 \
 		--out $(DENOISE_DATA)/denoiser-window-mlp.safetensors
+	$(PY) -m afmwatch train-denoiser --data $(DENOISE_SETS) --arch conv --steps 4800 --seed 0 --threads 1 \
+		--half-scale --arch-options '{"fine_channels": 16}' --out $(DENOISE_DATA)/denoiser-conv-particles.safetensors
 	$(PY) -m afmwatch train-denoiser --synthetic 50 --synthetic-seed 1 --arch conv --steps 4500 --patch 64 128 \
 		--seed 0 --threads 1 --half-scale --out $(DENOISE_DATA)/denoiser-conv.safetensors \
 		--arch-options '{"fine_channels": 16, "normalisation": "median-noise", "image_statistics": true}'
-	for m in denoiser-window-mlp denoiser-conv; do \
+	for m in denoiser-window-mlp denoiser-conv-particles denoiser-conv; do \
 		cp $(DENOISE_DATA)/$$m.safetensors $(DENOISE_DATA)/$$m.report.json models/; done
 
 clean:

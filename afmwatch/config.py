@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 
@@ -170,7 +170,7 @@ def _convert(value: Any, tp: Any, key: str, errors: list[str], base: Path) -> An
         if not isinstance(value, dict):
             errors.append(f"{key}: expected a mapping, got {value!r}")
             return None
-        return _build(tp, value, f"{key}.", errors, base)
+        return _build(cast(type, tp), value, f"{key}.", errors, base)  # a dataclass type, not an instance
     if tp is bool:
         if not isinstance(value, bool):
             errors.append(f"{key}: expected true/false, got {value!r}")

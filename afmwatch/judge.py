@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -50,9 +50,9 @@ def judge_paths(
             loaded = list(pool.map(load, chunk))
             rows = [(i, n) for i, item in enumerate(loaded) if not isinstance(item, str) for n in range(len(item.inputs))]
             predictions = []
-            if rows:
-                x = torch.stack([torch.from_numpy(loaded[i].inputs[n]) for i, n in rows])
-                predictions = classifier.predict(x, [loaded[i].quality for i, _ in rows])
+            if rows:  # rows index only the files that were read (not an error string)
+                x = torch.stack([torch.from_numpy(cast(ReadResult, loaded[i]).inputs[n]) for i, n in rows])
+                predictions = classifier.predict(x, [cast(ReadResult, loaded[i]).quality for i, _ in rows])
             per_file: dict[int, list[Any]] = {}
             for (i, _), prediction in zip(rows, predictions):
                 per_file.setdefault(i, []).append(prediction)

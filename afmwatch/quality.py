@@ -238,7 +238,7 @@ def completeness(scan: Scan) -> dict[str, float | int]:
 def _line_spacing(scan: Scan) -> float | None:
     """Distance between lines (nm): the slow-axis scan size over the lines set, where the file says both
     (a 512 x 128 scan of a square area has lines 4 pixels apart), else the pixel size."""
-    size = scan.metadata.get("scan_size_nm")
+    size: Any = scan.metadata.get("scan_size_nm")  # None or malformed falls to the except below
     lines = _metadata_int(scan.metadata, "lines_set") or scan.shape[0]
     try:
         spacing = float(size[1]) / lines
@@ -627,7 +627,7 @@ def _tears(breaks: np.ndarray, max_lines: int) -> list[tuple[int, int]]:
             strength = float(min(breaks[i], breaks[j]))
             # a band of streaks or noise breaks between all its lines: that is not one tip
             if np.median(breaks[i + 1 : j]) <= 0.35 * strength:
-                for key in (i, j):
+                for key in (int(i), int(j)):
                     if key not in partner or strength > partner[key][0]:
                         partner[key] = (strength, int(i) + 1, int(j) + 1)
         if breaks[i] >= TIP_BREAK_ALONE and 2 * TIP_MIN_LINES <= i + 1 <= breaks.size + 1 - 2 * TIP_MIN_LINES:

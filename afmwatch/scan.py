@@ -57,7 +57,7 @@ class Scan:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.height.shape)  # type: ignore[return-value]
+        return tuple(self.height.shape)
 
     @property
     def is_height(self) -> bool:

@@ -31,7 +31,7 @@ class Decision(enum.StrEnum):
     FAILED = "failed"  # could not be read or classified
 
 
-SEVERITY = {Decision.GOOD: 0, Decision.REVIEW: 1, Decision.BAD: 2}
+SEVERITY: dict[str, int] = {Decision.GOOD: 0, Decision.REVIEW: 1, Decision.BAD: 2}
 MULTIFRAME_RULES = ("any-bad", "majority", "first")
 
 
@@ -107,6 +107,7 @@ def _combine_frames(predictions: Sequence[PredictionLike], rule: str) -> tuple[s
         p = predictions[0]
         return p.decision, p.label, p.confidence, dict(p.probabilities)
     decisions = [p.decision for p in predictions]
+    decision: str
     if rule == "any-bad":
         decision = (Decision.BAD if Decision.BAD in decisions else Decision.REVIEW if Decision.REVIEW in decisions
                     else Decision.GOOD)
@@ -173,12 +174,14 @@ def decide(predictions: Sequence[PredictionLike], metrics: Mapping[str, Any] | N
         # a rule as severe as the model decides too: its reason (the physics) is the better explanation
         rule_wins = policy.rules_may_soften or SEVERITY[outcome.decision] >= SEVERITY[model_decision]
         if rule_wins:
+            assert outcome.rule is not None  # a decision comes from a deciding rule
             decision, rule = outcome.decision, rule_to_dict(outcome.rule)
             reasons = [*outcome.reasons, *(model_reasons if predictions else [])]
         else:
             reasons = [*model_reasons, *outcome.reasons]
     if predictions and decision in (Decision.GOOD, Decision.BAD) and label != decision:
         label = decision  # a rule made it bad: the scan's best label is bad (the model's P stays as it was)
+        assert probabilities is not None  # set with the predictions
         confidence = probabilities[decision]
     return Verdict(
         decision=decision, label=label, confidence=confidence, probabilities=probabilities,

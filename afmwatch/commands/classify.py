@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import cast
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,12 +59,14 @@ def run(args: argparse.Namespace) -> int:
                          reading=config.reading if config else None)
     for result in judged:
         verdict = result.verdict
-        row = {"path": str(result.path), **(verdict or failed(result.error)).to_dict(), "quality": result.quality,
+        # a file without a verdict has its error (judge.JudgedFile)
+        row = {"path": str(result.path), **(verdict or failed(cast(str, result.error))).to_dict(), "quality": result.quality,
                "error": result.error}
         rows.append(row)
         if args.json:
             continue
         if verdict:
+            assert verdict.probabilities is not None  # the model judged it
             p_bad = verdict.probabilities["bad"]
             print(f"{verdict.decision:<7} P(bad) {p_bad:.3f}  {result.path}: {'; '.join(verdict.reasons)}")
         else:

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "combine":
             return _combine(args)
         if args.action == "list":
+            assert folder is not None  # checked above
             rows = store.list_models(folder)
             default = store.default_model_path()
             if default.exists():
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             meta = read_metadata(path)
             print(json.dumps({"file": str(path), **meta}, indent=2))
             return 0
+        assert folder is not None  # promote: checked above
         path = Path(args.model)
         if not path.exists():
             path = store.find_model(args.model, folder)

@@ -100,6 +100,7 @@ def state_folder(config: Config) -> Path:
     if config.state_folder is not None:
         return config.state_folder
     base = config.output_root if config.output_root is not None else config.watch_folder
+    assert base is not None, "a daemon config has a watch folder"
     return base / STATE_FOLDER_NAME
 
 
@@ -149,6 +150,7 @@ class Journal:
             "INSERT INTO files (path, state, size, mtime_ns, seen_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
             (path, State.SEEN, size, mtime_ns, now, now),
         )
+        assert cursor.lastrowid is not None  # set by the INSERT
         return int(cursor.lastrowid)
 
     def update(self, entry_id: int, *, durable: bool = False, **fields: Any) -> None:

@@ -55,6 +55,8 @@ class ReaderPool(Stage):
     """`workers.read_workers` threads between the read queue and the inference/act queues, and the
     reader processes they hand the reading to (`workers.reader_processes`), which end with them."""
 
+    inbox: queue.Queue  # always the runtime's read queue
+
     def __init__(self, runtime: Runtime, settler: Settler):
         super().__init__(runtime, "afmwatch-read", count=runtime.config.workers.read_workers,
                          inbox=runtime.read_queue)

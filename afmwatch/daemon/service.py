@@ -127,6 +127,7 @@ class Service:
 
     @property
     def journal(self) -> Journal:
+        assert self.runtime is not None, "the service has not started"
         return self.runtime.journal
 
     @property
@@ -170,6 +171,7 @@ class Service:
                                   [f"metrics_port: cannot serve on 127.0.0.1:{config.metrics_port} ({exc.strerror})"]) from None
         for stage in self.stages:
             stage.start()
+        assert config.watch_folder is not None  # startup_errors refuses a config without one
         self.observer = start_observer(config.watch_folder, config.watch, self.settler.touch)
         found = 0
         for path in scan_folder(config.watch_folder, config.watch):
@@ -190,6 +192,7 @@ class Service:
     # -- health -----------------------------------------------------------------------------------
     def gauges(self) -> dict[str, float]:
         runtime = self.runtime
+        assert runtime is not None, "the service has not started"
         return {
             "pending_files": self.settler.pending(),
             "read_queue_depth": runtime.read_queue.qsize(),
@@ -199,6 +202,7 @@ class Service:
 
     def status_line(self) -> str:
         runtime = self.runtime
+        assert runtime is not None, "the service has not started"
         counts = runtime.journal.decision_counts()
         done = sum(counts.values())
         parts = ", ".join(f"{d} {counts.get(d, 0)}" for d in DECISION_FOLDERS)
@@ -206,6 +210,7 @@ class Service:
         return f"{done} scans sorted ({parts}); {waiting} waiting; model {runtime.classifier.name}"
 
     def _write_status(self) -> None:
+        assert self.runtime is not None, "the service has not started"
         config, classifier = self.runtime.config, self.runtime.classifier
         self.runtime.journal.set_service({
             "pid": os.getpid(),
@@ -269,6 +274,7 @@ class Service:
         changed = [name for name, value in kept.items() if getattr(new, name) != value]
         if changed:
             log.warning("config_needs_restart", settings=changed)
+        assert self.runtime is not None, "the service has not started"
         self.runtime.config = dataclasses.replace(new, **kept)  # every stage reads it from there
         configure_logging(self.config.log_level)
         log.info("config_reloaded", config=str(self.config_path))
@@ -279,6 +285,7 @@ class Service:
         self._stop.set()
         self.notifier.stopping("draining")
         runtime = self.runtime
+        assert runtime is not None, "the service has not started"
         timeout = runtime.config.workers.drain_timeout_seconds
         deadline = time.monotonic() + timeout
         log.info("daemon_draining", in_flight=runtime.read_queue.qsize() + runtime.infer_queue.qsize(), timeout_s=timeout)

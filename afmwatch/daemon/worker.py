@@ -79,6 +79,8 @@ class InferenceWorker(Stage):
     a hot reload or the move to the CPU replaces it there, then calls `on_model_change`. It pings
     the systemd watchdog while `healthy()` (every stage alive)."""
 
+    inbox: queue.Queue  # always the runtime's infer queue
+
     def __init__(self, runtime: Runtime, *, on_model_change: Callable[[], None], healthy: Callable[[], bool]):
         super().__init__(runtime, "afmwatch-infer", inbox=runtime.infer_queue)
         self.on_model_change = on_model_change

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -19,7 +19,13 @@ from afmwatch.config import ReadingConfig
 from afmwatch.networks import familiarity as familiarity_check
 from afmwatch.networks import pipeline as input_pipeline
 from afmwatch.networks.architectures import ARCHITECTURES, get_architecture
-from afmwatch.networks.metrics_model import METRICS_ARCHS, RAW_FUNCTIONS, feature_vector, load_metrics_classifier
+from afmwatch.networks.metrics_model import (
+    METRICS_ARCHS,
+    RAW_FUNCTIONS,
+    MetricsClassifier,
+    feature_vector,
+    load_metrics_classifier,
+)
 from afmwatch.networks.model_file import ModelError, file_sha256, load_model_file, save_model_file
 from afmwatch.networks.prediction import CLASS_NAMES, Prediction, to_predictions
 from afmwatch.scan import Scan
@@ -145,7 +151,7 @@ class Classifier:
         p_bad, review_band = p_network, self.review_band
         parts = [{"network": float(p)} for p in p_network]
         if self.companion is not None and metrics is not None and all(m is not None for m in metrics):
-            p_metrics = self.companion_p_bad(metrics)
+            p_metrics = self.companion_p_bad(cast("list[dict[str, Any]]", metrics))  # none is None (checked)
             weight = float(self.companion["weight"])
             p_bad = 1.0 / (1.0 + np.exp(-((1 - weight) * _logit(p_network) + weight * _logit(p_metrics))))
             review_band = tuple(self.companion["review_band"])
@@ -155,6 +161,7 @@ class Classifier:
 
     def companion_p_bad(self, metrics: list[dict[str, Any]]) -> np.ndarray:
         """P(bad) of the metrics model stored beside the network, for each scan's metrics."""
+        assert self.companion is not None, "only a model with a metrics model beside the network has one"
         x = np.stack([feature_vector(m, tuple(self.companion["features"])) for m in metrics])
         raw = RAW_FUNCTIONS[self.companion["arch"]](self.companion_tensors, x)
         return 1.0 / (1.0 + np.exp(-raw / float(self.companion["temperature"])))
@@ -179,7 +186,7 @@ class Classifier:
         return self
 
 
-def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
+def load_classifier(path: str | Path, device: str = "cpu") -> Classifier | MetricsClassifier:
     """Load and check a classifier model file; every problem is a ModelError naming the file."""
     path = Path(path)
     tensors, meta = load_model_file(path)
@@ -201,7 +208,7 @@ def save_classifier(path: str | Path, model: nn.Module, metadata: dict[str, Any]
     return save_model_file(path, {**model.state_dict(), **(extra_tensors or {})}, metadata)
 
 
-def probe(classifier: Classifier) -> Prediction:
+def probe(classifier: Classifier | MetricsClassifier) -> Prediction:
     """Run the classifier on a small synthetic surface: proves the file loads, preprocesses and gives
     finite probabilities before a model is put into service."""
     rng = np.random.default_rng(0)

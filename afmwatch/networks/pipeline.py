@@ -151,12 +151,14 @@ def _normalise(crop: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
         np.clip(grey, 0, 1, out=grey)
     else:
         grey = np.zeros_like(crop)
+    channel_mean: tuple[float, ...]
+    channel_std: tuple[float, ...]
     if spec["channels"] == 1:
-        mean, std = (IMAGENET_GREY[0],), (IMAGENET_GREY[1],)
+        channel_mean, channel_std = (IMAGENET_GREY[0],), (IMAGENET_GREY[1],)
     else:
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-    mean_a = np.array(mean, dtype=np.float32)[:, None, None]
-    std_a = np.array(std, dtype=np.float32)[:, None, None]
+        channel_mean, channel_std = IMAGENET_MEAN, IMAGENET_STD
+    mean_a = np.array(channel_mean, dtype=np.float32)[:, None, None]
+    std_a = np.array(channel_std, dtype=np.float32)[:, None, None]
     return (grey[None] - mean_a) / std_a
 
 

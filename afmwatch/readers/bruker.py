@@ -64,8 +64,8 @@ def _bruker_header(
         return value[0].decode("latin-1").strip() if value else None
 
     metadata = {
-        "lines_set": int(text(b"Lines")) if text(b"Lines") else None,
-        "points_set": int(text(b"Samps/line")) if text(b"Samps/line") else None,
+        "lines_set": int(lines_text) if (lines_text := text(b"Lines")) else None,
+        "points_set": int(points_text) if (points_text := text(b"Samps/line")) else None,
         "instrument": "Bruker Nanoscope",
         "vendor": {k.decode(): text(k) for k in (b"Operating mode", b"Scan rate", b"Scan size")
                    if text(k) is not None},

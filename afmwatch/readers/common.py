@@ -178,7 +178,8 @@ def check_tiff_complete(path: Path) -> None:
         order = {b"II": "<", b"MM": ">"}.get(handle.read(2))
         if order is None or struct.unpack(order + "H", handle.read(2))[0] != 42:
             return  # BigTIFF or not TIFF: tifffile checks those itself
-        offset, seen = struct.unpack(order + "I", handle.read(4))[0], set()
+        offset: int = struct.unpack(order + "I", handle.read(4))[0]
+        seen: set[int] = set()
         while offset and offset not in seen and len(seen) < 100_000:
             seen.add(offset)
             if offset + 2 > size:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -144,7 +144,7 @@ def read_tiff(path: Path, reading: ReadingConfig, channel: str | None = None) ->
     with library_call(path, "tifffile", "a TIFF file"), tifffile.TiffFile(path) as tif:
         if not tif.pages:
             raise ScanError(path, "the TIFF holds no image")
-        page = tif.pages[0]
+        page = cast("tifffile.TiffPage", tif.pages[0])  # without useframes, not a TiffFrame
         check_tiff_data(path, [page])
         shape = page.shape
         check_pixels(path, int(shape[0]), int(shape[1]) if len(shape) > 1 else 1, reading)
@@ -162,7 +162,7 @@ def read_tiff(path: Path, reading: ReadingConfig, channel: str | None = None) ->
         if channel not in (None, stored_channel):
             raise ScanError(path, f"no channel named {channel!r}; this afmwatch TIFF holds: {stored_channel}")
         pixel_size = own.get("pixel_size_nm")
-        metadata = own.get("metadata") if isinstance(own.get("metadata"), dict) else {}
+        metadata = stored if isinstance(stored := own.get("metadata"), dict) else {}
         return [
             Scan(
                 height=finite_or_error(path, pixels),

@@ -5,7 +5,7 @@ name: hence the listing first."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -45,12 +45,13 @@ def _jpk_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], dict
     with library_call(path, "tifffile", "a JPK .jpk file"), tifffile.TiffFile(path) as tif:
         check_tiff_data(path, tif.pages)
         channels = []
-        for page in tif.pages[1:]:  # page 0 is the thumbnail with the shared metadata
-            check_pixels(path, *page.shape[:2], reading)
+        # page 0 is the thumbnail with the shared metadata; without useframes every page is a TiffPage
+        for page in cast("list[tifffile.TiffPage]", tif.pages[1:]):
+            check_pixels(path, *cast("tuple[int, int]", page.shape[:2]), reading)
             name = page.tags[tags["channel_name"]].value
             direction = FORWARD if page.tags[tags["trace_retrace"]].value == 0 else BACKWARD
             channels.append(_trace_name(str(name), direction))
-        first = tif.pages[0].tags
+        first = cast("tifffile.TiffPage", tif.pages[0]).tags
         u_length = first[tags["grid_ulength"]].value
         v_length = first[tags["grid_vlength"]].value
         metadata = {

@@ -137,6 +137,8 @@ def read(path: Path, reading: ReadingConfig, channel: str | None = None) -> list
     units = "nm" if factor is not None else unit
     height = finite_or_error(path, values * (factor or 1.0))
 
+    lines: int
+    points: int
     lines, points = height.shape
     xy_factor = nm_factor(section.get("Dim0Unit", "m")) or 1e9
     size_x = float(section.get("Dim0Range", "nan")) * xy_factor

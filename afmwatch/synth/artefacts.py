@@ -177,7 +177,7 @@ def lost_contact(z: np.ndarray, rng: np.random.Generator, severity: float, surfa
     bands = []
     lost = 0
     while lost < target:
-        height = int(min(max(3, target - lost), rng.integers(3, max(4, target // 2 + 2))))
+        height = min(max(3, target - lost), int(rng.integers(3, max(4, target // 2 + 2))))
         start = int(rng.integers(0, rows - height + 1))
         first_col = int(rng.uniform(0.05, 0.6) * cols)
         out[start : start + height, first_col:] = level

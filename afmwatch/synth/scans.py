@@ -151,6 +151,7 @@ def synth_scan(
     else:
         rows, cols = (int(n) for n in size)
     if artefacts is None:
+        assert label is not None  # drawn above when no artefacts are given
         artefacts = plan_artefacts(rng, label, kind)
     for name, _ in artefacts:
         if name not in ARTEFACTS:

@@ -98,7 +98,7 @@ def classify_file(out: Path, seed: int, index: int, size: int | None, gwy: bool,
     metadata = scan.metadata
     if retrace:
         metadata["retrace_file"] = f"../retrace/{label}/{name}.tif"
-    entry = {"name": name, "index": index, "label": label, **_write_outputs(
+    entry: dict[str, Any] = {"name": name, "index": index, "label": label, **_write_outputs(
         out, label, name, scan.trace, scan.pixel_size_nm, metadata, _caption(label, scan.params), gwy, previews)}
     if retrace:
         entry["retrace"] = f"retrace/{label}/{name}.tif"

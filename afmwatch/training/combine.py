@@ -56,6 +56,7 @@ def part_probabilities(network: Classifier, metrics_model: MetricsClassifier, da
     files, _ = collect_files(data)
     prepare, argument = network.preprocess_task()
     task_reading = network.reading_config(reading)
+    p_network: list[float]
     labels, p_network, p_metrics, paths, unreadable = [], [], [], [], []
     batch: list[tuple[Any, np.ndarray]] = []
 
@@ -99,7 +100,7 @@ def combine_models(network_path: str | Path, metrics_path: str | Path, data: str
     if len(set(labels.tolist())) < 2:
         raise ValueError(f"{data}: need labelled good and bad scans to choose the weight")
     losses = {w: _log_loss(mix(parts["network"], parts["metrics"], w), labels) for w in WEIGHTS}
-    chosen = float(weight) if weight is not None else min(losses, key=losses.get)
+    chosen = float(weight) if weight is not None else min(losses, key=losses.__getitem__)
     combined = mix(parts["network"], parts["metrics"], chosen)
     band = choose_review_band(combined, labels)
     in_band = (combined >= band[0]) & (combined <= band[1])
@@ -109,7 +110,7 @@ def combine_models(network_path: str | Path, metrics_path: str | Path, data: str
         return {k: m[k] for k in ("balanced_accuracy", "accuracy", "roc_auc", "confusion_matrix")} | {
             "log_loss": round(_log_loss(p, labels), 4)}
 
-    report = {
+    report: dict[str, Any] = {
         "data": {"folder": str(data), **fingerprint(parts["files"], Path(data)), "unreadable": parts["unreadable"]},
         "weight": chosen, "weight_chosen_by": "given" if weight is not None else "lowest log-loss on these scans",
         "log_loss_by_weight": {str(w): round(v, 4) for w, v in losses.items()},

@@ -107,7 +107,8 @@ def collect_files(folder: str | Path, group_by: str | None = None) -> tuple[list
     by_hash: dict[str, list[tuple[Path, int]]] = {}
     for path, label in chosen:
         by_hash.setdefault(sha256_file(path), []).append((path, label))
-    files, conflicts = [], []
+    files: list[LabelledFile] = []
+    conflicts: list[str] = []
     for digest, entries in by_hash.items():
         if len({label for _, label in entries}) > 1:
             conflicts.extend(str(p) for p, _ in entries)

@@ -40,6 +40,7 @@ def evaluate_folder(
         if verdict is None:
             unreadable.append({"path": str(item.path), "reason": result.error})
             continue
+        assert verdict.probabilities is not None  # the model judged every file it read
         labels.append(item.label)
         p_bad.append(verdict.probabilities["bad"])
         said_bad.append(1.0 if verdict.label == "bad" else 0.0)

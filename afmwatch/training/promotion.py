@@ -60,6 +60,7 @@ def promote_checked(model_path: str | Path, model_folder: str | Path, data: str 
                   active=(before or {}).get("name"), active_balanced_accuracy=(before or {}).get("balanced_accuracy"),
                   data=str(data), scans=candidate["count"])
     if worse and not force:
+        assert before is not None  # worse implies an active model was measured
         log.warning("promotion_refused", **fields)
         raise WorseThanActive(model_path, (
             f"balanced accuracy {candidate['balanced_accuracy']:.3f} on {data} ({candidate['count']} scans) is "

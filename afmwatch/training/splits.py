@@ -18,7 +18,7 @@ def _units(hashes: Sequence[str], groups: Sequence[str | None]) -> list[list[int
             i = parent[i]
         return i
 
-    first_seen: dict[tuple[str, str], int] = {}
+    first_seen: dict[tuple[str, str | None], int] = {}
     for i, (digest, group) in enumerate(zip(hashes, groups)):
         for key in (("hash", digest), ("group", group)):
             if key[1] is None:
@@ -34,23 +34,23 @@ def _units(hashes: Sequence[str], groups: Sequence[str | None]) -> list[list[int
 
 
 def assign_parts(
-    labels: Sequence[int], hashes: Sequence[str], groups: Sequence[str | None],
+    labels: Sequence[int] | np.ndarray, hashes: Sequence[str], groups: Sequence[str | None],
     fractions: Sequence[float], seed: int,
 ) -> np.ndarray:
     """Part index (0..len(fractions)-1) for every item; items of one unit share a part, and each
     part's share of every class comes as close to its fraction as the units allow."""
-    labels = np.asarray(labels, dtype=int)
-    num_classes = int(labels.max()) + 1 if len(labels) else 0
+    label_array = np.asarray(labels, dtype=int)
+    num_classes = int(label_array.max()) + 1 if len(label_array) else 0
     units = _units(hashes, groups)
     rng = np.random.default_rng(seed)
     rng.shuffle(units)  # random among equal sizes, but large units are placed first (stable sort)
     units.sort(key=len, reverse=True)
-    totals = np.bincount(labels, minlength=num_classes).astype(float)
+    totals = np.bincount(label_array, minlength=num_classes).astype(float)
     targets = np.outer(np.asarray(fractions, dtype=float), totals)  # part x class
     filled = np.zeros_like(targets)
-    parts = np.empty(len(labels), dtype=int)
+    parts = np.empty(len(label_array), dtype=int)
     for unit in units:
-        counts = np.bincount(labels[unit], minlength=num_classes)
+        counts = np.bincount(label_array[unit], minlength=num_classes)
         # the part whose classes most lack what this unit brings, relative to the target
         need = ((targets - filled) * counts).sum(axis=1) / np.maximum(targets.sum(axis=1), 1e-9)
         part = int(np.argmax(need))
@@ -60,7 +60,7 @@ def assign_parts(
 
 
 def validation_split(
-    labels: Sequence[int], hashes: Sequence[str], groups: Sequence[str | None],
+    labels: Sequence[int] | np.ndarray, hashes: Sequence[str], groups: Sequence[str | None],
     val_fraction: float, seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training and the validation items."""
@@ -69,7 +69,7 @@ def validation_split(
 
 
 def kfold_splits(
-    labels: Sequence[int], hashes: Sequence[str], groups: Sequence[str | None], folds: int, seed: int,
+    labels: Sequence[int] | np.ndarray, hashes: Sequence[str], groups: Sequence[str | None], folds: int, seed: int,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """K (train indices, validation indices) pairs; every item is validated exactly once."""
     parts = assign_parts(labels, hashes, groups, [1 / folds] * folds, seed)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import structlog
@@ -86,6 +86,7 @@ def _evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, loss
 
 def build_model(options: TrainOptions, spec: dict[str, Any], init: dict[str, torch.Tensor] | None) -> tuple[nn.Module, str]:
     """The network to train and a note on where its starting weights came from."""
+    assert options.arch is not None, "resolve_start fills in the architecture"
     arch = get_architecture(options.arch)
     pretrained = None
     if init is None and arch.torchvision_name:
@@ -174,7 +175,8 @@ def fit(
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_bacc=record["val_balanced_accuracy"])
             log.info("epoch_done", **record)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(record["val_loss"] if record["val_loss"] is not None else record["train_loss"])
+                # train_loss is always set; the dict's type cannot say so per key
+                scheduler.step(cast(float, record["val_loss"] if record["val_loss"] is not None else record["train_loss"]))
             elif scheduler is not None:
                 scheduler.step()
     except KeyboardInterrupt:
@@ -184,6 +186,7 @@ def fit(
             raise
     finally:
         bar.close()
+    assert best_state is not None  # kept by the first epoch; an interrupt before it re-raised
     model.load_state_dict(best_state)
     val_logits = np.zeros((0, len(CLASS_NAMES)))
     if val_inputs is not None:
@@ -290,17 +293,19 @@ def resolve_start(options: TrainOptions) -> tuple[TrainOptions, dict[str, Any] |
     and its weights (or None)."""
     if not options.base_model:
         return replace(options, arch=options.arch or "compact"), None, None
-    tensors, meta = load_model_file(options.base_model)
-    meta = check_metadata(meta, options.base_model)
+    base_model = options.base_model
+    tensors, meta = load_model_file(base_model)
+    meta = check_metadata(meta, base_model)
     options = replace(options, arch=options.arch or meta["arch"])
     if options.arch != meta["arch"]:
-        raise ModelError(options.base_model, f"base model is {meta['arch']}, not {options.arch}")
+        raise ModelError(base_model, f"base model is {meta['arch']}, not {options.arch}")
     return options, meta["pipeline"], tensors
 
 
 def make_spec(options: TrainOptions, base_pipeline: dict[str, Any] | None) -> dict[str, Any]:
     if base_pipeline is not None:
         return input_pipeline.check_pipeline(dict(base_pipeline, jitter=options.jitter), "<base model>")
+    assert options.arch is not None, "resolve_start fills in the architecture"
     arch = get_architecture(options.arch)
     return input_pipeline.make_pipeline(
         arch.channels, options.normalise or arch.normalise, resize=options.resize, crop=options.image_size,
