@@ -1,17 +1,12 @@
 """Denoising in the watch-folder service, `location: tree` (the broken-model and `beside` cases are in
 test_daemon_e2e.py): denoised copies go to output_root/denoised/<decision>/<subfolders>, the sidecar names
-them and the model, and the sorted scan itself is untouched."""
+them, the model and the guard's verdict with its numbers, and the sorted scan itself is untouched."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-
-from afmwatch.daemon.sidecar import sidecar_path
-from afmwatch.denoise.model import save_denoiser
-from afmwatch.denoise.networks import WindowMLP
-from afmwatch.readers import read_scan
 from daemon_support import (
     Daemon,
     processed_count,
@@ -23,13 +18,21 @@ from daemon_support import (
     write_config,
 )
 
+from afmwatch.daemon.sidecar import sidecar_path
+from afmwatch.denoise.model import save_denoiser
+from afmwatch.denoise.networks import WindowMLP
+from afmwatch.readers import read_scan
+
 
 @pytest.mark.slow
-def test_denoised_copies_go_to_the_denoised_tree_and_the_sidecar_names_them(tmp_path):
+def test_denoised_copies_go_to_the_denoised_tree_and_the_sidecar_names_them_and_the_guard(tmp_path):
     model = tiny_model(tmp_path / "classifier.safetensors")
     denoiser = save_denoiser(tmp_path / "denoiser.safetensors", WindowMLP(window=5, hidden=2), "window-mlp", {})
-    config = write_config(tmp_path, model, denoise={"enabled": True, "model": str(denoiser),
-                                                    "formats": ["tiff", "png"], "location": "tree"})
+    config = write_config(
+        tmp_path,
+        model,
+        denoise={"enabled": True, "model": str(denoiser), "formats": ["tiff", "png", "panel"], "location": "tree"},
+    )
     staging = scan_bytes_file(tmp_path / "staging" / "scan.tif", seed=41)
     digest = sha256(staging)
     daemon = Daemon(config).wait_ready()
@@ -44,9 +47,24 @@ def test_denoised_copies_go_to_the_denoised_tree_and_the_sidecar_names_them(tmp_
     sidecar = json.loads(sidecar_path(scan).read_text())
     block = sidecar["denoised"]
     assert block["error"] is None and block["model"] == str(denoiser)
+    guard = block["guard"]
+    assert guard["verdict"] in ("faithful", "changed") and isinstance(guard["reasons"], list)
+    for number in (
+        "noise_rms",
+        "removed_to_noise",
+        "structure_to_noise",
+        "local_structure_to_noise",
+        "sq_in",
+        "sq_out",
+        "histogram_shift",
+    ):
+        assert isinstance(guard[number], float), number
+    assert "height_scale" in guard and guard["limits"]["height_scale"] == [0.9, 1.1]
+    stem = "scan.tif.denoised" + ("" if guard["verdict"] == "faithful" else ".SURFACE-CHANGED")
     written = sorted(block["paths"])
-    assert [p.rsplit("/", 1)[-1] for p in written] == ["scan.tif.denoised.png", "scan.tif.denoised.tiff"]
+    assert [p.rsplit("/", 1)[-1] for p in written] == [f"{stem}.panel.png", f"{stem}.png", f"{stem}.tiff"]
     decision = sidecar["decision"]
     assert all(p.startswith(str(out / "denoised" / decision / "day1")) for p in written)
     assert sha256(scan) == digest  # the sorted scan is the original, byte for byte
-    assert read_scan(written[1]).pixel_size_nm == pytest.approx(2.0)
+    copy = read_scan(written[2])
+    assert copy.pixel_size_nm == pytest.approx(2.0) and copy.metadata["denoise_guard"]["verdict"] == guard["verdict"]

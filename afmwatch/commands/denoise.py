@@ -1,4 +1,5 @@
-"""`afmwatch denoise FILE... --model M --out DIR`: denoised height maps (TIFF, .gwy, PNG); originals untouched."""
+"""`afmwatch denoise FILE... --model M --out DIR`: denoised height maps (TIFF, .gwy, PNG) and a panel of what
+was removed, each checked by the guard; originals untouched."""
 
 from __future__ import annotations
 
@@ -8,16 +9,25 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="scan files (any format afmwatch reads)")
-    parser.add_argument("--model", default=None,
-                        help="denoiser model file (default: the shipped models/denoiser-conv.safetensors)")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="folder for the denoised files (created if missing)")
-    parser.add_argument("--formats", default="tiff,gwy,png",
-                        help="comma-separated: tiff (float32 height map), gwy (Gwyddion), png (preview); "
-                        "default %(default)s")
-    parser.add_argument("--level", action=argparse.BooleanOptionalAction, default=True,
-                        help="level first (plane fit + median row alignment: the denoisers learned on flat, untilted "
-                        "scans; default on); --no-level denoises the raw heights")
+    parser.add_argument(
+        "--model", default=None, help="denoiser model file (default: the shipped models/denoiser-conv.safetensors)"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for the denoised files (created if missing)"
+    )
+    parser.add_argument(
+        "--formats",
+        default="tiff,gwy,png,panel",
+        help="comma-separated: tiff (float32 height map), gwy (Gwyddion), png (preview), panel "
+        "(input / denoised / removed part on one colour scale); default %(default)s",
+    )
+    parser.add_argument(
+        "--level",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="level first (plane fit + median row alignment: the denoisers learned on flat, untilted "
+        "scans; default on); --no-level denoises the raw heights",
+    )
     parser.add_argument("--channel", default=None, help="channel to denoise (default: the height channel)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
 
@@ -36,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
-        print(f"afmwatch denoise: unknown format(s) {', '.join(unknown) or '(none)'}; "
-              f"choose from {', '.join(FORMATS)}", file=sys.stderr)
+        print(
+            f"afmwatch denoise: unknown format(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}",
+            file=sys.stderr,
+        )
         return 2
     try:
         denoiser = load_denoiser(args.model or default_denoiser_path(), to_device(args.device))
@@ -50,12 +62,21 @@ def run(args: argparse.Namespace) -> int:
             scan = read_scan(file, channel=args.channel)
             if args.level:
                 scan = level(scan)
-            written = write_denoised(denoiser.denoise(scan), args.out, formats)
+            denoised, guard = denoiser.denoise_checked(scan)
+            written = write_denoised(denoised, args.out, formats, original=scan, guard=guard)
         except (ScanError, OSError) as exc:
             failed += 1
             log.error("denoise_failed", file=file, error=str(exc))
             continue
-        log.info("denoised", file=file, denoiser=denoiser.name, written=[str(p) for p in written])
+        log.info(
+            "denoised",
+            file=file,
+            denoiser=denoiser.name,
+            written=[str(p) for p in written],
+            guard=guard.verdict,
+            reasons=guard.reasons,
+        )
         for path in written:
             print(path)
+        print(f"guard {file}: {guard.summary()}")
     return 1 if failed else 0

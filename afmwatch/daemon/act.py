@@ -281,6 +281,7 @@ class Actor(Stage):
         from afmwatch.networks.model_file import ModelError
 
         model = config.denoise.model
+        assert model is not None  # the config requires one when denoising is enabled
         started = time.monotonic()
         try:
             with self._denoiser_lock:
@@ -288,7 +289,9 @@ class Actor(Stage):
                     self._denoiser = (model, load_denoiser(model, device=self.device))
                 denoiser = self._denoiser[1]
             if config.denoise.location == "tree":
-                out_dir = config.output_root / "denoised" / decision / relative_path(job.path, config.watch_folder).parent
+                assert config.output_root is not None and config.watch_folder is not None  # a loaded config has both
+                below = relative_path(job.path, config.watch_folder).parent
+                out_dir = config.output_root / "denoised" / decision / below
             else:
                 out_dir = final.parent
             levelled = level(job.frames[0], config.reading.level_polynomial)  # as `afmwatch denoise` does

@@ -13,9 +13,16 @@ from typing import Any
 import numpy as np
 import structlog
 import torch
-from torch import nn
 
-from afmwatch.denoise.networks import NORMALISATIONS, build_network, denormalise, normalise, run_network
+from afmwatch.denoise.guard import GuardReport, check
+from afmwatch.denoise.networks import (
+    NORMALISATIONS,
+    DenoisingNetwork,
+    build_network,
+    denormalise,
+    normalise,
+    run_network,
+)
 from afmwatch.networks.model_file import ModelError, file_sha256, load_model_file, save_model_file
 from afmwatch.scan import Scan, ScanError
 
@@ -32,10 +39,11 @@ def default_denoiser_path(arch: str = "conv") -> Path:
     return MODELS_FOLDER / DEFAULT_DENOISERS[arch]
 
 
-def save_denoiser(path: str | Path, network: nn.Module, arch: str, metadata: dict[str, Any]) -> Path:
+def save_denoiser(path: str | Path, network: DenoisingNetwork, arch: str, metadata: dict[str, Any]) -> Path:
     """Write a trained network as a denoiser model file; `metadata` adds name, training summary, ..."""
-    meta = dict(metadata, kind=MODEL_KIND, arch=arch, arch_options=network.config(),
-                normalisation=network.normalisation)
+    meta = dict(
+        metadata, kind=MODEL_KIND, arch=arch, arch_options=network.config(), normalisation=network.normalisation
+    )
     meta.setdefault("name", Path(path).stem)
     return save_model_file(path, network.state_dict(), meta)
 
@@ -44,7 +52,7 @@ def save_denoiser(path: str | Path, network: nn.Module, arch: str, metadata: dic
 class Denoiser:
     """A loaded denoiser: `denoise(scan)` returns a new Scan with the same units and pixel size."""
 
-    network: nn.Module
+    network: DenoisingNetwork
     arch: str
     name: str
     path: Path
@@ -75,6 +83,14 @@ class Denoiser:
         log.debug("scan_denoised", file=str(scan.path), denoiser=self.name, rows=rows, cols=cols)
         return scan.with_height(result, metadata=meta)
 
+    def denoise_checked(self, scan: Scan) -> tuple[Scan, GuardReport]:
+        """The denoised scan and the guard's report on it (`afmwatch.denoise.guard.check`): did the
+        denoiser remove only noise, or change the surface?"""
+        denoised = self.denoise(scan)
+        report = check(scan.height, denoised.height)
+        log.debug("denoise_guard", file=str(scan.path), verdict=report.verdict, reasons=report.reasons)
+        return denoised, report
+
     def _run(self, image: np.ndarray) -> np.ndarray:
         """The network on a normalised image; `conv` averages over the image and its up-down,
         left-right and both flips (never transposed: rows stay rows), each flipped back, which
@@ -98,7 +114,7 @@ def load_denoiser(path: str | Path, device: str = "cpu") -> Denoiser:
     tensors, meta = load_model_file(path)
     if meta.get("kind") != MODEL_KIND:
         raise ModelError(path, f"this is a {meta.get('kind', 'unknown')} model, not a denoiser")
-    arch = meta.get("arch")
+    arch = str(meta.get("arch"))
     try:
         network = build_network(arch, **meta.get("arch_options", {}))
         network.load_state_dict(tensors)

@@ -25,7 +25,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from afmwatch.denoise.noise import noise_rms
+
 MAD_TO_STD = 1.4826
+NOISE_UNITS_MAX_SPREAD = 64.0  # median-noise: the heights' spread is at most this many units
 
 
 def robust_centre_scale(height: np.ndarray) -> tuple[float, float]:
@@ -54,7 +57,21 @@ def mean_rms(height: np.ndarray) -> tuple[float, float]:
     return float(finite.mean()), scale if scale > 0 else 1.0
 
 
-NORMALISATIONS = {"median-mad": robust_centre_scale, "mean-rms": mean_rms}
+def median_noise(height: np.ndarray) -> tuple[float, float]:
+    """Median, and the noise RMS (`afmwatch.denoise.noise.noise_rms`: the noise that changes from row to
+    row) as the unit, so that the noise has a spread of about 1 whatever the surface: a film of large
+    grains and a few particles on a flat substrate look alike to the network in everything but their
+    features. The unit is at least 1/64 of the heights' standard deviation, so a scan with almost no
+    noise is not blown up beyond what training showed."""
+    finite = height[np.isfinite(height)].astype(np.float64)
+    if finite.size == 0:
+        return 0.0, 1.0
+    spread = float(finite.std())
+    scale = max(noise_rms(np.where(np.isfinite(height), height, np.median(finite))), spread / NOISE_UNITS_MAX_SPREAD)
+    return float(np.median(finite)), scale if scale > 0 else 1.0
+
+
+NORMALISATIONS = {"median-mad": robust_centre_scale, "mean-rms": mean_rms, "median-noise": median_noise}
 
 
 def normalise(height: np.ndarray, centre: float, scale: float) -> np.ndarray:
@@ -65,7 +82,22 @@ def denormalise(values: np.ndarray, centre: float, scale: float) -> np.ndarray:
     return (values.astype(np.float64) * scale + centre).astype(np.float32)
 
 
-class WindowMLP(nn.Module):
+class DenoisingNetwork(nn.Module):
+    """What every denoising network tells the code that runs it: how its input is normalised, whether it
+    is averaged over flips, its options (for the model file) and the smallest image it takes."""
+
+    normalisation: str = "median-mad"
+    flip_ensemble: bool = False
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def min_size(self) -> int:
+        raise NotImplementedError
+
+
+class WindowMLP(DenoisingNetwork):
     """Gwyddion's window network: window x window inputs -> `hidden` sigmoid nodes -> one sigmoid output.
 
     The output sigmoid is mapped onto [out_low, out_high], the range of the training targets (in
@@ -74,6 +106,8 @@ class WindowMLP(nn.Module):
     """
 
     normalisation = "mean-rms"
+    out_low: torch.Tensor
+    out_high: torch.Tensor
 
     def __init__(self, window: int = 27, hidden: int = 6):
         super().__init__()
@@ -98,8 +132,10 @@ class WindowMLP(nn.Module):
         self.out_low.fill_(low - margin * span)
         self.out_high.fill_(high + margin * span)
         start = (float(targets.mean()) - float(self.out_low)) / float(self.out_high - self.out_low)
+        bias = self.output_layer.bias
+        assert bias is not None  # nn.Conv2d has one unless told not to
         with torch.no_grad():
-            self.output_layer.bias.fill_(float(np.log(start / (1 - start))))
+            bias.fill_(float(np.log(start / (1 - start))))
 
     def config(self) -> dict[str, Any]:
         return {"window": self.window, "hidden": self.hidden_layer.out_channels}
@@ -128,23 +164,52 @@ class RowOffset(nn.Module):
         return offsets.permute(0, 2, 1, 3).reshape(batch, 1, half_rows * r, 1)
 
 
-class LineAwareDenoiser(nn.Module):
+class ImageBatchNorm(nn.BatchNorm2d):
+    """Batch normalisation that, at run time, normalises by the statistics of the image being denoised
+    (as in training, where each batch brings its own) instead of the running averages over training.
+
+    In noise units a grating's features are a hundred times a flat substrate's, so one set of averages
+    fits neither: with them the shipped conv removed a quarter of the noise from a particle scan and none
+    from a grain film at 15 % noise, with the image's own statistics most of it (test-time adaptation of
+    batch normalisation, Schneider et al. 2020). The weights and running averages are stored as usual."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return super().forward(x)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+class LineAwareDenoiser(DenoisingNetwork):
     """Residual denoiser: output = input - pixel noise - row offsets, all estimated from shared features.
 
-    The input is normalised by its median and robust standard deviation, so on a typical scan (mostly
-    substrate) the noise has a spread of about 1 whatever its size in nanometres. As in FFDNet, the
+    The input is normalised by its median and, with `normalisation="median-noise"` (the shipped model), its
+    noise RMS, so the noise has a spread of about 1 on any surface; `median-mad` (the first models) divides
+    by the robust standard deviation of the heights instead, which makes the noise small on a rough surface
+    and large on a flat one, and taught a network trained on particles to flatten grain films. As in FFDNet, the
     image is first split into four half-resolution sub-images (pixel unshuffle), so the trunk sees
     twice as far for a quarter of the work. The trunk mixes 3 x 3 convolutions (dilated, for a wide
     field of view) with 1 x `row_kernel` convolutions along the fast-scan axis, where scars and line
     noise live, with batch normalisation as in DnCNN.
     """
 
-    normalisation = "median-mad"
     flip_ensemble = True  # applied to the image and its flips, averaged (see Denoiser.denoise)
 
-    def __init__(self, channels: int = 32, depth: int = 6, row_kernel: int = 9, fine_channels: int = 0):
+    def __init__(
+        self,
+        channels: int = 32,
+        depth: int = 6,
+        row_kernel: int = 9,
+        fine_channels: int = 0,
+        normalisation: str = "median-mad",
+        image_statistics: bool = False,
+    ):
         super().__init__()
+        if normalisation not in ("median-mad", "median-noise"):
+            raise ValueError(f"conv normalises by median-mad or median-noise, not {normalisation!r}")
         self.channels, self.depth, self.row_kernel, self.fine_channels = channels, depth, row_kernel, fine_channels
+        self.normalisation = normalisation
+        self.image_statistics = image_statistics
+        batch_norm = ImageBatchNorm if image_statistics else nn.BatchNorm2d
         # zero padding: reflect padding at every layer doubles the cost on a CPU for no visible gain
         layers: list[nn.Module] = [nn.Conv2d(4, channels, 3, padding=1)]
         for i in range(depth):
@@ -154,7 +219,7 @@ class LineAwareDenoiser(nn.Module):
                 layers.append(nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False))
             else:
                 layers.append(nn.Conv2d(channels, channels, (1, row_kernel), padding=(0, row_kernel // 2), bias=False))
-            layers.append(nn.BatchNorm2d(channels))  # as in DnCNN: trains in far fewer steps
+            layers.append(batch_norm(channels))  # as in DnCNN: trains in far fewer steps
         layers.append(nn.ReLU(inplace=True))
         self.trunk = nn.Sequential(*layers)
         self.pixel_noise = nn.Conv2d(channels, 4, 3, padding=1)
@@ -164,7 +229,8 @@ class LineAwareDenoiser(nn.Module):
         self.fine = None
         if fine_channels:
             self.fine = nn.Sequential(
-                nn.Conv2d(channels // 4 + 2, fine_channels, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(channels // 4 + 2, fine_channels, 3, padding=1),
+                nn.ReLU(inplace=True),
                 nn.Conv2d(fine_channels, 1, 3, padding=1),
             )
 
@@ -178,18 +244,24 @@ class LineAwareDenoiser(nn.Module):
         return x - noise[..., :rows, :cols]
 
     def config(self) -> dict[str, Any]:
-        config = {"channels": self.channels, "depth": self.depth, "row_kernel": self.row_kernel}
-        return dict(config, fine_channels=self.fine_channels) if self.fine_channels else config
+        config: dict[str, Any] = {"channels": self.channels, "depth": self.depth, "row_kernel": self.row_kernel}
+        if self.fine_channels:
+            config["fine_channels"] = self.fine_channels
+        if self.normalisation != "median-mad":  # files of the first models name no normalisation
+            config["normalisation"] = self.normalisation
+        if self.image_statistics:
+            config["image_statistics"] = True
+        return config
 
     @property
     def min_size(self) -> int:
         return 2
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"window-mlp": WindowMLP, "conv": LineAwareDenoiser}
+ARCHITECTURES: dict[str, type[DenoisingNetwork]] = {"window-mlp": WindowMLP, "conv": LineAwareDenoiser}
 
 
-def build_network(arch: str, **options: Any) -> nn.Module:
+def build_network(arch: str, **options: Any) -> DenoisingNetwork:
     """A fresh network of the named architecture (`window-mlp` or `conv`) with its options."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown denoiser architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,9 @@ from tqdm import tqdm
 
 from afmwatch.denoise.metrics import quality
 from afmwatch.denoise.model import Denoiser, save_denoiser
+from afmwatch.denoise.networks import NORMALISATIONS, DenoisingNetwork, WindowMLP, build_network, normalise
 from afmwatch.denoise.options import TrainOptions
-from afmwatch.denoise.networks import NORMALISATIONS, WindowMLP, build_network, normalise
+from afmwatch.denoise.pairs import Pair, synthetic_pairs
 from afmwatch.durable import atomic_write_bytes
 from afmwatch.scan import Scan, ScanError
 
@@ -33,16 +34,6 @@ log = structlog.get_logger(__name__)
 # the first of these is used.
 PREFERRED_SUFFIXES = (".tiff", ".tif", ".gwy")
 PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One noisy measurement and its clean signal, same shape, both in the same height units."""
-
-    name: str
-    noisy: np.ndarray
-    clean: np.ndarray
-    pixel_size_nm: float | None = None
 
 
 # Adam learning rates that train each architecture well in a few hundred to a few thousand steps.
@@ -199,7 +190,7 @@ def evaluate(denoiser: Denoiser, pairs: list[Pair]) -> list[dict[str, Any]]:
 
 def train_denoiser(
     pairs: list[Pair], options: TrainOptions, *, progress: bool = True
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[DenoisingNetwork, dict[str, Any]]:
     """Train a fresh network on `pairs`; returns it (eval mode, CPU) and a report of the run."""
     if not pairs:
         raise ValueError("no training pairs")
@@ -296,12 +287,16 @@ def train_from_folders(
     options: TrainOptions,
     progress: bool = True,
     self_supervised: str | None = None,
+    synthetic_per_kind: int = 0,
+    synthetic_seed: int = 1,
 ) -> dict:
     """`afmwatch train-denoiser`: train on folders of pairs, write the model, a JSON report and a PNG panel.
 
     The report goes to `<model>.report.json`, the validation panel to `<model>.panel.png`. With
     `self_supervised="trace-retrace"` the folders hold ordinary scans and each scan's retrace is the
     target (Noise2Noise); validation then compares with the other direction, not with a clean image.
+    `synthetic_per_kind` adds that many pairs of every synthetic surface kind (`afmwatch.denoise.pairs`,
+    drawn from `synthetic_seed`), generated in memory.
     """
     from afmwatch.denoise.model import load_denoiser
 
@@ -309,6 +304,11 @@ def train_from_folders(
     data = [str(d) for d in data_dirs]
     loader = load_trace_retrace_pairs if self_supervised == "trace-retrace" else load_pairs
     pairs = [pair for data_dir in data_dirs for pair in loader(data_dir)]
+    if synthetic_per_kind:
+        pairs += synthetic_pairs(synthetic_per_kind, synthetic_seed)
+        data.append(f"synthetic surfaces: {synthetic_per_kind} per kind, seed {synthetic_seed}")
+    if not pairs:
+        raise ValueError("no training data: give --data folders or --synthetic pairs per kind")
     train_pairs, val_pairs = split_pairs(pairs, options.val_fraction, options.seed)
     log.info("denoiser_training_started", arch=options.arch, train=len(train_pairs), validation=len(val_pairs))
     network, report = train_denoiser(train_pairs, options, progress=progress)
@@ -346,11 +346,12 @@ def train_from_folders(
         report=str(report_path),
         loss=round(report["loss_last_50"], 5),
         **(
-            {"val_psnr_noisy": round(report["validation"]["mean"]["noisy"]["psnr_db"], 2),
-             "val_psnr_denoised": round(report["validation"]["mean"]["denoised"]["psnr_db"], 2)}
+            {
+                "val_psnr_noisy": round(report["validation"]["mean"]["noisy"]["psnr_db"], 2),
+                "val_psnr_denoised": round(report["validation"]["mean"]["denoised"]["psnr_db"], 2),
+            }
             if val_pairs
             else {}
         ),
     )
     return report
-
