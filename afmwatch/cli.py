@@ -22,9 +22,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("afmwatch.commands.classify", "classify scan files good/bad with a model"),
     "evaluate": ("afmwatch.commands.evaluate", "measure a model on a labelled folder (metrics and plots)"),
     "models": ("afmwatch.commands.models", "the model store: list, show, promote the active model"),
-    "quality": ("afmwatch.commands.quality", "quality metrics of scans (aborted, scars, clipping, noise...) and the rules"),
+    "quality": (
+        "afmwatch.commands.quality",
+        "quality metrics of scans (aborted, scars, clipping, noise...) and the rules",
+    ),
     "synth": ("afmwatch.commands.synth", "write synthetic scan sets: labelled good/bad, or denoising pairs"),
-    "train-denoiser": ("afmwatch.commands.train_denoiser", "train a denoiser (window-mlp or conv) on noisy/clean pairs"),
+    "train-denoiser": (
+        "afmwatch.commands.train_denoiser",
+        "train a denoiser (window-mlp or conv) on noisy/clean pairs",
+    ),
     "denoise": ("afmwatch.commands.denoise", "write denoised height maps (TIFF, .gwy, PNG); originals untouched"),
 }
 

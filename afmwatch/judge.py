@@ -30,8 +30,13 @@ class JudgedFile:
 
 
 def judge_paths(
-    classifier: Any, paths: list[Path], *, policy: Policy = Policy(), reading: ReadingConfig | None = None,
-    batch_size: int = 16, workers: int = 2,
+    classifier: Any,
+    paths: list[Path],
+    *,
+    policy: Policy = Policy(),
+    reading: ReadingConfig | None = None,
+    batch_size: int = 16,
+    workers: int = 2,
 ) -> Iterator[JudgedFile]:
     """Read, measure, classify (every frame) and decide each file, in order, in batches of files; a file
     that cannot be read yields its error and the others go on."""
@@ -48,7 +53,9 @@ def judge_paths(
         for start in range(0, len(paths), batch_size):
             chunk = paths[start : start + batch_size]
             loaded = list(pool.map(load, chunk))
-            rows = [(i, n) for i, item in enumerate(loaded) if not isinstance(item, str) for n in range(len(item.inputs))]
+            rows = [
+                (i, n) for i, item in enumerate(loaded) if not isinstance(item, str) for n in range(len(item.inputs))
+            ]
             predictions = []
             if rows:  # rows index only the files that were read (not an error string)
                 x = torch.stack([torch.from_numpy(cast(ReadResult, loaded[i]).inputs[n]) for i, n in rows])

@@ -24,11 +24,7 @@ def configure_logging(level: str = "info", json_lines: bool | None = None) -> No
     """Configure structlog once, at the program's edge."""
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
-    renderer = (
-        structlog.processors.JSONRenderer()
-        if json_lines
-        else structlog.dev.ConsoleRenderer(colors=True)
-    )
+    renderer = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer(colors=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -136,8 +136,7 @@ METRICS: dict[str, MetricInfo] = {
     "tip_change_end": MetricInfo("line", "last line of the tip-change band"),
     "tip_change_sharpness": MetricInfo(
         "ratio",
-        "fine detail in the tip-change band / in the lines around it: below 1 smeared, about 1 offset, "
-        "above 1 doubled",
+        "fine detail in the tip-change band / in the lines around it: below 1 smeared, about 1 offset, above 1 doubled",
     ),
     "sharpness_change": MetricInfo(
         "ratio",
@@ -774,8 +773,18 @@ def tip_change_bands(z: np.ndarray, profiles: TipProfiles | None = None) -> list
             # nowhere else: a grating's gaps between rows of pillars come back again and again
             and np.count_nonzero(elsewhere <= 0.5 * np.mean(outside)) < 0.1 * max(elsewhere.size, 1)
         )
-        found.append({"start": start, "end": end, "tear": float(tear), "loss": loss, "smear": smear,
-                      "dull": dull, "blur": blur, "vanished": float(vanished)})
+        found.append(
+            {
+                "start": start,
+                "end": end,
+                "tear": float(tear),
+                "loss": loss,
+                "smear": smear,
+                "dull": dull,
+                "blur": blur,
+                "vanished": float(vanished),
+            }
+        )
     return found
 
 
@@ -806,8 +815,13 @@ def tip_change(surf: Surface) -> dict[str, float | int | None]:
     reaches TIP_REPORT; the score is reported either way."""
     z = surf.line_aligned  # float32: the stretch sums below are short enough for its precision
     values: dict[str, float | int | None] = {
-        "tip_change_score": None, "tip_change_lines": None, "tip_change_start": None, "tip_change_end": None,
-        "tip_change_sharpness": None, "sharpness_change": None, "sharpness_change_line": None,
+        "tip_change_score": None,
+        "tip_change_lines": None,
+        "tip_change_start": None,
+        "tip_change_end": None,
+        "tip_change_sharpness": None,
+        "sharpness_change": None,
+        "sharpness_change_line": None,
     }
     if z.shape[0] < 4 * TIP_MIN_LINES or z.shape[1] < 8 * TIP_SEGMENTS:
         return values
@@ -862,6 +876,6 @@ def format_value(name: str, value: float | int | None, height_units: str = "nm")
     units = METRICS[name].units if name in METRICS else ""
     units = height_units if units == "nm" else ("" if units == "ratio" else units)
     if units.startswith("fraction"):
-        return f"{value * 100:.3g} %{units[len('fraction'):]}"
+        return f"{value * 100:.3g} %{units[len('fraction') :]}"
     text = str(value) if isinstance(value, int) else f"{value:.3g}"
     return f"{text} {units}".strip()

@@ -101,8 +101,13 @@ def preview_image(
     return image
 
 
-def _fit_lines(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: float,
-               max_lines: int = 2) -> list[str]:
+def _fit_lines(
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+    width: float,
+    max_lines: int = 2,
+) -> list[str]:
     """`text` broken at spaces into lines no wider than `width` pixels; the last line shortened with
     "..." if it does not fit (a caption must never run off the preview)."""
     lines: list[str] = []
@@ -121,7 +126,9 @@ def _fit_lines(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont |
     return lines
 
 
-def _label(draw: ImageDraw.ImageDraw, at: tuple[int, int], text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> None:
+def _label(
+    draw: ImageDraw.ImageDraw, at: tuple[int, int], text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont
+) -> None:
     """White text on a black box: readable on any colour, and a third of the cost of outlined text."""
     left, top, right, bottom = draw.textbbox(at, text, font=font)
     draw.rectangle([left - 2, top - 2, right + 1, bottom + 1], fill=BLACK)

@@ -32,6 +32,7 @@ class RuleConfig:
     decision: Literal["bad", "review"] = "bad"
     reason: str = ""
 
+
 # tip_change_score: of 2000 good synthetic scans none is above 11.9 and 4 above 10, of the real samples
 # none above 6.5; above 15, 32 % of the generator's bad tip changes (README, Tip changes)
 TIP_CHANGE_BAD = 15.0

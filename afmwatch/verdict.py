@@ -109,8 +109,13 @@ def _combine_frames(predictions: Sequence[PredictionLike], rule: str) -> tuple[s
     decisions = [p.decision for p in predictions]
     decision: str
     if rule == "any-bad":
-        decision = (Decision.BAD if Decision.BAD in decisions else Decision.REVIEW if Decision.REVIEW in decisions
-                    else Decision.GOOD)
+        decision = (
+            Decision.BAD
+            if Decision.BAD in decisions
+            else Decision.REVIEW
+            if Decision.REVIEW in decisions
+            else Decision.GOOD
+        )
     else:
         ranked = Counter(decisions).most_common()
         decision = ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else Decision.REVIEW
@@ -123,7 +128,7 @@ def _combine_frames(predictions: Sequence[PredictionLike], rule: str) -> tuple[s
 
 
 def model_reason(decision: str, probabilities: Mapping[str, float], parts: Mapping[str, float]) -> str:
-    """"network: bad, P(bad) 0.97", or with a metrics model beside the network
+    """ "network: bad, P(bad) 0.97", or with a metrics model beside the network
     "model: review, P(bad) 0.55 (network 0.97, metrics model 0.13)"."""
     p_bad = probabilities["bad"]
     if len(parts) <= 1:
@@ -144,8 +149,9 @@ def _familiarity(predictions: Sequence[Any]) -> dict[str, Any] | None:
     return max(blocks, key=lambda b: b["score"] / b["threshold"] if b["threshold"] else 0.0)
 
 
-def decide(predictions: Sequence[PredictionLike], metrics: Mapping[str, Any] | None,
-           policy: Policy = Policy()) -> Verdict:
+def decide(
+    predictions: Sequence[PredictionLike], metrics: Mapping[str, Any] | None, policy: Policy = Policy()
+) -> Verdict:
     """The decision for one scan from its frames' predictions (empty: rules only), its quality metrics
     (of the first frame) and the policy. Pure: the same inputs give the same verdict everywhere."""
     outcome = apply_rules(metrics or {}, policy.rules)
@@ -158,13 +164,24 @@ def decide(predictions: Sequence[PredictionLike], metrics: Mapping[str, Any] | N
         model_reasons = [model_reason(model_decision, probabilities, parts)]
         familiarity = _familiarity(predictions)
         if familiarity and familiarity["unfamiliar"] and model_decision != Decision.REVIEW:
-            model_reasons.insert(0, f"{UNFAMILIAR_REASON} (familiarity score {familiarity['score']:.2f}, "
-                                    f"limit {familiarity['threshold']:.2f}); the model alone said {model_decision}")
+            model_reasons.insert(
+                0,
+                f"{UNFAMILIAR_REASON} (familiarity score {familiarity['score']:.2f}, "
+                f"limit {familiarity['threshold']:.2f}); the model alone said {model_decision}",
+            )
             model_decision = Decision.REVIEW
         if len(predictions) > 1:
             multiframe = policy.multiframe_rule
-            frames = [{"frame": i, "label": p.label, "decision": p.decision, "confidence": p.confidence,
-                       "probabilities": dict(p.probabilities)} for i, p in enumerate(predictions)]
+            frames = [
+                {
+                    "frame": i,
+                    "label": p.label,
+                    "decision": p.decision,
+                    "confidence": p.confidence,
+                    "probabilities": dict(p.probabilities),
+                }
+                for i, p in enumerate(predictions)
+            ]
     else:  # rules only (`afmwatch quality`): no rule fired means nothing against the scan
         model_decision, label, confidence, probabilities = Decision.GOOD, None, None, None
         model_reasons = ["no quality rule fired"]
@@ -184,17 +201,31 @@ def decide(predictions: Sequence[PredictionLike], metrics: Mapping[str, Any] | N
         assert probabilities is not None  # set with the predictions
         confidence = probabilities[decision]
     return Verdict(
-        decision=decision, label=label, confidence=confidence, probabilities=probabilities,
-        model_decision=model_decision if predictions else None, rule=rule,
-        reasons=tuple(dict.fromkeys(reasons)), parts=parts, familiarity=familiarity, frames=frames,
+        decision=decision,
+        label=label,
+        confidence=confidence,
+        probabilities=probabilities,
+        model_decision=model_decision if predictions else None,
+        rule=rule,
+        reasons=tuple(dict.fromkeys(reasons)),
+        parts=parts,
+        familiarity=familiarity,
+        frames=frames,
         multiframe_rule=multiframe,
     )
 
 
 def failed(reason: str) -> Verdict:
     """The verdict for a file that could not be read or classified."""
-    return Verdict(decision=Decision.FAILED, label=None, confidence=None, probabilities=None, model_decision=None,
-                   rule=None, reasons=(f"could not be processed: {reason}",))
+    return Verdict(
+        decision=Decision.FAILED,
+        label=None,
+        confidence=None,
+        probabilities=None,
+        model_decision=None,
+        rule=None,
+        reasons=(f"could not be processed: {reason}",),
+    )
 
 
 def caption(verdict: Verdict, frames: int = 1, width: int = 120) -> str:
@@ -210,5 +241,9 @@ def rules_block(metrics: Mapping[str, Any], policy: Policy = Policy()) -> dict[s
     the metrics, the rules' decision (None when no rule fired), the deciding rule and the reasons."""
     verdict = decide([], metrics, policy)
     fired = verdict.rule is not None
-    return {"metrics": dict(metrics), "decision": verdict.decision if fired else None, "rule": verdict.rule,
-            "reasons": list(verdict.reasons) if fired else []}
+    return {
+        "metrics": dict(metrics),
+        "decision": verdict.decision if fired else None,
+        "rule": verdict.rule,
+        "reasons": list(verdict.reasons) if fired else [],
+    }

@@ -48,25 +48,41 @@ def cpu_count() -> int:
 def parser(description: str) -> argparse.ArgumentParser:
     """The arguments every script takes."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke mode: tiny workload, finishes in seconds; numbers are not a measurement")
-    p.add_argument("--markdown", type=Path,
-                   help=f"write this script's section into this file (default {BENCHMARKS_MD.name}; "
-                        "with --quick only when given)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke mode: tiny workload, finishes in seconds; numbers are not a measurement",
+    )
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        help=f"write this script's section into this file (default {BENCHMARKS_MD.name}; with --quick only when given)",
+    )
     p.add_argument("--json", type=Path, help="also write the numbers as JSON to this file")
     p.add_argument("--work", type=Path, help="scratch folder (default: a temporary folder, removed afterwards)")
-    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
-                   help=f"where generated scan sets are kept between runs (default {DEFAULT_CACHE})")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help=f"where generated scan sets are kept between runs (default {DEFAULT_CACHE})",
+    )
     return p
 
 
 def model_arguments(p: argparse.ArgumentParser, models: str = "convnet,default", device: bool = True) -> None:
     """--models (which models to time) and, with `device`, --device (where the network runs)."""
-    p.add_argument("--models", default=models,
-                   help=f"comma-separated: convnet (the study's net), default (the shipped model); default {models}")
+    p.add_argument(
+        "--models",
+        default=models,
+        help=f"comma-separated: convnet (the study's net), default (the shipped model); default {models}",
+    )
     if device:
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                       help="where the network runs (default auto: the GPU when there is one)")
+        p.add_argument(
+            "--device",
+            default="auto",
+            choices=["auto", "cpu", "cuda"],
+            help="where the network runs (default auto: the GPU when there is one)",
+        )
 
 
 def setup(args: argparse.Namespace) -> str:
@@ -127,8 +143,9 @@ def synthetic_scans(n: int, size: int = 256, cache: Path = DEFAULT_CACHE, seed: 
         folder = cache / f"{stem}{n}"
         partial = cache / f".{folder.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        generate_classify_set(partial, n, seed=seed, size=size, gwy=False, previews=False, retrace=False,
-                              workers=cpu_count())
+        generate_classify_set(
+            partial, n, seed=seed, size=size, gwy=False, previews=False, retrace=False, workers=cpu_count()
+        )
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(partial, folder)
     files = sorted((folder / "good").glob("*.tif")) + sorted((folder / "bad").glob("*.tif"))
@@ -163,8 +180,14 @@ def convnet_model(folder: Path) -> Path:
 
     torch.manual_seed(0)
     arch = get_architecture("convnet")
-    meta = {"name": "bench-convnet", "arch": "convnet", "pipeline": make_pipeline(arch.channels, arch.normalise),
-            "class_names": ["good", "bad"], "temperature": 1.0, "review_band": [0.35, 0.65]}
+    meta = {
+        "name": "bench-convnet",
+        "arch": "convnet",
+        "pipeline": make_pipeline(arch.channels, arch.normalise),
+        "class_names": ["good", "bad"],
+        "temperature": 1.0,
+        "review_band": [0.35, 0.65],
+    }
     folder.mkdir(parents=True, exist_ok=True)
     return save_classifier(folder / "bench-convnet.safetensors", arch.build(2, 224, None), meta)
 
@@ -182,8 +205,10 @@ def bench_models(folder: Path, names: list[str]) -> tuple[dict[str, Path], list[
             if path.is_file():
                 models[name] = path
             else:
-                notes.append(f"the shipped default model {path.relative_to(REPO)} is missing "
-                             "(`make default-model` trains it); measured without it")
+                notes.append(
+                    f"the shipped default model {path.relative_to(REPO)} is missing "
+                    "(`make default-model` trains it); measured without it"
+                )
         else:
             raise SystemExit(f"unknown model {name!r}: choose convnet or default")
     return models, notes
@@ -198,8 +223,13 @@ def model_label(name: str, path: Path) -> str:
 
 
 # -- timing -------------------------------------------------------------------------------------------
-def repeat_rate(call: Callable[[], Any], items_per_call: int, min_seconds: float, min_calls: int = 3,
-                sync: Callable[[], None] = lambda: None) -> float:
+def repeat_rate(
+    call: Callable[[], Any],
+    items_per_call: int,
+    min_seconds: float,
+    min_calls: int = 3,
+    sync: Callable[[], None] = lambda: None,
+) -> float:
     """Items per second of `call`, repeated for at least `min_seconds` and `min_calls` calls
     (after one untimed warm-up call)."""
     call()
@@ -261,7 +291,7 @@ def _with_all_sections(content: str) -> str:
             at = content.index(previous[-1]) + len(previous[-1])
             content = content[:at] + "\n" + _block(name) + content[at:]
         elif denoising:
-            content = content[: denoising.start()] + _block(name) + "\n" + content[denoising.start():]
+            content = content[: denoising.start()] + _block(name) + "\n" + content[denoising.start() :]
         else:
             content = content.rstrip("\n") + "\n\n" + _block(name)
     return content
@@ -272,8 +302,9 @@ def write_section(markdown: Path, name: str, text: str) -> None:
     everything else in the file (notes written by hand, the denoising section) as it is."""
     content = markdown.read_text(encoding="utf-8") if markdown.exists() else HEADER
     content = _with_all_sections(content)
-    pattern = re.compile(re.escape(f"<!-- bench:{name} -->") + r".*?" + re.escape(f"<!-- /bench:{name} -->\n"),
-                         re.DOTALL)
+    pattern = re.compile(
+        re.escape(f"<!-- bench:{name} -->") + r".*?" + re.escape(f"<!-- /bench:{name} -->\n"), re.DOTALL
+    )
     content = pattern.sub(lambda _: _block(name, text), content, count=1)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     tmp = markdown.with_name(f".{markdown.name}.tmp")

@@ -68,13 +68,31 @@ def stage_table(models: list[tuple[str, dict[str, float]]]) -> str:
     return table(["model"] + stages, [[name] + [fmt(ms.get(s), 1) for s in stages] for name, ms in models])
 
 
-def daemon_rate(files: list[Path], model: Path, work: Path, *, settle: float, device: str, read_workers: int,
-                batch_size: int, act_workers: int | None, env: dict[str, str]) -> dict[str, Any]:
+def daemon_rate(
+    files: list[Path],
+    model: Path,
+    work: Path,
+    *,
+    settle: float,
+    device: str,
+    read_workers: int,
+    batch_size: int,
+    act_workers: int | None,
+    env: dict[str, str],
+) -> dict[str, Any]:
     """Drop `files` (copies) into a fresh daemon's inbox at once; the rate from the first file settling
     to the last sidecar, with the settle wait and the whole wall time apart."""
     staging = copy_files(files, work / "staging")
-    daemon = DaemonProcess(work / "daemon", model, settle_seconds=settle, device=device,
-                           read_workers=read_workers, batch_size=batch_size, act_workers=act_workers, env=env)
+    daemon = DaemonProcess(
+        work / "daemon",
+        model,
+        settle_seconds=settle,
+        device=device,
+        read_workers=read_workers,
+        batch_size=batch_size,
+        act_workers=act_workers,
+        env=env,
+    )
     with daemon:
         began = drop(staging, daemon.inbox)
         paths = daemon.wait_for(len(files), timeout=600 + 2.0 * len(files), interval=0.5)
@@ -103,9 +121,17 @@ def measure_model(name: str, model: Path, files: list[Path], work: Path, args: A
     reads = read_limits(limit_files, model, cpu_count(), modes)
     naive = naive_rate(files[: args.naive_files], model, work / "naive", device)
     naive_full = naive_full_rate(files[: args.naive_files], model, work / "naive-full", device)
-    daemon = daemon_rate(files, model, work / "daemon", settle=args.settle, device=device,
-                         read_workers=args.read_workers, batch_size=args.batch_size, act_workers=args.act_workers,
-                         env=child_env(args))
+    daemon = daemon_rate(
+        files,
+        model,
+        work / "daemon",
+        settle=args.settle,
+        device=device,
+        read_workers=args.read_workers,
+        batch_size=args.batch_size,
+        act_workers=args.act_workers,
+        env=child_env(args),
+    )
     limit = min(reads["limit"], forward)
     return {
         "model": model_label(name, model),
@@ -132,18 +158,29 @@ def _verdict(ratio: float, ok: bool) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], args: Any, files: int, size: int) -> str:
-    lines = [[
-        r["model"], r["device"], fmt(r["forward_limit"]), fmt(r["read_limit"]), fmt(r["e2e_limit"]),
-        fmt(r["naive"]), fmt(r["naive_full"]), fmt(r["daemon"]["files_per_s"]),
-        _verdict(r["ratio_limit"], r["meets_limit_target"]), _verdict(r["ratio_naive"], r["meets_naive_target"]),
-        f"{r['ratio_naive_full']:.2f}",
-    ] for r in rows]
+    lines = [
+        [
+            r["model"],
+            r["device"],
+            fmt(r["forward_limit"]),
+            fmt(r["read_limit"]),
+            fmt(r["e2e_limit"]),
+            fmt(r["naive"]),
+            fmt(r["naive_full"]),
+            fmt(r["daemon"]["files_per_s"]),
+            _verdict(r["ratio_limit"], r["meets_limit_target"]),
+            _verdict(r["ratio_naive"], r["meets_naive_target"]),
+            f"{r['ratio_naive_full']:.2f}",
+        ]
+        for r in rows
+    ]
     walls = "; ".join(
         f"{r['model']}: first file event {r['daemon']['first_event_after_drop_s']:.2f} s after the drop, "
         f"first file settled {r['daemon']['settle_wait_s']:.2f} s later, last sidecar "
         f"{r['daemon']['wall_s']:.1f} s after the drop; {fmt(r['daemon']['files_per_s_with_settle'])} files/s "
         f"with the settle wait counted ({r['daemon']['decisions']})"
-        for r in rows)
+        for r in rows
+    )
     shared = "; ".join(f"{r['model']} {fmt(r['shared_cpu_limit'])}" for r in rows if r["device"] == "cpu")
     text = (
         f"{files} synthetic scans ({size}×{size} px float32 TIFF) renamed into the watch folder of a real "
@@ -158,9 +195,22 @@ def markdown(rows: list[dict[str, Any]], args: Any, files: int, size: int) -> st
         "(hash, quality metrics, rules, preview PNG, durable sidecar; `naive_loop.naive_full_rate`). "
         f"All in files/s. Targets: daemon ≥ {LIMIT_TARGET} × limit and ≥ {NAIVE_TARGET:g} × naive loop; the "
         "last column (no target) compares the daemon with one-at-a-time processing of the same work.\n\n"
-        + table(["model", "device", "forward limit", "read limit", "end-to-end limit", "naive loop",
-                 "naive loop, daemon's work", "daemon", "daemon / limit", "daemon / naive",
-                 "daemon / same-work loop"], lines)
+        + table(
+            [
+                "model",
+                "device",
+                "forward limit",
+                "read limit",
+                "end-to-end limit",
+                "naive loop",
+                "naive loop, daemon's work",
+                "daemon",
+                "daemon / limit",
+                "daemon / naive",
+                "daemon / same-work loop",
+            ],
+            lines,
+        )
         + "\n\nMean milliseconds per file in each stage, from the sidecars' `timings_ms` (reading runs in "
         "parallel reader processes, so its stages overlap in time; `wait` is time queued for the inference "
         "worker; `total` is first event to sorted):\n\n"
@@ -168,9 +218,11 @@ def markdown(rows: list[dict[str, Any]], args: Any, files: int, size: int) -> st
         + f"\n\nWall clock: {walls}."
     )
     if shared:
-        text += (f"\n\nOn a CPU the readers and the network share the same cores, so the two stages cannot "
-                 f"both run at full speed at once: 1 / (1/read + 1/forward) gives {shared} files/s, a "
-                 "tighter bound than the smaller of the two.")
+        text += (
+            f"\n\nOn a CPU the readers and the network share the same cores, so the two stages cannot "
+            f"both run at full speed at once: 1 / (1/read + 1/forward) gives {shared} files/s, a "
+            "tighter bound than the smaller of the two."
+        )
     return text
 
 
@@ -198,8 +250,14 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure_model(name, model, files, work / name, args, device))
             shutil.rmtree(work / name, ignore_errors=True)
     body = markdown(rows, args, len(files), size) + "".join(f"\n\nNote: {note}." for note in notes)
-    return report(args, "e2e", "python -m benchmarks.daemon_e2e", "The daemon end to end", body,
-                  {"rows": rows, "files": len(files), "settle_seconds": args.settle, "batch_size": args.batch_size})
+    return report(
+        args,
+        "e2e",
+        "python -m benchmarks.daemon_e2e",
+        "The daemon end to end",
+        body,
+        {"rows": rows, "files": len(files), "settle_seconds": args.settle, "batch_size": args.batch_size},
+    )
 
 
 if __name__ == "__main__":

@@ -27,14 +27,26 @@ def epoch(iso: str | None) -> float | None:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() if iso else None
 
 
-def write_config(folder: Path, model: Path, *, settle_seconds: float, device: str, read_workers: int,
-                 batch_size: int, act_workers: int | None = None, reader_processes: bool | None = None) -> Path:
+def write_config(
+    folder: Path,
+    model: Path,
+    *,
+    settle_seconds: float,
+    device: str,
+    read_workers: int,
+    batch_size: int,
+    act_workers: int | None = None,
+    reader_processes: bool | None = None,
+) -> Path:
     """`folder`/config.yaml watching `folder`/inbox, sorting into out/, journal in state/; every other
     setting (previews, sort: move, duplicates: skip, log level) is the daemon's default."""
     (folder / "inbox").mkdir(parents=True, exist_ok=True)
     config = {
-        "watch_folder": str(folder / "inbox"), "output_root": str(folder / "out"),
-        "state_folder": str(folder / "state"), "model": str(model), "device": device,
+        "watch_folder": str(folder / "inbox"),
+        "output_root": str(folder / "out"),
+        "state_folder": str(folder / "state"),
+        "model": str(model),
+        "device": device,
         "settle": {"settle_seconds": settle_seconds},
         "workers": {"read_workers": read_workers, "batch_size": batch_size},
     }
@@ -50,14 +62,29 @@ def write_config(folder: Path, model: Path, *, settle_seconds: float, device: st
 class DaemonProcess:
     """`afmwatch run --config FILE` in `folder` (inbox/, out/, state/, config.yaml, daemon.log)."""
 
-    def __init__(self, folder: Path, model: Path, *, settle_seconds: float, device: str = "auto",
-                 read_workers: int | None = None, batch_size: int = 16, act_workers: int | None = None,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        model: Path,
+        *,
+        settle_seconds: float,
+        device: str = "auto",
+        read_workers: int | None = None,
+        batch_size: int = 16,
+        act_workers: int | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.folder = folder
         self.inbox, self.out = folder / "inbox", folder / "out"
-        self.config_path = write_config(folder, model, settle_seconds=settle_seconds, device=device,
-                                        read_workers=read_workers or cpu_count(), batch_size=batch_size,
-                                        act_workers=act_workers)
+        self.config_path = write_config(
+            folder,
+            model,
+            settle_seconds=settle_seconds,
+            device=device,
+            read_workers=read_workers or cpu_count(),
+            batch_size=batch_size,
+            act_workers=act_workers,
+        )
         self.log_path = folder / "daemon.log"
         self.env = env
         self.process: subprocess.Popen | None = None
@@ -67,7 +94,10 @@ class DaemonProcess:
         log = open(self.log_path, "w")  # noqa: SIM115 (the daemon writes it for as long as it runs)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "afmwatch", "run", "--config", str(self.config_path)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
         )
         log.close()
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -135,8 +165,9 @@ class DaemonProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"afmwatch run exited with {self.process.returncode}:\n{self.log_path.read_text()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(found)} of {count} scans sorted after {timeout:.0f} s; "
-                                   f"see {self.log_path}")
+                raise RuntimeError(
+                    f"only {len(found)} of {count} scans sorted after {timeout:.0f} s; see {self.log_path}"
+                )
             time.sleep(interval)
 
 

@@ -25,8 +25,9 @@ def devices() -> list[str]:
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def forward_rate(model: Any, channels: int, crop: int, batch: int, device: str, min_seconds: float,
-                 min_calls: int = 3) -> float:
+def forward_rate(
+    model: Any, channels: int, crop: int, batch: int, device: str, min_seconds: float, min_calls: int = 3
+) -> float:
     """Images/s of `model` in inference mode on a random (batch, channels, crop, crop) tensor that is
     already on `device`."""
     import torch
@@ -42,15 +43,13 @@ def forward_rate(model: Any, channels: int, crop: int, batch: int, device: str, 
     return repeat_rate(call, batch, min_seconds, min_calls, sync)
 
 
-def classifier_forward_rate(model_path: Path, batch: int, device: str, min_seconds: float,
-                            min_calls: int = 3) -> float:
+def classifier_forward_rate(model_path: Path, batch: int, device: str, min_seconds: float, min_calls: int = 3) -> float:
     """Raw forward images/s of a classifier model file at its own input size (used by daemon_e2e)."""
     from afmwatch.networks.classifier import load_classifier
 
     classifier = load_classifier(model_path, device="cpu")
     pipeline = classifier.pipeline
-    return forward_rate(classifier.model, pipeline["channels"], pipeline["crop"], batch, device, min_seconds,
-                        min_calls)
+    return forward_rate(classifier.model, pipeline["channels"], pipeline["crop"], batch, device, min_seconds, min_calls)
 
 
 def networks(image_size: int = IMAGE_SIZE) -> list[tuple[str, Any, int, int]]:
@@ -64,15 +63,22 @@ def networks(image_size: int = IMAGE_SIZE) -> list[tuple[str, Any, int, int]]:
     default = default_model_path()
     if default.is_file():
         classifier = load_classifier(default, device="cpu")
-        found.append((f"shipped default ({classifier.arch})", classifier.model, classifier.pipeline["channels"],
-                      classifier.pipeline["crop"]))
+        found.append(
+            (
+                f"shipped default ({classifier.arch})",
+                classifier.model,
+                classifier.pipeline["channels"],
+                classifier.pipeline["crop"],
+            )
+        )
     for name, arch in ARCHITECTURES.items():
         found.append((name, arch.build(2, image_size, None), arch.channels, image_size))
     return found
 
 
-def measure(batch_sizes: tuple[int, ...], min_seconds: float, min_calls: int,
-            image_size: int = IMAGE_SIZE) -> list[dict[str, Any]]:
+def measure(
+    batch_sizes: tuple[int, ...], min_seconds: float, min_calls: int, image_size: int = IMAGE_SIZE
+) -> list[dict[str, Any]]:
     import torch
 
     rows = []
@@ -85,8 +91,16 @@ def measure(batch_sizes: tuple[int, ...], min_seconds: float, min_calls: int,
                 except torch.OutOfMemoryError:
                     rate = None
                     torch.cuda.empty_cache()
-                rows.append({"network": label, "weights": weights, "input": [channels, crop, crop],
-                             "device": device, "batch": batch, "images_per_s": rate})
+                rows.append(
+                    {
+                        "network": label,
+                        "weights": weights,
+                        "input": [channels, crop, crop],
+                        "device": device,
+                        "batch": batch,
+                        "images_per_s": rate,
+                    }
+                )
         model.to("cpu")
     return rows
 
@@ -105,8 +119,7 @@ def markdown(rows: list[dict[str, Any]], batch_sizes: tuple[int, ...], min_secon
     return (
         "Images per second of the network alone (`torch.inference_mode`, float32), on a random batch "
         f"already in memory on the device; each cell is timed for at least {min_seconds:g} s after a "
-        "warm-up call. Random weights run exactly as fast as trained ones.\n\n"
-        + table(headers, lines)
+        "warm-up call. Random weights run exactly as fast as trained ones.\n\n" + table(headers, lines)
     )
 
 
@@ -122,8 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         batch_sizes = QUICK_BATCH_SIZES if args.quick else BATCH_SIZES
     min_seconds, min_calls = (0.0, 1) if args.quick else (args.seconds, 3)
     rows = measure(batch_sizes, min_seconds, min_calls, QUICK_IMAGE_SIZE if args.quick else IMAGE_SIZE)
-    return report(args, "forward", "python -m benchmarks.forward_limit", "The limit: network forward throughput",
-                  markdown(rows, batch_sizes, min_seconds), {"rows": rows})
+    return report(
+        args,
+        "forward",
+        "python -m benchmarks.forward_limit",
+        "The limit: network forward throughput",
+        markdown(rows, batch_sizes, min_seconds),
+        {"rows": rows},
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ from benchmarks.daemon_run import DaemonProcess, read_sidecars
 TARGET_MARGIN_S = 1.0
 
 
-def steady_latencies(files: list[Path], model: Path, work: Path, *, rate: float, settle: float, device: str,
-                     env: dict[str, str]) -> dict[str, Any]:
+def steady_latencies(
+    files: list[Path], model: Path, work: Path, *, rate: float, settle: float, device: str, env: dict[str, str]
+) -> dict[str, Any]:
     """Write `files` into a daemon's inbox at `rate` per second; latency of each from close to sidecar."""
     contents = [(path.name, path.read_bytes()) for path in files]  # no disk reads while feeding
     closed: dict[str, float] = {}
@@ -76,12 +77,29 @@ def main(argv: list[str] | None = None) -> int:
     with work_folder(args, "latency") as work:
         models, notes = bench_models(work / "models", args.models.split(","))
         for name, model in models.items():
-            result = steady_latencies(files, model, work / name, rate=args.rate, settle=args.settle, device=device,
-                                      env=child_env(args))
-            rows.append({"model": model_label(name, model), "device": device, **result,
-                         "meets_target": result["p95_s"] <= target})
-    lines = [[r["model"], r["device"], r["files"], fmt(r["p50_s"], 2), fmt(r["p95_s"], 2), fmt(r["max_s"], 2),
-              f"{'✓' if r['meets_target'] else '✗'} (≤ {target:g} s)"] for r in rows]
+            result = steady_latencies(
+                files, model, work / name, rate=args.rate, settle=args.settle, device=device, env=child_env(args)
+            )
+            rows.append(
+                {
+                    "model": model_label(name, model),
+                    "device": device,
+                    **result,
+                    "meets_target": result["p95_s"] <= target,
+                }
+            )
+    lines = [
+        [
+            r["model"],
+            r["device"],
+            r["files"],
+            fmt(r["p50_s"], 2),
+            fmt(r["p95_s"], 2),
+            fmt(r["max_s"], 2),
+            f"{'✓' if r['meets_target'] else '✗'} (≤ {target:g} s)",
+        ]
+        for r in rows
+    ]
     body = (
         f"{count} synthetic scans ({size}×{size} px) written into the watch folder at {args.rate:g} per second "
         f"for {args.seconds:g} s (settle_seconds {args.settle:g}); latency = the sidecar's write time − the "
@@ -92,8 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         + stage_table([(r["model"], r["stage_ms"]) for r in rows])
         + "".join(f"\n\nNote: {note}." for note in notes)
     )
-    return report(args, "latency", "python -m benchmarks.latency", "Latency at a steady arrival rate", body,
-                  {"rows": rows, "rate": args.rate, "settle_seconds": args.settle, "target_s": target})
+    return report(
+        args,
+        "latency",
+        "python -m benchmarks.latency",
+        "Latency at a steady arrival rate",
+        body,
+        {"rows": rows, "rate": args.rate, "settle_seconds": args.settle, "target_s": target},
+    )
 
 
 if __name__ == "__main__":

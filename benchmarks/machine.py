@@ -1,6 +1,6 @@
 """The machine the numbers come from: CPU model, cores, memory, GPU, Python, PyTorch and afmwatch.
 
-    python -m benchmarks.machine [--quick] [--markdown FILE] [--json FILE]
+python -m benchmarks.machine [--quick] [--markdown FILE] [--json FILE]
 """
 
 from __future__ import annotations
@@ -28,10 +28,16 @@ def _proc_value(path: str, key: str) -> str | None:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:

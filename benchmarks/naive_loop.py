@@ -76,8 +76,10 @@ def naive_full_rate(files: list[Path], model_path: Path, out: Path, device: str 
         target = out / path.name
         image = preview_image(level(scan).height, scan.pixel_size_nm, caption(verdict, len(result.frames)))
         atomic_write_bytes(preview_path(target), png_bytes(image), sync=False)
-        write_sidecar(target, plain({"original_path": str(path), "sha256": digest, **verdict.to_dict(),
-                                     "quality": result.quality}))
+        write_sidecar(
+            target,
+            plain({"original_path": str(path), "sha256": digest, **verdict.to_dict(), "quality": result.quality}),
+        )
     return len(files) / (time.perf_counter() - started)
 
 
@@ -86,8 +88,10 @@ def markdown(rows: list[dict[str, Any]], files: int) -> str:
         f"{files} synthetic scans, one after the other: read, preprocess, one forward pass of batch 1, "
         "write a JSON result; files/s. The second column does the daemon's per-file work the same way "
         "(hash, quality metrics, rules, preview PNG, durable sidecar).\n\n"
-        + table(["model", "device", "naive loop", "naive loop, daemon's work"],
-                [[r["model"], r["device"], fmt(r["files_per_s"]), fmt(r["full_files_per_s"])] for r in rows])
+        + table(
+            ["model", "device", "naive loop", "naive loop, daemon's work"],
+            [[r["model"], r["device"], fmt(r["files_per_s"]), fmt(r["full_files_per_s"])] for r in rows],
+        )
     )
 
 
@@ -105,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in models.items():
             rate = naive_rate(files, path, work / f"results-{name}", device)
             full = naive_full_rate(files, path, work / f"full-{name}", device)
-            rows.append({"model": model_label(name, path), "device": device, "files_per_s": rate,
-                         "full_files_per_s": full})
+            rows.append(
+                {"model": model_label(name, path), "device": device, "files_per_s": rate, "full_files_per_s": full}
+            )
     body = markdown(rows, len(files)) + "".join(f"\n\nNote: {note}." for note in notes)
-    return report(args, "naive", "python -m benchmarks.naive_loop", "The naive loop", body,
-                  {"rows": rows, "files": len(files)})
+    return report(
+        args, "naive", "python -m benchmarks.naive_loop", "The naive loop", body, {"rows": rows, "files": len(files)}
+    )
 
 
 if __name__ == "__main__":

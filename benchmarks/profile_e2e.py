@@ -181,8 +181,9 @@ def cpu_run(files: list[Path], model: Path, work: Path, *, settle: float, device
     from afmwatch.config import load_config
     from afmwatch.daemon.service import Service
 
-    config_path = write_config(work, model, settle_seconds=settle, device=device, read_workers=cpu_count(),
-                               batch_size=16)
+    config_path = write_config(
+        work, model, settle_seconds=settle, device=device, read_workers=cpu_count(), batch_size=16
+    )
     staging = copy_files(files, work / "staging")
     children_before = _children_cpu_seconds()
     service = Service(load_config(config_path), config_path=config_path)
@@ -214,8 +215,15 @@ def profile_run(files: list[Path], model: Path, work: Path, *, settle: float, de
     from afmwatch.config import load_config
     from afmwatch.daemon.service import Service
 
-    config_path = write_config(work, model, settle_seconds=settle, device=device, read_workers=cpu_count(),
-                               batch_size=16, reader_processes=False)
+    config_path = write_config(
+        work,
+        model,
+        settle_seconds=settle,
+        device=device,
+        read_workers=cpu_count(),
+        batch_size=16,
+        reader_processes=False,
+    )
     staging = copy_files(files, work / "staging")
     with ThreadProfiles() as profiles:
         service = Service(load_config(config_path), config_path=config_path)
@@ -236,15 +244,17 @@ def profile_run(files: list[Path], model: Path, work: Path, *, settle: float, de
 
 
 def cpu_markdown(cpu: dict[str, Any], files: int) -> str:
-    rows = [[group, fmt(seconds, 2), fmt(1000 * seconds / files, 1), f"{100 * seconds / cpu['process_cpu_s']:.0f} %"]
-            for group, seconds in sorted(cpu["groups"].items(), key=lambda kv: -kv[1]) if seconds > 0]
+    rows = [
+        [group, fmt(seconds, 2), fmt(1000 * seconds / files, 1), f"{100 * seconds / cpu['process_cpu_s']:.0f} %"]
+        for group, seconds in sorted(cpu["groups"].items(), key=lambda kv: -kv[1])
+        if seconds > 0
+    ]
     return (
         f"**CPU by thread**, a second run of the same {files} scans without cProfile and with the daemon's "
         "default reader processes (sorted in "
         f"{cpu['wall_s']:.1f} s = {fmt(files / cpu['wall_s'])} files/s, settle wait included; "
         f"{fmt(1000 * cpu['process_cpu_s'] / files, 1)} ms of CPU per file in all), from the kernel's "
-        "per-thread accounting:\n\n"
-        + table(["thread", "CPU s", "CPU ms per file", "share of the process"], rows)
+        "per-thread accounting:\n\n" + table(["thread", "CPU s", "CPU ms per file", "share of the process"], rows)
     )
 
 
@@ -255,12 +265,15 @@ def markdown(result: dict[str, Any], label: str, prof_dir: Path | None) -> str:
         for stage, (calls, seconds) in sorted(info["stages"].items(), key=lambda kv: -kv[1][1]):
             stage_rows.append([stage, group, calls, fmt(seconds, 2), fmt(1000 * seconds / files, 1)])
     stage_rows.sort(key=lambda r: -float(r[3].replace(",", "")))
-    thread_rows = [[group, info["threads"], fmt(info["busy_s"], 2),
-                    f"{100 * info['busy_s'] / (wall * info['threads']):.0f} %"]
-                   for group, info in result["groups"].items()]
+    thread_rows = [
+        [group, info["threads"], fmt(info["busy_s"], 2), f"{100 * info['busy_s'] / (wall * info['threads']):.0f} %"]
+        for group, info in result["groups"].items()
+    ]
     top = "\n".join(
         f"- **{group}**: " + "; ".join(f"`{name}` {seconds:.2f} s" for name, seconds in info["top"][:5])
-        for group, info in result["groups"].items() if info["top"])
+        for group, info in result["groups"].items()
+        if info["top"]
+    )
     kept = f" The merged profiles are in `{prof_dir}`." if prof_dir else ""
     return (
         f"cProfile in every thread of an in-process `Service` ({label}) while {files} synthetic scans dropped at "
@@ -269,9 +282,10 @@ def markdown(result: dict[str, Any], label: str, prof_dir: Path | None) -> str:
         f"cProfile sees every stage; the daemon's default reads in worker processes.{kept}\n\n**Stages**, cumulative time of the outermost call, by thread:\n\n"
         + table(["stage", "thread", "calls", "seconds", "ms per file"], stage_rows)
         + "\n\n**Threads**: time not waiting on a queue, lock, sleep or the file system, per thread; a "
-          "thread near 100 % is the bottleneck:\n\n"
+        "thread near 100 % is the bottleneck:\n\n"
         + table(["thread", "threads", "busy s", "busy share of the run"], thread_rows)
-        + "\n\n**Top functions by own time** (waiting excluded):\n\n" + top
+        + "\n\n**Top functions by own time** (waiting excluded):\n\n"
+        + top
     )
 
 
@@ -303,8 +317,14 @@ def main(argv: list[str] | None = None) -> int:
         if cpu["groups"]:
             body += "\n\n" + cpu_markdown(cpu, len(files))
     body += "".join(f"\n\nNote: {note}." for note in notes)
-    return report(args, "profile", "python -m benchmarks.profile_e2e", "Profile of the end-to-end run", body,
-                  {"model": label, "device": device, **result, "cpu": cpu})
+    return report(
+        args,
+        "profile",
+        "python -m benchmarks.profile_e2e",
+        "Profile of the end-to-end run",
+        body,
+        {"model": label, "device": device, **result, "cpu": cpu},
+    )
 
 
 if __name__ == "__main__":

@@ -71,8 +71,9 @@ def read_rate(files: list[Path], model_path: Path, workers: int, mode: str) -> f
                 pass
             return len(files) / (time.perf_counter() - started)
     context = multiprocessing.get_context("spawn")  # fork after PyTorch started its threads can hang
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_process_init,
-                             initargs=(str(model_path), False)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_process_init, initargs=(str(model_path), False)
+    ) as pool:
         list(pool.map(_process_read, files[: 2 * workers]))  # starts and warms every worker
         started = time.perf_counter()
         for _ in pool.map(_process_read, files, chunksize=4):
@@ -80,11 +81,14 @@ def read_rate(files: list[Path], model_path: Path, workers: int, mode: str) -> f
         return len(files) / (time.perf_counter() - started)
 
 
-def read_limits(files: list[Path], model_path: Path, workers: int,
-                modes: tuple[str, ...] = ("threads", "processes")) -> dict[str, float | None]:
+def read_limits(
+    files: list[Path], model_path: Path, workers: int, modes: tuple[str, ...] = ("threads", "processes")
+) -> dict[str, float | None]:
     """Files/s with threads and with processes; `limit` is the faster of those timed."""
-    rates = {mode: read_rate(files, model_path, workers, mode) if mode in modes else None
-             for mode in ("threads", "processes")}
+    rates = {
+        mode: read_rate(files, model_path, workers, mode) if mode in modes else None
+        for mode in ("threads", "processes")
+    }
     return {**rates, "limit": max(r for r in rates.values() if r is not None)}
 
 
@@ -113,8 +117,14 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"model": model_label(name, path), **read_limits(files, path, args.workers)})
     body = markdown(rows, len(files), mean_file_mb(files), size, args.workers)
     body += "".join(f"\n\nNote: {note}." for note in notes)
-    return report(args, "read", "python -m benchmarks.read_limit", "The read limit: reader pool alone", body,
-                  {"rows": rows, "files": len(files), "workers": args.workers})
+    return report(
+        args,
+        "read",
+        "python -m benchmarks.read_limit",
+        "The read limit: reader pool alone",
+        body,
+        {"rows": rows, "files": len(files), "workers": args.workers},
+    )
 
 
 if __name__ == "__main__":

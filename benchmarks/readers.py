@@ -43,8 +43,15 @@ def time_reads(path: Path, min_seconds: float, min_reads: int) -> dict[str, Any]
         reads += 1
     elapsed = time.perf_counter() - started
     first = frames[0]
-    return {**row, "format": first.format, "frames": len(frames), "shape": list(first.shape),
-            "files_per_s": reads / elapsed, "mb_per_s": reads * row["size_mb"] / elapsed, "reads": reads}
+    return {
+        **row,
+        "format": first.format,
+        "frames": len(frames),
+        "shape": list(first.shape),
+        "files_per_s": reads / elapsed,
+        "mb_per_s": reads * row["size_mb"] / elapsed,
+        "reads": reads,
+    }
 
 
 def sample_files(folder: Path) -> list[Path]:
@@ -60,8 +67,9 @@ def markdown(rows: list[dict[str, Any]], samples: Path | None, min_seconds: floa
             lines.append([r["format"], r["file"], fmt(r["size_mb"] * 1000, 0), "–", "refused: " + r["error"], "–"])
             continue
         shape = "×".join(str(s) for s in r["shape"]) + (f" ×{r['frames']} frames" if r["frames"] > 1 else "")
-        lines.append([r["format"], r["file"], fmt(r["size_mb"] * 1000, 0), shape, fmt(r["files_per_s"]),
-                      fmt(r["mb_per_s"])])
+        lines.append(
+            [r["format"], r["file"], fmt(r["size_mb"] * 1000, 0), shape, fmt(r["files_per_s"]), fmt(r["mb_per_s"])]
+        )
     where = f"the shared samples in `{samples}`" if samples else "no sample folder (set AFMWATCH_SAMPLES)"
     return (
         f"Each file of {where}, plus one synthetic float32 TIFF, read again and again for at least "
@@ -80,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     files = (sample_files(samples) if samples else []) + synthetic_scans(1, 64 if args.quick else 256, args.cache)
     min_seconds, min_reads = (0.0, 1) if args.quick else (args.seconds, 5)
     rows = [time_reads(path, min_seconds, min_reads) for path in files]
-    return report(args, "readers", "python -m benchmarks.readers", "Readers", markdown(rows, samples, min_seconds),
-                  {"rows": rows, "samples": str(samples) if samples else None})
+    return report(
+        args,
+        "readers",
+        "python -m benchmarks.readers",
+        "Readers",
+        markdown(rows, samples, min_seconds),
+        {"rows": rows, "samples": str(samples) if samples else None},
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ SCRIPTS: dict[str, str] = {
     "memory": "benchmarks.memory",
     "profile": "benchmarks.profile_e2e",
     "denoise": "benchmarks.denoise_quality",
+    "denoise-real": "benchmarks.denoise_real",
 }
-NO_CACHE = {"denoise"}  # makes its own test pairs; writes its own `## Denoising` section
+NO_CACHE = {"denoise", "denoise-real"}  # make their own test pairs; write their own `## Denoising ...` sections
 
 
 def run_script(name: str, module: str, args: Any, results: Path) -> dict[str, Any]:
@@ -63,26 +64,49 @@ def summary(results: Path, runs: list[dict[str, Any]]) -> str:
     rows = []
     e2e = _load(results, "e2e")
     for r in (e2e or {}).get("rows", []):
-        rows.append([f"daemon ≥ 0.85 × end-to-end limit ({r['model']}, {r['device']})",
-                     f"{fmt(r['daemon']['files_per_s'])} vs limit {fmt(r['e2e_limit'])} files/s = "
-                     f"{r['ratio_limit']:.2f} ×", _mark(r["meets_limit_target"])])
-        rows.append([f"daemon ≥ 3 × naive loop ({r['model']}, {r['device']})",
-                     f"{fmt(r['daemon']['files_per_s'])} vs {fmt(r['naive'])} files/s = {r['ratio_naive']:.2f} ×",
-                     _mark(r["meets_naive_target"])])
+        rows.append(
+            [
+                f"daemon ≥ 0.85 × end-to-end limit ({r['model']}, {r['device']})",
+                f"{fmt(r['daemon']['files_per_s'])} vs limit {fmt(r['e2e_limit'])} files/s = {r['ratio_limit']:.2f} ×",
+                _mark(r["meets_limit_target"]),
+            ]
+        )
+        rows.append(
+            [
+                f"daemon ≥ 3 × naive loop ({r['model']}, {r['device']})",
+                f"{fmt(r['daemon']['files_per_s'])} vs {fmt(r['naive'])} files/s = {r['ratio_naive']:.2f} ×",
+                _mark(r["meets_naive_target"]),
+            ]
+        )
     latency = _load(results, "latency")
     for r in (latency or {}).get("rows", []):
-        rows.append([f"latency p95 ≤ settle_seconds + 1 s ({r['model']}, {r['device']})",
-                     f"p95 {r['p95_s']:.2f} s (target {latency['target_s']:g} s)", _mark(r["meets_target"])])
+        rows.append(
+            [
+                f"latency p95 ≤ settle_seconds + 1 s ({r['model']}, {r['device']})",
+                f"p95 {r['p95_s']:.2f} s (target {latency['target_s']:g} s)",
+                _mark(r["meets_target"]),
+            ]
+        )
     memory = _load(results, "memory")
     for r in (memory or {}).get("rows", []):
-        rows.append([f"memory growth after warm-up < 50 MB ({r['model']}, {memory['files']} files)",
-                     f"{fmt(r['growth_after_warmup_mb'])} MB", _mark(r["meets_target"])])
+        rows.append(
+            [
+                f"memory growth after warm-up < 50 MB ({r['model']}, {memory['files']} files)",
+                f"{fmt(r['growth_after_warmup_mb'])} MB",
+                _mark(r["meets_target"]),
+            ]
+        )
     readers = _load(results, "readers")
     timed = [r for r in (readers or {}).get("rows", []) if "files_per_s" in r]
     if timed:
         slowest = min(timed, key=lambda r: r["files_per_s"])
-        rows.append(["slowest reader (information)", f"{slowest['format']} {slowest['file']}: "
-                     f"{fmt(slowest['files_per_s'])} files/s", "–"])
+        rows.append(
+            [
+                "slowest reader (information)",
+                f"{slowest['format']} {slowest['file']}: {fmt(slowest['files_per_s'])} files/s",
+                "–",
+            ]
+        )
     failed = [f"{run['name']} (exit {run['exit']})" for run in runs if run["exit"] != 0]
     text = table(["target", "measured", ""], rows) if rows else "No target was measured in this run."
     if failed:
@@ -97,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="every script in its smoke mode (seconds each)")
     p.add_argument("--only", help="comma-separated sections to run: " + ", ".join(SCRIPTS))
     p.add_argument("--skip", default="", help="comma-separated sections not to run")
-    p.add_argument("--markdown", type=Path,
-                   help="the file to update (default BENCHMARKS.md; with --quick, BENCHMARKS.md in the results folder)")
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        help="the file to update (default BENCHMARKS.md; with --quick, BENCHMARKS.md in the results folder)",
+    )
     p.add_argument("--results", type=Path, help="folder for the JSON results (default runs/bench-DATE)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="generated scan sets kept between runs")
     args = p.parse_args(argv)

@@ -41,8 +41,14 @@ def make_classifier_file():
         architecture = get_architecture(arch)
         model = architecture.build(2, crop, None)
         spec = make_pipeline(architecture.channels, architecture.normalise, resize=crop + crop // 8, crop=crop)
-        meta = {"name": Path(path).name.split(".")[0], "arch": arch, "pipeline": spec,
-                "class_names": ["good", "bad"], "temperature": 1.0, "review_band": list(review_band)}
+        meta = {
+            "name": Path(path).name.split(".")[0],
+            "arch": arch,
+            "pipeline": spec,
+            "class_names": ["good", "bad"],
+            "temperature": 1.0,
+            "review_band": list(review_band),
+        }
         return save_classifier(path, model, meta)
 
     return make

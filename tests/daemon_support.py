@@ -69,8 +69,13 @@ def write_config(folder: Path, model: Path | None, **settings) -> Path:
         "device": "cpu",
         "log_level": "info",
         "settle": {"settle_seconds": 0.3, "max_attempts": 2, "backoff_seconds": 0.1},
-        "workers": {"read_workers": 2, "queue_size": 32, "batch_size": 8, "max_batch_wait_ms": 30,
-                    "drain_timeout_seconds": 60.0},
+        "workers": {
+            "read_workers": 2,
+            "queue_size": 32,
+            "batch_size": 8,
+            "max_batch_wait_ms": 30,
+            "drain_timeout_seconds": 60.0,
+        },
     }
     if model is not None:
         data["model"] = str(model)
@@ -103,7 +108,10 @@ class Daemon:
         self._log = open(self.log_path, "w")  # noqa: SIM115 (open while the daemon runs)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "afmwatch", "run", "--config", str(config)],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
 
     def log(self) -> str:
@@ -132,7 +140,9 @@ class Daemon:
             self.process.kill()
             self.process.wait(WAIT)
             self._log.close()
-            raise AssertionError(f"the daemon did not stop within {timeout:.0f} s; its log:\n{self.log()[-20000:]}") from None
+            raise AssertionError(
+                f"the daemon did not stop within {timeout:.0f} s; its log:\n{self.log()[-20000:]}"
+            ) from None
         self._log.close()
         return code
 
@@ -145,8 +155,10 @@ class Daemon:
 def sorted_files(out_root: Path) -> list[Path]:
     """Every scan file in the output tree (not sidecars or previews, not temp files)."""
     return sorted(
-        p for p in out_root.rglob("*")
-        if p.is_file() and not p.name.endswith((SIDECAR_SUFFIX, PREVIEW_SUFFIX))
+        p
+        for p in out_root.rglob("*")
+        if p.is_file()
+        and not p.name.endswith((SIDECAR_SUFFIX, PREVIEW_SUFFIX))
         and not any(part.startswith(".") for part in p.relative_to(out_root).parts)
     )
 

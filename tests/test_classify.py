@@ -15,8 +15,22 @@ from afmwatch.networks.store import default_model_path
 from afmwatch.readers import is_supported, read_scan
 from afmwatch.scan import ScanError
 
-KEYS = {"path", "label", "decision", "confidence", "probabilities", "network_decision", "model_parts", "familiarity",
-        "rule", "reasons", "frames", "multiframe_rule", "quality", "error"}
+KEYS = {
+    "path",
+    "label",
+    "decision",
+    "confidence",
+    "probabilities",
+    "network_decision",
+    "model_parts",
+    "familiarity",
+    "rule",
+    "reasons",
+    "frames",
+    "multiframe_rule",
+    "quality",
+    "error",
+}
 
 
 def sample_files(samples: Path) -> list[Path]:
@@ -63,8 +77,13 @@ def test_files_are_classified_in_batches_and_an_unreadable_one_does_not_stop_the
     model = load_classifier(make_classifier_file(tmp_path / "m.safetensors", arch="compact", crop=32))
     junk = tmp_path / "junk.nid"
     junk.write_bytes(b"this is not a Nanosurf file")
-    paths = [samples / "nid" / "sapphire.nid", junk, samples / "gwy" / "test.gwy",
-             samples / "png" / "minicircle_colorbar_afmhot.png", tmp_path / "missing.ibw"]
+    paths = [
+        samples / "nid" / "sapphire.nid",
+        junk,
+        samples / "gwy" / "test.gwy",
+        samples / "png" / "minicircle_colorbar_afmhot.png",
+        tmp_path / "missing.ibw",
+    ]
     batch_sizes = []
     real_predict = classifier_module.Classifier.predict
 
@@ -117,12 +136,41 @@ def test_evaluate_compares_several_models_on_the_same_scans(tmp_path, make_class
     generate_classify_set(data, 8, seed=12, size=64, gwy=False, previews=False, retrace=False)
     first = make_classifier_file(tmp_path / "first.safetensors", arch="compact", crop=32)
     second = make_classifier_file(tmp_path / "second.safetensors", arch="convnet", crop=32)
-    assert main(["evaluate", "--model", str(first), "--compare", str(second), "--data", str(data),
-                 "--out", str(tmp_path / "ev"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(first),
+                "--compare",
+                str(second),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "ev"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)["comparison"]
     assert [r["arch"] for r in rows] == ["compact", "convnet"]
     assert all(r["count"] == 8 for r in rows)
-    assert main(["evaluate", "--model", str(first), "--compare", str(second), "--data", str(data),
-                 "--out", str(tmp_path / "ev2")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(first),
+                "--compare",
+                str(second),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "ev2"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "on the same scans" in text and "convnet" in text

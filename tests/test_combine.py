@@ -22,8 +22,12 @@ def parts(tmp_path_factory):
     generate_classify_set(root / "train", 64, seed=31, size=64, gwy=False, previews=False, retrace=False)
     generate_classify_set(root / "held-out", 24, seed=32, size=64, gwy=False, previews=False, retrace=False)
     network, metrics = root / "net.safetensors", root / "metrics.safetensors"
-    train_model(root / "train", network, TrainOptions(arch="compact", epochs=2, batch_size=16, image_size=64,
-                                                        resize=64, threads=2), progress=False)
+    train_model(
+        root / "train",
+        network,
+        TrainOptions(arch="compact", epochs=2, batch_size=16, image_size=64, resize=64, threads=2),
+        progress=False,
+    )
     train_model(root / "train", metrics, TrainOptions(arch="metrics-logistic"), progress=False)
     return root, network, metrics
 
@@ -31,8 +35,22 @@ def parts(tmp_path_factory):
 def test_combined_model_mixes_both_parts_and_names_them_in_the_reasons(parts, capsys):
     root, network, metrics = parts
     out = root / "combined.safetensors"
-    assert main(["models", "--json", "combine", str(network), str(metrics), "--data", str(root / "held-out"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "--json",
+                "combine",
+                str(network),
+                str(metrics),
+                "--data",
+                str(root / "held-out"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert 0.0 <= report["weight"] <= 1.0 and set(report) >= {"network", "metrics_model", "combined"}
     combined = load_classifier(out)
@@ -53,14 +71,57 @@ def test_combined_model_mixes_both_parts_and_names_them_in_the_reasons(parts, ca
 def test_weight_zero_is_the_network_alone_and_wrong_inputs_are_refused(parts, capsys):
     root, network, metrics = parts
     out = root / "network-only.safetensors"
-    assert main(["models", "combine", str(network), str(metrics), "--data", str(root / "held-out"),
-                 "--out", str(out), "--weight", "0"]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "combine",
+                str(network),
+                str(metrics),
+                "--data",
+                str(root / "held-out"),
+                "--out",
+                str(out),
+                "--weight",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "metrics model weight 0.00" in capsys.readouterr().out
     files = sorted((root / "held-out").glob("*/*.tif"))[:6]
     for a, b in zip(judge_paths(load_classifier(out), files), judge_paths(load_classifier(network), files)):
         assert a.verdict.probabilities["bad"] == pytest.approx(b.verdict.probabilities["bad"], abs=1e-5)
-    assert main(["models", "combine", str(metrics), str(network), "--data", str(root / "held-out"),
-                 "--out", str(root / "x.safetensors")]) == 1
+    assert (
+        main(
+            [
+                "models",
+                "combine",
+                str(metrics),
+                str(network),
+                "--data",
+                str(root / "held-out"),
+                "--out",
+                str(root / "x.safetensors"),
+            ]
+        )
+        == 1
+    )
     assert "not a plain network" in capsys.readouterr().err
-    assert main(["models", "combine", str(network), str(metrics), "--data", str(root / "held-out"),
-                 "--out", str(root / "y.safetensors"), "--weight", "2"]) == 1
+    assert (
+        main(
+            [
+                "models",
+                "combine",
+                str(network),
+                str(metrics),
+                "--data",
+                str(root / "held-out"),
+                "--out",
+                str(root / "y.safetensors"),
+                "--weight",
+                "2",
+            ]
+        )
+        == 1
+    )

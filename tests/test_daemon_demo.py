@@ -20,9 +20,28 @@ def test_demo_sorts_every_generated_scan_and_prints_a_summary(tmp_path):
     model = [] if default_model_path().exists() else ["--model", str(tiny_model(tmp_path / "tiny.safetensors"))]
     folder = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "afmwatch", "demo", "--folder", str(folder), "--scans", "6", "--size", "64",
-         "--seconds", "1", "--no-samples", "--device", "cpu", *model],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "afmwatch",
+            "demo",
+            "--folder",
+            str(folder),
+            "--scans",
+            "6",
+            "--size",
+            "64",
+            "--seconds",
+            "1",
+            "--no-samples",
+            "--device",
+            "cpu",
+            *model,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "6 of 6 scans processed" in done.stdout and "files/s" in done.stdout

@@ -93,7 +93,7 @@ def test_slowly_written_file_is_processed_once_when_complete(tmp_path, model):
         target = tmp_path / "inbox" / "slow.tif"
         with open(target, "wb") as handle:  # in chunks, with pauses shorter than settle_seconds
             for start in range(0, len(data), len(data) // 8 + 1):
-                handle.write(data[start:start + len(data) // 8 + 1])
+                handle.write(data[start : start + len(data) // 8 + 1])
                 handle.flush()
                 time.sleep(0.2)
         wait_until(lambda: processed_count(out) >= 1, what="the slow file sorted")
@@ -161,12 +161,19 @@ def test_every_bad_input_lands_in_failed_and_the_daemon_keeps_running(tmp_path, 
 
 
 def test_burst_of_500_files_is_sorted_in_batches(tmp_path, model):
-    config = write_config(tmp_path, model, metrics_port=_free_port(), previews=False,
-                          workers={"batch_size": 16, "max_batch_wait_ms": 50, "queue_size": 64})
+    config = write_config(
+        tmp_path,
+        model,
+        metrics_port=_free_port(),
+        previews=False,
+        workers={"batch_size": 16, "max_batch_wait_ms": 50, "queue_size": 64},
+    )
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     staging = tmp_path / "staging"
-    hashes = {f"scan-{i:03d}.tif": sha256(scan_bytes_file(staging / f"scan-{i:03d}.tif", 1000 + i, size=32))
-              for i in range(500)}
+    hashes = {
+        f"scan-{i:03d}.tif": sha256(scan_bytes_file(staging / f"scan-{i:03d}.tif", 1000 + i, size=32))
+        for i in range(500)
+    }
     daemon = Daemon(config).wait_ready()
     try:
         for name in hashes:  # the whole session copied in at once
@@ -270,10 +277,10 @@ def test_symbolic_links_are_never_followed_out_of_the_watch_folder(tmp_path, mod
     scan_bytes_file(outside / "folder" / "inner.tif", 8)
     config = write_config(tmp_path, model)
     inbox, out = tmp_path / "inbox", tmp_path / "out"
-    (inbox / "link.tif").symlink_to(secret)                 # present at start: the folder scan
+    (inbox / "link.tif").symlink_to(secret)  # present at start: the folder scan
     daemon = Daemon(config).wait_ready()
     try:
-        (inbox / "later.tif").symlink_to(secret)            # arriving: the observer
+        (inbox / "later.tif").symlink_to(secret)  # arriving: the observer
         (inbox / "linked-folder").symlink_to(outside / "folder", target_is_directory=True)
         real = _drop(inbox / "real.tif", 9)
         wait_until(lambda: processed_count(out) == 1, what="the real scan sorted")

@@ -8,8 +8,14 @@ import time
 
 from afmwatch.daemon.journal import Journal, journal_path
 
-SIDECAR = {"decision": "good", "label": "good", "confidence": 0.97, "quality": {f"metric_{i}": i * 0.1 for i in range(40)},
-           "timings_ms": {f"stage_{i}": 1.5 for i in range(10)}, "reasons": ["x" * 200]}  # about 2 KB, like a real one
+SIDECAR = {
+    "decision": "good",
+    "label": "good",
+    "confidence": 0.97,
+    "quality": {f"metric_{i}": i * 0.1 for i in range(40)},
+    "timings_ms": {f"stage_{i}": 1.5 for i in range(10)},
+    "reasons": ["x" * 200],
+}  # about 2 KB, like a real one
 
 
 def _sort(journal: Journal, n: int, start: int) -> None:
@@ -17,8 +23,14 @@ def _sort(journal: Journal, n: int, start: int) -> None:
     for i in range(start, start + n):
         entry = journal.add(f"/srv/afm/export/session/scan_{i:06d}.nid", 2_000_000, 10**18 + i)
         journal.update(entry, state="processing", sha256=f"{i:064x}", size=2_000_000)
-        journal.update(entry, durable=True, state="acting", final_path=f"/srv/afm/sorted/good/scan_{i:06d}.nid",
-                       sidecar=SIDECAR, decision="good")
+        journal.update(
+            entry,
+            durable=True,
+            state="acting",
+            final_path=f"/srv/afm/sorted/good/scan_{i:06d}.nid",
+            sidecar=SIDECAR,
+            decision="good",
+        )
         journal.update(entry, state="done", sidecar=SIDECAR)
 
 
@@ -56,7 +68,9 @@ def test_a_journal_whose_copies_are_dropped_as_they_age_grows_by_the_row_not_the
         n += 100
         journal.drop_old_sidecars(time.time() + 1)
     grown = (_size(journal) - before) / 1200
-    assert kept > 2000 and grown < 0.25 * kept  # measured: 2.4 KB a scan with these copies; 0.4 KB once they are dropped
+    assert (
+        kept > 2000 and grown < 0.25 * kept
+    )  # measured: 2.4 KB a scan with these copies; 0.4 KB once they are dropped
     journal.close()
 
 

@@ -81,8 +81,13 @@ def test_reader_processes_exit_when_the_service_is_killed(tmp_path):
         "import time\nfrom afmwatch.daemon.reading import ReaderProcesses\n"
         "pool = ReaderProcesses(2, 'warning')\nprint(*pool._pool._processes, flush=True)\ntime.sleep(600)\n"
     )
-    service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
-                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    service = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     workers = [int(pid) for pid in service.stdout.readline().split()]
     assert len(workers) == 2 and all(_alive(pid) for pid in workers)
     service.send_signal(signal.SIGKILL)

@@ -25,8 +25,14 @@ def _plan(journal: Journal, original: Path, final: Path, sort: str = "move") -> 
     """What the act stage commits before it moves anything (state `acting`)."""
     digest = sha256(original)
     entry = journal.add(str(original), original.stat().st_size, original.stat().st_mtime_ns)
-    sidecar = {"original_path": str(original), "final_path": str(final), "sort": sort, "sha256": digest,
-               "decision": final.parent.name, "errors": []}
+    sidecar = {
+        "original_path": str(original),
+        "final_path": str(final),
+        "sort": sort,
+        "sha256": digest,
+        "decision": final.parent.name,
+        "errors": [],
+    }
     journal.update(entry, state="acting", sha256=digest, final_path=str(final), sidecar=sidecar, durable=True)
     return entry, sidecar
 

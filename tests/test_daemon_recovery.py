@@ -50,8 +50,12 @@ def _assert_each_input_exactly_once(out: Path, inbox: Path, expected: dict[str, 
 
 
 def test_kill_9_at_random_moments_then_restart_processes_every_input_exactly_once(tmp_path, model):
-    config = write_config(tmp_path, model, settle={"settle_seconds": 0.2},
-                          workers={"batch_size": 4, "max_batch_wait_ms": 20, "queue_size": 8})
+    config = write_config(
+        tmp_path,
+        model,
+        settle={"settle_seconds": 0.2},
+        workers={"batch_size": 4, "max_batch_wait_ms": 20, "queue_size": 8},
+    )
     inbox, out, staging = tmp_path / "inbox", tmp_path / "out", tmp_path / "staging"
     rounds, per_round = 10, 8
     expected: dict[str, str] = {}
@@ -64,7 +68,9 @@ def test_kill_9_at_random_moments_then_restart_processes_every_input_exactly_onc
             (staging / name).replace(inbox / name)
         done_before = processed_count(out)
         if rng.random() < 0.8:  # mostly once it is busy (reading, classifying, moving, writing sidecars)
-            wait_until(lambda before=done_before: processed_count(out) > before, interval=0.01, what="the burst under way")
+            wait_until(
+                lambda before=done_before: processed_count(out) > before, interval=0.01, what="the burst under way"
+            )
         time.sleep(rng.uniform(0.0, 0.4))
         daemon.kill()
     daemon = Daemon(config).wait_ready()
@@ -81,8 +87,12 @@ def test_kill_9_at_random_moments_then_restart_processes_every_input_exactly_onc
 
 
 def test_sigterm_drains_work_in_flight_and_exits_0(tmp_path, model):
-    config = write_config(tmp_path, model, settle={"settle_seconds": 0.2},
-                          workers={"batch_size": 4, "max_batch_wait_ms": 20, "queue_size": 64})
+    config = write_config(
+        tmp_path,
+        model,
+        settle={"settle_seconds": 0.2},
+        workers={"batch_size": 4, "max_batch_wait_ms": 20, "queue_size": 64},
+    )
     inbox, out, staging = tmp_path / "inbox", tmp_path / "out", tmp_path / "staging"
     expected = _stage(staging, [f"s{i:02d}.tif" for i in range(24)], 5000)
     daemon = Daemon(config).wait_ready()

@@ -58,8 +58,13 @@ def test_startup_refuses_bad_folders_with_a_clear_message(tmp_path):
 def test_run_refuses_an_invalid_config_with_exit_78(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"watch_folder": str(tmp_path / "nowhere"), "sort": "shuffle"}))
-    done = subprocess.run([sys.executable, "-m", "afmwatch", "run", "--config", str(config)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "afmwatch", "run", "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 78
     assert "sort: expected one of" in done.stderr and str(config) in done.stderr
     config.write_text(yaml.safe_dump({"watch_folder": str(tmp_path / "nowhere")}))
@@ -149,8 +154,11 @@ def test_promoted_model_is_picked_up_broken_one_refused_and_sighup_reloads(tmp_p
 
         # a model that loads but gives NaN: promote refuses it, and so does the daemon if it appears anyway
         tensors, meta = load_model_file(models / "b.safetensors")
-        save_model_file(models / "nan.safetensors", {k: torch.full_like(v, float("nan")) for k, v in tensors.items()},
-                        dict(meta, name="tiny-nan"))
+        save_model_file(
+            models / "nan.safetensors",
+            {k: torch.full_like(v, float("nan")) for k, v in tensors.items()},
+            dict(meta, name="tiny-nan"),
+        )
         with pytest.raises(ModelError):
             promote(models / "nan.safetensors", model_folder)
         _install_active(model_folder, models / "nan.safetensors")
@@ -202,13 +210,23 @@ def test_copy_mode_duplicates_and_restart_do_not_process_twice(tmp_path, model):
     time.sleep(2.0)
     assert restarted.terminate() == 0
     assert not restarted.events("scan_sorted") and len(sorted_files(out)) == 2
-    status = subprocess.run([sys.executable, "-m", "afmwatch", "status", "--config", str(config), "--json"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    status = subprocess.run(
+        [sys.executable, "-m", "afmwatch", "status", "--config", str(config), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["states"] == {"done": 2} and report["model"]["name"] == "tiny-test" and not report["running"]
-    text = subprocess.run([sys.executable, "-m", "afmwatch", "status", "--config", str(config)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "afmwatch", "status", "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     assert "afmwatch: not running" in text and "tiny-test" in text and "states     done 2" in text
 
 
@@ -233,8 +251,9 @@ def test_config_example_lists_every_setting_and_validates(tmp_path):
         (tmp_path / key).mkdir()
         data[key] = str(tmp_path / key)
     config = config_from_dict(data)
-    assert config == dataclasses.replace(Config(), **{k: tmp_path / k for k in
-                                                      ("watch_folder", "output_root", "state_folder", "model_folder")})
+    assert config == dataclasses.replace(
+        Config(), **{k: tmp_path / k for k in ("watch_folder", "output_root", "state_folder", "model_folder")}
+    )
     with pytest.raises(ConfigError, match="workers.batch_size: expected at least 1"):
         config_from_dict({"workers": {"batch_size": 0}})
 

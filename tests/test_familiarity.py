@@ -41,10 +41,16 @@ def test_training_stores_the_check_and_every_prediction_carries_it(tmp_path):
     data = tmp_path / "set"
     generate_classify_set(data, 64, seed=21, size=64, gwy=False, previews=False, retrace=False)
     out = tmp_path / "net.safetensors"
-    report = train_folder(data, out, TrainOptions(arch="compact", epochs=2, batch_size=16, image_size=64, resize=64,
-                                                  threads=2), progress=False)
+    report = train_folder(
+        data,
+        out,
+        TrainOptions(arch="compact", epochs=2, batch_size=16, image_size=64, resize=64, threads=2),
+        progress=False,
+    )
     meta = read_metadata(out)
-    assert meta["familiarity"]["threshold"] > 0 and meta["familiarity"]["held_out_scans"] == report["split"]["validation"]
+    assert (
+        meta["familiarity"]["threshold"] > 0 and meta["familiarity"]["held_out_scans"] == report["split"]["validation"]
+    )
     classifier = load_classifier(out)
     scans = [read_scan(path) for path in sorted(data.glob("*/*.tif"))[:8]]
     near = classifier.predict_scans(scans)

@@ -18,13 +18,21 @@ def inspect(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "afmwatch", "inspect", *args],
-        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=ROOT,
     )
 
 
 @pytest.mark.slow
 def test_json_report_for_readable_files(samples):
-    files = [samples / "nid/sapphire.nid", samples / "jpk/sample_0.h5-jpk", samples / "png/minicircle_colorbar_afmhot.png"]
+    files = [
+        samples / "nid/sapphire.nid",
+        samples / "jpk/sample_0.h5-jpk",
+        samples / "png/minicircle_colorbar_afmhot.png",
+    ]
     result = inspect("--json", *map(str, files))
     assert result.returncode == 0, result.stderr
     reports = json.loads(result.stdout)
@@ -67,8 +75,9 @@ def test_text_report_and_options(samples):
     assert "classifiable: yes" in result.stdout
     assert "data area:  rows 87-553, columns 81-548" in result.stdout
 
-    cropped = json.loads(inspect("--json", "--data-area", "crop-right-30",
-                                 str(samples / "png/minicircle_colorbar_afmhot.png")).stdout)[0]
+    cropped = json.loads(
+        inspect("--json", "--data-area", "crop-right-30", str(samples / "png/minicircle_colorbar_afmhot.png")).stdout
+    )[0]
     assert cropped["shape"] == [640, 448]
     forced = json.loads(inspect("--json", "--channel", "Phase", str(samples / "nid/image.nid")).stdout)[0]
     assert forced["channel"] == "Phase"
@@ -81,7 +90,9 @@ def test_folder_stands_for_the_supported_files_in_it(samples, tmp_path):
     for relative in ("wsxm/sample_0.stp", "gwy/test.gwy"):
         (tmp_path / "day1" / Path(relative).name).write_bytes((samples / relative).read_bytes())
     (tmp_path / "day1" / "notes.txt").write_text("tip changed at 14:00")
-    (tmp_path / "day1" / "sample_0.afmwatch.png").write_bytes((samples / "png/minicircle_colorbar_afmhot.png").read_bytes())
+    (tmp_path / "day1" / "sample_0.afmwatch.png").write_bytes(
+        (samples / "png/minicircle_colorbar_afmhot.png").read_bytes()
+    )
     result = inspect("--json", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert [Path(r["path"]).name for r in json.loads(result.stdout)] == ["sample_0.stp", "test.gwy"]

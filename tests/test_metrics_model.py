@@ -69,8 +69,24 @@ def test_metrics_model_trains_saves_without_pickle_loads_and_classifies(labelled
     from afmwatch.cli import main
 
     out = tmp_path / f"{arch}.safetensors"
-    assert main(["--log-level", "warning", "train", "--data", str(labelled), "--out", str(out),
-                 "--arch", arch, "--folds", "3"]) == 0
+    assert (
+        main(
+            [
+                "--log-level",
+                "warning",
+                "train",
+                "--data",
+                str(labelled),
+                "--out",
+                str(out),
+                "--arch",
+                arch,
+                "--folds",
+                "3",
+            ]
+        )
+        == 0
+    )
     with safe_open(out, "np") as handle:  # only arrays and a JSON string: nothing to unpickle
         meta = json.loads(handle.metadata()["afmwatch"])
         assert all(handle.get_tensor(k).dtype.kind in "fi" for k in handle.keys())  # noqa: SIM118 (safe_open is not a dict)
@@ -163,6 +179,7 @@ def test_daemon_sorts_with_a_metrics_model(labelled, tmp_path):
 
 # --- a metric that no training scan has ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("arch", [LOGISTIC, BOOSTED])
 def test_a_metric_missing_on_every_training_scan_is_ignored_not_fatal(rng, arch):
     """No retrace channel in any file: trace_retrace_mismatch is NaN in every row. The model trains
@@ -189,8 +206,24 @@ def test_boosted_trains_on_a_folder_without_any_retrace(tmp_path):
     folder = tmp_path / "no-retrace"
     generate_classify_set(folder, 24, seed=5, size=64, gwy=False, previews=False, retrace=False)
     out = tmp_path / "boosted.safetensors"
-    assert main(["--log-level", "warning", "train", "--data", str(folder), "--out", str(out),
-                 "--arch", BOOSTED, "--folds", "3"]) == 0
+    assert (
+        main(
+            [
+                "--log-level",
+                "warning",
+                "train",
+                "--data",
+                str(folder),
+                "--out",
+                str(out),
+                "--arch",
+                BOOSTED,
+                "--folds",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert load_classifier(out).arch == BOOSTED
 
 

@@ -27,11 +27,18 @@ from afmwatch.scan import Scan
 
 
 def scan_of(height: np.ndarray, fmt: str = "tiff", **meta) -> Scan:
-    return Scan(height=height.astype(np.float32), pixel_size_nm=2.0, channel="Height", path=Path("x.tif"),
-                format=fmt, metadata=meta)
+    return Scan(
+        height=height.astype(np.float32),
+        pixel_size_nm=2.0,
+        channel="Height",
+        path=Path("x.tif"),
+        format=fmt,
+        metadata=meta,
+    )
 
 
 # --- architectures -------------------------------------------------------------------------------
+
 
 def test_convnet_is_the_studys_small_net():
     net = ConvNet(2, 32)
@@ -85,6 +92,7 @@ def test_unknown_architecture_names_the_known_ones():
 
 # --- input pipeline ------------------------------------------------------------------------------
 
+
 def test_pipeline_levels_resizes_and_centre_crops(rng):
     y, x = np.mgrid[0:80, 0:120]
     tilted = 0.5 * x + 0.2 * y + rng.normal(0, 0.01, (80, 120))
@@ -136,12 +144,15 @@ def test_crop_right_30_cuts_only_exports_without_a_detected_data_area():
     assert native.shape == detected.shape == (32, 32) and export.shape == (46, 32)  # 100 x 70 after the crop
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"version": 99}, "version 99 is unknown"),
-    ({"normalise": "zscore-ish"}, "normalisation"),
-    ({"channels": 4}, "channels"),
-    ({"crop": 300}, "crop"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"version": 99}, "version 99 is unknown"),
+        ({"normalise": "zscore-ish"}, "normalisation"),
+        ({"channels": 4}, "channels"),
+        ({"crop": 300}, "crop"),
+    ],
+)
 def test_a_pipeline_this_version_does_not_know_is_a_model_error(change, words):
     spec = dict(make_pipeline(1, "standardise"), **change)
     with pytest.raises(ModelError, match=words):
@@ -150,12 +161,20 @@ def test_a_pipeline_this_version_does_not_know_is_a_model_error(change, words):
 
 # --- model files ---------------------------------------------------------------------------------
 
+
 def test_save_then_load_gives_bit_identical_outputs(tmp_path, rng):
     spec = make_pipeline(1, "standardise", resize=40, crop=32)
     torch.manual_seed(0)
     model = ARCHITECTURES["compact"].build(2, 32, None).eval()
-    meta = {"name": "m", "arch": "compact", "pipeline": spec, "class_names": ["good", "bad"],
-            "temperature": 1.7, "review_band": [0.3, 0.7], "metrics": {"note": "x"}}
+    meta = {
+        "name": "m",
+        "arch": "compact",
+        "pipeline": spec,
+        "class_names": ["good", "bad"],
+        "temperature": 1.7,
+        "review_band": [0.3, 0.7],
+        "metrics": {"note": "x"},
+    }
     path = save_classifier(tmp_path / "m.safetensors", model, meta)
     classifier = load_classifier(path)
     batch = torch.stack([to_tensor(scan_of(rng.normal(0, 1, (50, 50))), spec) for _ in range(4)])
@@ -230,6 +249,7 @@ def test_prediction_decision_follows_the_review_band(tmp_path, make_classifier_f
 
 
 # --- model store ---------------------------------------------------------------------------------
+
 
 def test_promote_verifies_then_installs_the_active_model(tmp_path, make_classifier_file):
     folder = tmp_path / "models"

@@ -336,12 +336,16 @@ SYNTH_METRIC = [
 TYPICAL_SURFACE = {"grains": {"scan_size_nm": 2000.0, "grain_size_nm": 150.0}}
 
 
-def _synth_metrics(artefact: str | None, severity: float, surface: str, seed: int = 5, size: int = 128,
-                   typical: bool = False) -> dict:
+def _synth_metrics(
+    artefact: str | None, severity: float, surface: str, seed: int = 5, size: int = 128, typical: bool = False
+) -> dict:
     from afmwatch.synth import synth_scan
 
     made = synth_scan(
-        np.random.default_rng(seed), size, surface=surface, artefacts=[(artefact, severity)] if severity else [],
+        np.random.default_rng(seed),
+        size,
+        surface=surface,
+        artefacts=[(artefact, severity)] if severity else [],
         surface_params=TYPICAL_SURFACE.get(surface) if typical else None,
     )
     trace = scan_of(made.trace, pixel_size_nm=made.pixel_size_nm, metadata=made.metadata)
@@ -350,8 +354,9 @@ def _synth_metrics(artefact: str | None, severity: float, surface: str, seed: in
 
 @pytest.mark.parametrize(("artefact", "surface", "metric", "sign"), SYNTH_METRIC)
 def test_metric_follows_the_synthetic_artefact_severity(artefact, surface, metric, sign):
-    values = [sign * _synth_metrics(artefact, severity, surface, typical=True)[metric]
-              for severity in (0.0, 0.3, 0.6, 1.0)]
+    values = [
+        sign * _synth_metrics(artefact, severity, surface, typical=True)[metric] for severity in (0.0, 0.3, 0.6, 1.0)
+    ]
     assert all(a < b for a, b in zip(values, values[1:])), values
 
 

@@ -102,12 +102,23 @@ def test_forced_channel_and_retrace_partner(samples):
 
 
 def test_list_channels_matches_what_the_reader_reports(samples):
-    for relative in ("nid/sapphire.nid", "jpk/sample_0.jpk", "jpk/sample_0.h5-jpk", "ibw/ARHeight_0000.ibw",
-                     "bruker/old_bruker.002", "gwy/test.gwy", "wsxm/sample_0.stp"):
+    for relative in (
+        "nid/sapphire.nid",
+        "jpk/sample_0.jpk",
+        "jpk/sample_0.h5-jpk",
+        "ibw/ARHeight_0000.ibw",
+        "bruker/old_bruker.002",
+        "gwy/test.gwy",
+        "wsxm/sample_0.stp",
+    ):
         assert list_channels(samples / relative) == list(read_scan(samples / relative).channels)
     assert "Z-Axis Sensor" in list_channels(samples / "nid/sapphire.nid")
     assert list_channels(samples / "ibw/ARHeight_0000.ibw") == [
-        "HeightRetrace", "AmplitudeRetrace", "PhaseRetracee", "ZSensorRetrace"]
+        "HeightRetrace",
+        "AmplitudeRetrace",
+        "PhaseRetracee",
+        "ZSensorRetrace",
+    ]
 
 
 def test_reading_never_modifies_or_adds_files(sample_copies):

@@ -45,12 +45,14 @@ def test_max_pixels_enforced_for_every_format(samples, relative):
 
 def _png_bytes(width: int, height: int) -> bytes:
     """A PNG whose header declares width x height (the pixel data is a few bytes, as in a bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bomb_refused_by_max_pixels(tmp_path):
@@ -78,7 +80,6 @@ def test_image_vanishing_mid_read(samples, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Image, "open", delete_then_open)
     assert_scan_error(path, "vanished")
-
 
 
 @pytest.mark.parametrize("relative", sorted(TRUE_DATA_AREAS))

@@ -8,7 +8,11 @@ from afmwatch.config import ConfigError, RuleConfig, config_from_dict, load_conf
 from afmwatch.rules import DEFAULT_RULES, apply_rules, rule_errors
 
 ABORTED = {
-    "completeness": 118 / 256, "lines_acquired": 118, "lines_set": 256, "lines_missing": 138, "scar_fraction": 0.0
+    "completeness": 118 / 256,
+    "lines_acquired": 118,
+    "lines_set": 256,
+    "lines_missing": 138,
+    "scar_fraction": 0.0,
 }
 
 
@@ -66,9 +70,7 @@ def test_clear_tip_change_band_is_bad_and_names_its_lines():
 def test_weaker_tip_change_band_goes_to_review():
     outcome = apply_rules({**TIP_BAND, "tip_change_score": 12.0})
     assert outcome.decision == "review"
-    assert outcome.reasons == (
-        "tip may have changed: lines 40-72 break off from the lines around them (33 lines)",
-    )
+    assert outcome.reasons == ("tip may have changed: lines 40-72 break off from the lines around them (33 lines)",)
     quiet = {"tip_change_score": 3.0, "tip_change_lines": 0, "tip_change_start": None, "tip_change_end": None}
     assert apply_rules(quiet).decision is None
 
@@ -155,8 +157,13 @@ def test_daemon_records_the_rule_that_decided_in_the_sidecar(tmp_path):
 
     model = tiny_model(tmp_path / "tiny.safetensors")
     rules = [
-        {"metric": "completeness", "op": "<", "threshold": 0.9, "decision": "bad",
-         "reason": "scan stopped at line {lines_acquired} of {lines_set}"},
+        {
+            "metric": "completeness",
+            "op": "<",
+            "threshold": 0.9,
+            "decision": "bad",
+            "reason": "scan stopped at line {lines_acquired} of {lines_set}",
+        },
     ]
     staging = tmp_path / "staging"
     clean = scan_bytes_file(staging / "clean.tif", 1, size=64)
@@ -164,8 +171,9 @@ def test_daemon_records_the_rule_that_decided_in_the_sidecar(tmp_path):
     from afmwatch.readers import read_scan
 
     clean_sq = measure(read_scan(clean))["sq"]
-    rules.append({"metric": "sq", "op": ">", "threshold": 10 * clean_sq, "decision": "review",
-                  "reason": "rough: Sq {sq:.0f} nm"})
+    rules.append(
+        {"metric": "sq", "op": ">", "threshold": 10 * clean_sq, "decision": "review", "reason": "rough: Sq {sq:.0f} nm"}
+    )
     config = write_config(tmp_path, model, rules=rules)
     inbox, out = tmp_path / "inbox", tmp_path / "out"
 

@@ -91,8 +91,12 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_checker_finds_a_cycle_through_an_import_inside_a_function():
-    graph = {"afmwatch.a": {"afmwatch.b"}, "afmwatch.b": {"afmwatch.c"}, "afmwatch.c": {"afmwatch.a"},
-             "afmwatch.d": {"afmwatch.a"}}
+    graph = {
+        "afmwatch.a": {"afmwatch.b"},
+        "afmwatch.b": {"afmwatch.c"},
+        "afmwatch.c": {"afmwatch.a"},
+        "afmwatch.d": {"afmwatch.a"},
+    }
     assert find_cycles(graph) == [["afmwatch.a", "afmwatch.b", "afmwatch.c"]]
     source = "def f():\n    from afmwatch.config import Config\n"
     tmp = PACKAGE / "__cycle_probe__.py"
@@ -106,4 +110,5 @@ def test_the_checker_finds_a_cycle_through_an_import_inside_a_function():
 def test_no_import_cycles_in_the_package():
     cycles = find_cycles(import_graph())
     assert cycles == [], "import cycles (imports inside functions count too): " + "; ".join(
-        " <-> ".join(group) for group in cycles)
+        " <-> ".join(group) for group in cycles
+    )

@@ -67,8 +67,10 @@ def test_physical_scales_and_sizes():
             scan = synth_scan(file_rng(11, index), 256, "good", surface=kind)
             assert scan.trace.shape == (256, 256) and scan.trace.dtype == np.float32
             assert 200 <= scan.params["scan_size_nm"] <= 50000, kind  # 0.2-50 µm, each kind its own range
-            assert 0.05 <= scan.params["noise_rms_nm"] <= 0.5 or scan.params["noise_rms_nm"] <= 0.12 * scan.params[
-                "feature_height_nm"], kind
+            assert (
+                0.05 <= scan.params["noise_rms_nm"] <= 0.5
+                or scan.params["noise_rms_nm"] <= 0.12 * scan.params["feature_height_nm"]
+            ), kind
     terraces = synth_scan(file_rng(1, 0), 128, "good", surface="terraces").params["surface"]
     assert terraces["step_nm"] in (pytest.approx(0.3905), pytest.approx(0.781))
     fibres = synth_scan(file_rng(1, 0), 128, "good", surface="fibres").params["surface"]
@@ -331,24 +333,43 @@ def test_synth_command_writes_a_labelled_set(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["labels"] == {"good": 2, "bad": 2}
     assert sorted(p.name for p in (out / "good").iterdir()) == sorted(
-        f["name"] + ".tif" for f in manifest["files"] if f["label"] == "good")
+        f["name"] + ".tif" for f in manifest["files"] if f["label"] == "good"
+    )
     for entry in manifest["files"]:
         for key in ("tiff", "gwy", "preview", "retrace"):
             assert (out / entry[key]).is_file(), key
         assert entry["surface"]["kind"] in SURFACES and "noise_rms_nm" in entry
         assert all({"name", "severity"} <= set(a) for a in entry["artefacts"])
-    assert main(["synth", "denoise", "--out", str(tmp_path / "d"), "--n", "1", "--size", "64",
-                 "--shapes", "stars", "--no-gwy", "--no-previews"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "denoise",
+                "--out",
+                str(tmp_path / "d"),
+                "--n",
+                "1",
+                "--size",
+                "64",
+                "--shapes",
+                "stars",
+                "--no-gwy",
+                "--no-previews",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "d" / "noisy").is_dir() and not (tmp_path / "d" / "gwy").exists()
 
 
 def test_written_tiffs_read_back_through_inspect(tmp_path):
-    manifest = json.loads(
-        generate_classify_set(tmp_path, 2, seed=3, size=64, gwy=False, previews=False).read_text())
+    manifest = json.loads(generate_classify_set(tmp_path, 2, seed=3, size=64, gwy=False, previews=False).read_text())
     entry = manifest["files"][1]
     result = subprocess.run(
         [sys.executable, "-m", "afmwatch", "inspect", "--json", str(tmp_path / entry["tiff"])],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -359,6 +380,7 @@ def test_written_tiffs_read_back_through_inspect(tmp_path):
 
 
 # --- what real instruments produce: new surfaces, tip changes, skips, stops, nuisances -------------
+
 
 def _rows_changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.any(np.abs(np.nan_to_num(a) - np.nan_to_num(b)) > 1e-6, axis=1))
@@ -393,8 +415,16 @@ def test_tip_change_modes_and_lasting_changes_all_occur_and_are_recorded():
     starts = [r["band_start"] for r in records]
     assert min(starts) < 20 and max(starts) > 80  # it can happen anywhere in the scan
     for r in records:
-        assert {"band_start", "band_end", "band_lines", "mode", "lasting", "lasting_start", "lasting_end",
-                "height_offset_nm"} <= set(r)
+        assert {
+            "band_start",
+            "band_end",
+            "band_lines",
+            "mode",
+            "lasting",
+            "lasting_start",
+            "lasting_end",
+            "height_offset_nm",
+        } <= set(r)
         assert {"smeared": "broadening_nm", "doubled": "offset_px", "shifted": "shift_px"}[r["mode"]] in r
     # the rows outside the band are the surface itself
     out, record = art.tip_change(surface.height, np.random.default_rng(3), 0.7, surface)
@@ -425,8 +455,12 @@ def test_line_skips_break_features_mid_line_where_recorded():
 def test_aborted_scans_stop_anywhere_and_say_where():
     acquired = []
     for seed in range(60):
-        made = synth_scan(file_rng(seed, 2), 64, surface="grains",
-                          artefacts=[("aborted", float(np.random.default_rng(seed).uniform(0.5, 1.0)))])
+        made = synth_scan(
+            file_rng(seed, 2),
+            64,
+            surface="grains",
+            artefacts=[("aborted", float(np.random.default_rng(seed).uniform(0.5, 1.0)))],
+        )
         lines = made.params["lines_acquired"]
         record = made.params["artefacts"][0]
         assert record["lines_acquired"] == lines == made.metadata["lines_acquired"]
@@ -475,8 +509,11 @@ def test_new_surface_kinds_have_physical_ranges(kind):
         elif kind == "blend":
             assert 1.0 <= p["step_nm"] <= 30 and 0.15 <= p["fraction"] <= 0.5
             assert p["morphology"] == ("blobs" if p["fraction"] < 0.33 else "worms")
-            raised = clean > clean.min() + 0.5 * p["step_nm"] if p["minority_raised"] else (
-                clean < clean.max() - 0.5 * p["step_nm"])
+            raised = (
+                clean > clean.min() + 0.5 * p["step_nm"]
+                if p["minority_raised"]
+                else (clean < clean.max() - 0.5 * p["step_nm"])
+            )
             assert np.mean(raised) == pytest.approx(p["fraction"], abs=0.1)
         else:
             assert p["material"] in ("mica", "sapphire", "silicon")
@@ -488,6 +525,7 @@ def test_new_surface_kinds_have_physical_ranges(kind):
 def test_a_flat_substrate_shows_a_surface_and_a_blank_scan_does_not():
     """Both are featureless at a glance; the substrate's relief is above its noise and correlated from
     row to row, the blank scan's is noise alone."""
+
     def row_to_row(z: np.ndarray) -> float:
         z = levelled(z)
         z = z - ndimage.uniform_filter1d(z, 31, axis=1)  # without the scanner's bow along the rows
@@ -498,8 +536,9 @@ def test_a_flat_substrate_shows_a_surface_and_a_blank_scan_does_not():
         blank = synth_scan(file_rng(seed, 3), 256, surface="grains", artefacts=[("blank", 1.0)])
         assert np.std(levelled(flat.trace)) > 1.5 * flat.params["noise_rms_nm"]
         assert row_to_row(flat.trace) > 0.3 > row_to_row(blank.trace)
-    assert "substrate" not in {k for name in ("blank", "tip_change", "line_skips")
-                               for k in SURFACES if name in applicable(k)}
+    assert "substrate" not in {
+        k for name in ("blank", "tip_change", "line_skips") for k in SURFACES if name in applicable(k)
+    }
 
 
 def test_grains_range_from_a_few_filling_the_frame_to_many():
@@ -565,15 +604,37 @@ def test_auto_sizes_are_deterministic_and_non_square_scans_work(tmp_path):
     assert wide.trace.shape == (64, 128) and wide.retrace.shape == (64, 128)
     assert wide.metadata["scan_size_nm"] == pytest.approx([128 * wide.pixel_size_nm, 64 * wide.pixel_size_nm])
     assert np.all(np.isfinite(wide.trace))
-    pinned = synth_scan(file_rng(2, 0), 128, surface="grains",
-                        surface_params={"scan_size_nm": 2000.0, "grain_size_nm": 250.0, "relief_nm": 5.0})
+    pinned = synth_scan(
+        file_rng(2, 0),
+        128,
+        surface="grains",
+        surface_params={"scan_size_nm": 2000.0, "grain_size_nm": 250.0, "relief_nm": 5.0},
+    )
     assert pinned.params["scan_size_nm"] == pytest.approx(2000.0)
     assert pinned.params["surface"]["grain_size_nm"] == 250.0 and pinned.params["feature_height_nm"] == 5.0
     shapes = {synth_scan(file_rng(5, i), None, "good", surface="particles").trace.shape for i in range(40)}
     assert any(r != c for r, c in shapes) and {c for _, c in shapes} <= set(LINES_MIX)
 
-    assert main(["synth", "classify", "--out", str(tmp_path / "auto"), "--n", "2", "--seed", "4",
-                 "--size", "auto", "--no-gwy", "--no-previews", "--no-retrace"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "classify",
+                "--out",
+                str(tmp_path / "auto"),
+                "--n",
+                "2",
+                "--seed",
+                "4",
+                "--size",
+                "auto",
+                "--no-gwy",
+                "--no-previews",
+                "--no-retrace",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((tmp_path / "auto" / "manifest.json").read_text())
     assert manifest["size"] == "auto" and "lines" in manifest["sizes"]
     from afmwatch.readers import read_scan

@@ -29,6 +29,7 @@ from afmwatch.training.train import train_arrays
 
 # --- metrics against a hand-computed confusion matrix --------------------------------------------
 
+
 def test_metrics_agree_with_a_hand_computed_confusion_matrix():
     # 6 good (label 0) and 4 bad (label 1); predictions by P(bad) > 0.5
     true = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
@@ -72,6 +73,7 @@ def test_bootstrap_interval_brackets_the_estimate():
 
 # --- splits --------------------------------------------------------------------------------------
 
+
 def test_identical_files_and_groups_never_straddle_a_split():
     rng = np.random.default_rng(1)
     n = 60
@@ -86,7 +88,7 @@ def test_identical_files_and_groups_never_straddle_a_split():
         assert len({side[5], side[17], side[33]}) == 1
         for g in {g for g in groups if g}:
             assert len({side[i] for i in range(n) if groups[i] == g}) == 1
-        for folds in kfold_splits(labels, hashes, groups, 4, seed), :
+        for folds in (kfold_splits(labels, hashes, groups, 4, seed),):
             seen = np.concatenate([v for _, v in folds])
             assert sorted(seen.tolist()) == list(range(n))  # validated exactly once
             for train, val in folds:
@@ -110,6 +112,7 @@ def test_group_by_takes_the_first_group_or_the_whole_match():
 
 # --- calibration ---------------------------------------------------------------------------------
 
+
 def test_temperature_scaling_recovers_the_true_temperature():
     rng = np.random.default_rng(2)
     true_logits = rng.normal(0, 2, (4000, 2))
@@ -130,6 +133,7 @@ def test_review_band_catches_the_validation_mistakes_within_its_cap():
 
 # --- the training loop ---------------------------------------------------------------------------
 
+
 def _toy_set(n: int, seed: int, size: int = 40) -> tuple[list[np.ndarray], np.ndarray]:
     """Bumpy surfaces; the bad half carries scars (raised segments of rows)."""
     rng = np.random.default_rng(seed)
@@ -148,16 +152,18 @@ def _toy_set(n: int, seed: int, size: int = 40) -> tuple[list[np.ndarray], np.nd
     return arrays, labels
 
 
-TINY = dict(arch="compact", epochs=8, batch_size=8, image_size=32, resize=40, lr=3e-3, device="cpu",
-            threads=1, scheduler="none")
+TINY = dict(
+    arch="compact", epochs=8, batch_size=8, image_size=32, resize=40, lr=3e-3, device="cpu", threads=1, scheduler="none"
+)
 
 
 def test_training_lowers_the_loss_and_beats_chance_on_held_out_scans():
     arrays, labels = _toy_set(48, seed=0)
     options = TrainOptions(**TINY)
     spec = train_module.make_spec(options, None)
-    model, report = train_arrays(arrays, labels, [str(i) for i in range(48)], [None] * 48, options, spec,
-                                 progress=False)
+    model, report = train_arrays(
+        arrays, labels, [str(i) for i in range(48)], [None] * 48, options, spec, progress=False
+    )
     losses = [h["train_loss"] for h in report["history"]]
     assert losses[-1] < 0.8 * losses[0]
     held_out, held_labels = _toy_set(40, seed=99)
@@ -185,13 +191,15 @@ def test_ctrl_c_keeps_the_best_model_so_far(monkeypatch):
             self.inner.step()
 
     monkeypatch.setattr(train_module, "_make_scheduler", StopAtEpoch3)
-    model, report = train_arrays(arrays, labels, [str(i) for i in range(24)], [None] * 24, options, spec,
-                                 progress=False)
+    model, report = train_arrays(
+        arrays, labels, [str(i) for i in range(24)], [None] * 24, options, spec, progress=False
+    )
     assert report["interrupted"] is True
     assert len(report["history"]) == 3 and report["best_epoch"] in (1, 2, 3)
 
 
 # --- the folder, the options, the report ---------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def synth_folder(tmp_path_factory) -> Path:
@@ -232,18 +240,80 @@ def _run_train(argv: list[str]) -> int:
 
 def test_every_training_option_is_accepted_and_recorded(synth_folder, tmp_path):
     first = tmp_path / "first.safetensors"
-    argv = ["--data", str(synth_folder), "--out", str(first), "--arch", "convnet", "--optimizer", "sgd",
-            "--lr", "0.01", "--momentum", "0.8", "--weight-decay", "0.0001", "--batch-size", "6", "--epochs", "2",
-            "--scheduler", "plateau", "--val-fraction", "0.3", "--folds", "2", "--group-by", r"s7-000(\d)",
-            "--seed", "3", "--device", "cpu", "--image-size", "32", "--resize", "36", "--normalise", "standardise",
-            "--data-area", "whole", "--jitter", "0.05", "--review-band", "0.3", "0.7", "--name", "lab-test",
-            "--threads", "2"]
+    argv = [
+        "--data",
+        str(synth_folder),
+        "--out",
+        str(first),
+        "--arch",
+        "convnet",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.01",
+        "--momentum",
+        "0.8",
+        "--weight-decay",
+        "0.0001",
+        "--batch-size",
+        "6",
+        "--epochs",
+        "2",
+        "--scheduler",
+        "plateau",
+        "--val-fraction",
+        "0.3",
+        "--folds",
+        "2",
+        "--group-by",
+        r"s7-000(\d)",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--image-size",
+        "32",
+        "--resize",
+        "36",
+        "--normalise",
+        "standardise",
+        "--data-area",
+        "whole",
+        "--jitter",
+        "0.05",
+        "--review-band",
+        "0.3",
+        "0.7",
+        "--name",
+        "lab-test",
+        "--threads",
+        "2",
+    ]
     assert _run_train(argv) == 0
     report = json.loads((tmp_path / "first.report.json").read_text())
-    expected = dict(arch="convnet", optimizer="sgd", lr=0.01, momentum=0.8, weight_decay=0.0001, batch_size=6,
-                    epochs=2, scheduler="plateau", val_fraction=0.3, folds=2, group_by=r"s7-000(\d)", seed=3,
-                    device="cpu", image_size=32, resize=36, normalise="standardise", data_area="whole",
-                    jitter=0.05, review_band=[0.3, 0.7], name="lab-test", threads=2)
+    expected = dict(
+        arch="convnet",
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.8,
+        weight_decay=0.0001,
+        batch_size=6,
+        epochs=2,
+        scheduler="plateau",
+        val_fraction=0.3,
+        folds=2,
+        group_by=r"s7-000(\d)",
+        seed=3,
+        device="cpu",
+        image_size=32,
+        resize=36,
+        normalise="standardise",
+        data_area="whole",
+        jitter=0.05,
+        review_band=[0.3, 0.7],
+        name="lab-test",
+        threads=2,
+    )
     assert {k: report["options"][k] for k in expected} == expected
     assert report["pipeline"]["normalise"] == "standardise" and report["pipeline"]["crop"] == 32
     assert len(report["cross_validation"]["per_fold"]) == 2
@@ -259,9 +329,31 @@ def test_every_training_option_is_accepted_and_recorded(synth_folder, tmp_path):
     assert meta["metrics"]["cross_validation"]["folds"] == 2
 
     second = tmp_path / "second.safetensors"
-    assert _run_train(["--data", str(synth_folder), "--out", str(second), "--base-model", str(first),
-                       "--optimizer", "adam", "--scheduler", "step", "--epochs", "1", "--batch-size", "6",
-                       "--device", "auto", "--threads", "2"]) == 0
+    assert (
+        _run_train(
+            [
+                "--data",
+                str(synth_folder),
+                "--out",
+                str(second),
+                "--base-model",
+                str(first),
+                "--optimizer",
+                "adam",
+                "--scheduler",
+                "step",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "6",
+                "--device",
+                "auto",
+                "--threads",
+                "2",
+            ]
+        )
+        == 0
+    )
     continued = json.loads((tmp_path / "second.report.json").read_text())
     assert continued["options"]["arch"] == "convnet" and continued["options"]["base_model"] == str(first)
     assert continued["weights_origin"].startswith("continued from base model")
@@ -271,8 +363,27 @@ def test_every_training_option_is_accepted_and_recorded(synth_folder, tmp_path):
 def test_resnet_without_imagenet_weights_says_it_trained_from_scratch(synth_folder, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
     out = tmp_path / "r.safetensors"
-    assert _run_train(["--data", str(synth_folder), "--out", str(out), "--arch", "resnet18-features",
-                       "--epochs", "1", "--batch-size", "8", "--image-size", "32", "--resize", "32"]) == 0
+    assert (
+        _run_train(
+            [
+                "--data",
+                str(synth_folder),
+                "--out",
+                str(out),
+                "--arch",
+                "resnet18-features",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--image-size",
+                "32",
+                "--resize",
+                "32",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "r.report.json").read_text())
     assert "trained from scratch" in report["weights_origin"]
 
@@ -283,8 +394,23 @@ def test_bad_training_folder_gives_a_clear_error(tmp_path, capsys):
 
 
 def test_options_out_of_range_are_refused_before_reading(tmp_path, capsys):
-    assert _run_train(["--data", str(tmp_path), "--out", str(tmp_path / "m.safetensors"), "--epochs", "0",
-                       "--folds", "1", "--val-fraction", "1.5"]) == 1
+    assert (
+        _run_train(
+            [
+                "--data",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "m.safetensors"),
+                "--epochs",
+                "0",
+                "--folds",
+                "1",
+                "--val-fraction",
+                "1.5",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "--epochs" in err and "--folds" in err and "--val-fraction" in err
 
@@ -293,9 +419,31 @@ def test_compare_cross_validates_other_architectures_on_the_same_folds(synth_fol
     from afmwatch.training.splits import kfold_splits
 
     out = tmp_path / "cmp.safetensors"
-    assert _run_train(["--data", str(synth_folder), "--out", str(out), "--arch", "convnet", "--epochs", "1",
-                       "--batch-size", "8", "--image-size", "32", "--resize", "32", "--folds", "2",
-                       "--compare", "metrics-logistic,convnet"]) == 0
+    assert (
+        _run_train(
+            [
+                "--data",
+                str(synth_folder),
+                "--out",
+                str(out),
+                "--arch",
+                "convnet",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--image-size",
+                "32",
+                "--resize",
+                "32",
+                "--folds",
+                "2",
+                "--compare",
+                "metrics-logistic,convnet",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "cmp.report.json").read_text())
     comparison = report["comparison"]
     assert list(comparison) == ["convnet", "metrics-logistic"]  # the run's own arch once, first
@@ -312,12 +460,26 @@ def test_compare_cross_validates_other_architectures_on_the_same_folds(synth_fol
 
 
 def test_compare_without_folds_is_refused(synth_folder, tmp_path, capsys):
-    assert _run_train(["--data", str(synth_folder), "--out", str(tmp_path / "m.safetensors"), "--arch", "compact",
-                       "--compare", "metrics-logistic"]) == 1
+    assert (
+        _run_train(
+            [
+                "--data",
+                str(synth_folder),
+                "--out",
+                str(tmp_path / "m.safetensors"),
+                "--arch",
+                "compact",
+                "--compare",
+                "metrics-logistic",
+            ]
+        )
+        == 1
+    )
     assert "--folds" in capsys.readouterr().err
 
 
 # --- train --arch auto: the family chosen by cross-validation ------------------------------------
+
 
 def _retrace_decides(root: Path, n: int, seed: int, shuffle_labels: bool = False) -> Path:
     """Scans whose label only the retrace tells: a bad scan's retrace is another surface (the tip lost
@@ -331,11 +493,15 @@ def _retrace_decides(root: Path, n: int, seed: int, shuffle_labels: bool = False
     for i in range(n):
         made = synth_scan(rng, 64, surface="grains", artefacts=[])
         other = synth_scan(rng, 64, surface="grains", artefacts=[]).trace
-        lost = (i % 2 == 1)
+        lost = i % 2 == 1
         retrace = other if lost else made.trace + rng.normal(0, 0.002 * np.nanstd(made.trace), made.trace.shape)
         label, name = ("good", "bad")[labels[i]], f"r{i:03d}"
-        write_tiff(root / label / f"{name}.tif", made.trace, made.pixel_size_nm,
-                   metadata={"retrace_file": f"../retrace/{label}/{name}.tif"})
+        write_tiff(
+            root / label / f"{name}.tif",
+            made.trace,
+            made.pixel_size_nm,
+            metadata={"retrace_file": f"../retrace/{label}/{name}.tif"},
+        )
         write_tiff(root / "retrace" / label / f"{name}.tif", retrace, made.pixel_size_nm, channel="Height retrace")
     return root
 
@@ -350,8 +516,12 @@ FAST_NETS = ["--epochs", "2", "--batch-size", "8", "--image-size", "32", "--resi
 
 def test_auto_is_the_default_and_chooses_the_family_that_wins(retrace_folder, tmp_path, capsys):
     out = tmp_path / "auto.safetensors"
-    assert _run_train(["--data", str(retrace_folder), "--out", str(out), *FAST_NETS,
-                       "--compare", "compact,metrics-logistic"]) == 0  # no --arch, no --folds: auto, 5 folds
+    assert (
+        _run_train(
+            ["--data", str(retrace_folder), "--out", str(out), *FAST_NETS, "--compare", "compact,metrics-logistic"]
+        )
+        == 0
+    )  # no --arch, no --folds: auto, 5 folds
     report = json.loads((tmp_path / "auto.report.json").read_text())
     selection, comparison = report["selection"], report["comparison"]
     assert selection["chosen"] == selection["best"] == "metrics-logistic" == report["options"]["arch"]
@@ -376,8 +546,26 @@ def test_auto_trains_a_chosen_network_and_passes_over_a_candidate_that_fails(syn
     bogus = tmp_path / "not-resnet.pth"
     bogus.write_bytes(b"not a state dict")
     out = tmp_path / "net.safetensors"
-    assert _run_train(["--data", str(synth_folder), "--out", str(out), "--arch", "auto", "--folds", "2", *FAST_NETS,
-                       "--compare", "compact,resnet18-features", "--pretrained", str(bogus)]) == 0
+    assert (
+        _run_train(
+            [
+                "--data",
+                str(synth_folder),
+                "--out",
+                str(out),
+                "--arch",
+                "auto",
+                "--folds",
+                "2",
+                *FAST_NETS,
+                "--compare",
+                "compact,resnet18-features",
+                "--pretrained",
+                str(bogus),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "net.report.json").read_text())
     assert report["selection"]["chosen"] == "compact" == report["options"]["arch"]
     assert report["options"]["pretrained"] is None  # ImageNet weights go to the ResNets only
@@ -394,12 +582,18 @@ def test_auto_prefers_the_simpler_family_within_one_standard_error():
     def cv(mean: float, std: float) -> dict:
         return {"count": 60, "folds": 5, "balanced_accuracy": {"mean": mean, "std": std}}
 
-    near = choose_architecture({"compact": cv(0.90, 0.10), "metrics-boosted": cv(0.87, 0.05),
-                                "metrics-logistic": cv(0.80, 0.05)})
+    near = choose_architecture(
+        {"compact": cv(0.90, 0.10), "metrics-boosted": cv(0.87, 0.05), "metrics-logistic": cv(0.80, 0.05)}
+    )
     assert near["best"] == "compact" and near["chosen"] == "metrics-boosted"  # 0.03 < 0.10 / sqrt(5)
     assert "simpler" in near["reason"] and "compact" in near["reason"]
-    clear = choose_architecture({"compact": cv(0.95, 0.02), "metrics-logistic": cv(0.85, 0.05),
-                                 "convnet": {"error": "the training part lacks a class"}})
+    clear = choose_architecture(
+        {
+            "compact": cv(0.95, 0.02),
+            "metrics-logistic": cv(0.85, 0.05),
+            "convnet": {"error": "the training part lacks a class"},
+        }
+    )
     assert clear["chosen"] == "compact" and clear["tolerance"] == pytest.approx(0.02)  # the floor
     with pytest.raises(ValueError, match="lacks a class"):
         choose_architecture({"compact": {"error": "the training part lacks a class"}})
@@ -419,6 +613,7 @@ def test_default_arch_is_auto_for_small_folders_only(retrace_folder, monkeypatch
 
 # --- a model no better than chance ----------------------------------------------------------------
 
+
 def test_a_run_at_chance_level_warns_loudly(tmp_path, capsys):
     folder = _retrace_decides(tmp_path / "random", 30, seed=4, shuffle_labels=True)
     out = tmp_path / "coin.safetensors"
@@ -435,8 +630,8 @@ def test_a_run_at_chance_level_warns_loudly(tmp_path, capsys):
 
 # --- models promote --data: never a worse model ---------------------------------------------------
 
-def test_promote_with_data_refuses_a_worse_model_unless_forced(retrace_folder, tmp_path, capsys,
-                                                                make_classifier_file):
+
+def test_promote_with_data_refuses_a_worse_model_unless_forced(retrace_folder, tmp_path, capsys, make_classifier_file):
     from afmwatch.cli import main
 
     good = tmp_path / "good.safetensors"

@@ -15,8 +15,14 @@ ABORTED = {**CLEAN, "completeness": 100 / 256, "lines_acquired": 100}
 
 def prediction(decision: str, p_bad: float, parts=None, familiarity=None) -> Prediction:
     label = "bad" if p_bad > 0.5 else "good"
-    return Prediction(label, decision, max(p_bad, 1 - p_bad), {"good": 1 - p_bad, "bad": p_bad},
-                      parts or {"network": p_bad}, familiarity)
+    return Prediction(
+        label,
+        decision,
+        max(p_bad, 1 - p_bad),
+        {"good": 1 - p_bad, "bad": p_bad},
+        parts or {"network": p_bad},
+        familiarity,
+    )
 
 
 def test_the_network_decides_when_no_rule_fires_and_says_so_in_words():

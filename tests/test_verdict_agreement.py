@@ -33,8 +33,9 @@ def test_classify_and_the_daemon_decide_every_file_alike(tmp_path, samples, caps
     config = write_config(tmp_path, default_model_path())
     capsys.readouterr()  # the generator's log lines
     assert main(["classify", "--json", "--config", str(config), str(staging)]) == 1  # thermal.nid is no image
-    by_classify = {Path(row["path"]).relative_to(staging).as_posix(): row
-                   for row in json.loads(capsys.readouterr().out)}
+    by_classify = {
+        Path(row["path"]).relative_to(staging).as_posix(): row for row in json.loads(capsys.readouterr().out)
+    }
     assert len(by_classify) == 40
 
     inbox, out = tmp_path / "inbox", tmp_path / "out"

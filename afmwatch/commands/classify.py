@@ -12,9 +12,12 @@ from typing import cast
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model / --model-folder / --config / --device, shared by classify and evaluate."""
-    parser.add_argument("--model", default=None,
-                        help="model file or a model name in the model folder (default: the folder's active "
-                             "model, else the shipped default)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model file or a model name in the model folder (default: the folder's active "
+        "model, else the shipped default)",
+    )
     parser.add_argument("--model-folder", default=None, help="model store folder (default: from --config)")
     parser.add_argument("--config", default=None, help="config file (model, model_folder, reading settings)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
@@ -35,8 +38,9 @@ def load_from_args(args: argparse.Namespace):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+",
-                        help="scan files (any format afmwatch reads); a folder stands for every scan in it")
+    parser.add_argument(
+        "files", nargs="+", help="scan files (any format afmwatch reads); a folder stands for every scan in it"
+    )
     add_model_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON array")
 
@@ -55,13 +59,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
     rows = []
     paths = [Path(p) for p in expand_folders(args.files)]
-    judged = judge_paths(classifier, paths, policy=Policy.from_config(config), batch_size=args.batch_size,
-                         reading=config.reading if config else None)
+    judged = judge_paths(
+        classifier,
+        paths,
+        policy=Policy.from_config(config),
+        batch_size=args.batch_size,
+        reading=config.reading if config else None,
+    )
     for result in judged:
         verdict = result.verdict
         # a file without a verdict has its error (judge.JudgedFile)
-        row = {"path": str(result.path), **(verdict or failed(cast(str, result.error))).to_dict(), "quality": result.quality,
-               "error": result.error}
+        row = {
+            "path": str(result.path),
+            **(verdict or failed(cast(str, result.error))).to_dict(),
+            "quality": result.quality,
+            "error": result.error,
+        }
         rows.append(row)
         if args.json:
             continue
@@ -76,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         companion = getattr(classifier, "companion", None)
         band = companion["review_band"] if companion else classifier.review_band
-        parts = f"{classifier.arch} + {companion['arch']}, weight {companion['weight']:.2f}" if companion else classifier.arch
-        print(f"model {classifier.name} ({parts}); review when P(bad) in [{band[0]:.2f}, {band[1]:.2f}]",
-              file=sys.stderr)
+        parts = (
+            f"{classifier.arch} + {companion['arch']}, weight {companion['weight']:.2f}"
+            if companion
+            else classifier.arch
+        )
+        print(
+            f"model {classifier.name} ({parts}); review when P(bad) in [{band[0]:.2f}, {band[1]:.2f}]", file=sys.stderr
+        )
     return 1 if any(row["error"] for row in rows) else 0

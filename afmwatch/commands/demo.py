@@ -41,15 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="spread the arrivals over this time (default 4)")
     parser.add_argument("--seed", type=int, default=2024, help="generator seed (default 2024)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--samples", help="folder of real scans to add (default: $AFMWATCH_SAMPLES or ../shared/afm-samples)")
+    parser.add_argument(
+        "--samples", help="folder of real scans to add (default: $AFMWATCH_SAMPLES or ../shared/afm-samples)"
+    )
     parser.add_argument("--no-samples", action="store_true", help="only synthetic scans")
     parser.add_argument("--model", help="model file (default: the shipped default model)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up waiting after this many seconds")
 
 
 def find_samples(explicit: str | None) -> Path | None:
-    for candidate in (explicit, os.environ.get("AFMWATCH_SAMPLES"), "../shared/afm-samples",
-                      str(Path(__file__).resolve().parents[3] / "shared" / "afm-samples")):
+    for candidate in (
+        explicit,
+        os.environ.get("AFMWATCH_SAMPLES"),
+        "../shared/afm-samples",
+        str(Path(__file__).resolve().parents[3] / "shared" / "afm-samples"),
+    ):
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return None
@@ -62,8 +68,9 @@ def stage(folder: Path, args: argparse.Namespace) -> tuple[list[Path], dict[str,
     from afmwatch.synth.sets import generate_classify_set
 
     staging = folder / "staging"
-    generate_classify_set(staging / "synthetic", args.scans, seed=args.seed, size=args.size,
-                          gwy=False, previews=False, retrace=False)
+    generate_classify_set(
+        staging / "synthetic", args.scans, seed=args.seed, size=args.size, gwy=False, previews=False, retrace=False
+    )
     files = sorted((staging / "synthetic").glob("*/*.tif"))
     truth = {f.name: f.parent.name for f in files}
     samples = None if args.no_samples else find_samples(args.samples)
@@ -117,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"afmwatch demo cannot start: {exc}", file=sys.stderr)
         return 1
     started = time.monotonic()
-    feeder = threading.Thread(target=feed, args=(files, folder / "staging", folder / "inbox", args.seconds), daemon=True)
+    feeder = threading.Thread(
+        target=feed, args=(files, folder / "staging", folder / "inbox", args.seconds), daemon=True
+    )
     feeder.start()
     total = len(files)
     finished = 0
@@ -132,12 +141,15 @@ def run(args: argparse.Namespace) -> int:
     sidecars = [e.sidecar for e in service.journal.in_states((State.DONE,)) if e.sidecar]
     service.stop()
     agree = sum(1 for s in sidecars if truth.get(Path(s["original_path"]).name) == s["decision"])
-    judged = sum(1 for s in sidecars
-                 if Path(s["original_path"]).name in truth and s["decision"] in (Decision.GOOD, Decision.BAD))
+    judged = sum(
+        1 for s in sidecars if Path(s["original_path"]).name in truth and s["decision"] in (Decision.GOOD, Decision.BAD)
+    )
     shutil.rmtree(folder / "staging", ignore_errors=True)
     print()
-    print(f"afmwatch demo: {finished} of {total} scans processed in {elapsed:.1f} s "
-          f"({finished / elapsed:.1f} files/s, arrivals spread over {args.seconds:g} s)")
+    print(
+        f"afmwatch demo: {finished} of {total} scans processed in {elapsed:.1f} s "
+        f"({finished / elapsed:.1f} files/s, arrivals spread over {args.seconds:g} s)"
+    )
     print("  " + ", ".join(f"{d}: {decisions.get(d, 0)}" for d in Decision))
     if judged:
         print(f"  synthetic scans decided good/bad: {agree} of {judged} agree with the generator's label")

@@ -12,11 +12,17 @@ from afmwatch.commands.classify import add_model_arguments, load_from_args
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="folder with good/ and bad/")
     add_model_arguments(parser)
-    parser.add_argument("--out", default=None,
-                        help="folder for evaluation.json, confusion.png, roc.png (default: evaluation-MODELNAME)")
+    parser.add_argument(
+        "--out", default=None, help="folder for evaluation.json, confusion.png, roc.png (default: evaluation-MODELNAME)"
+    )
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
-    parser.add_argument("--compare", action="append", default=[], metavar="MODEL",
-                        help="evaluate this model too, on the same scans, and print a comparison (repeatable)")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="evaluate this model too, on the same scans, and print a comparison (repeatable)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,29 +47,39 @@ def run(args: argparse.Namespace) -> int:
         return 0
     m, d = report["metrics"], report["decisions"]
     ci = m["balanced_accuracy_95ci"]
-    print(f"model {classifier.name} ({classifier.arch}) on {args.data}: {m['count']} scans, "
-          f"{len(report['data']['unreadable'])} unreadable")
-    print(f"balanced accuracy {_fmt(m['balanced_accuracy'])}"
-          + (f" (95% bootstrap interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
-          + f", accuracy {_fmt(m['accuracy'])}, ROC AUC {_fmt(m['roc_auc'])}")
+    print(
+        f"model {classifier.name} ({classifier.arch}) on {args.data}: {m['count']} scans, "
+        f"{len(report['data']['unreadable'])} unreadable"
+    )
+    print(
+        f"balanced accuracy {_fmt(m['balanced_accuracy'])}"
+        + (f" (95% bootstrap interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+        + f", accuracy {_fmt(m['accuracy'])}, ROC AUC {_fmt(m['roc_auc'])}"
+    )
     for name in ("good", "bad"):
         print(f"  {name}: precision {_fmt(m['precision'][name])}, recall {_fmt(m['recall'][name])}")
     print(f"confusion (rows true good/bad, columns predicted good/bad): {m['confusion_matrix']}")
-    print(f"decisions: {d['good']} good, {d['bad']} bad, {d['review']} review; "
-          f"accuracy of the sorted (non-review) scans {_fmt(d['accuracy_of_sorted'])}")
+    print(
+        f"decisions: {d['good']} good, {d['bad']} bad, {d['review']} review; "
+        f"accuracy of the sorted (non-review) scans {_fmt(d['accuracy_of_sorted'])}"
+    )
     for truth in ("good", "bad"):
         row = d["by_truth"][truth]
         print(f"  {truth} scans sorted good / review / bad: {row['good']} / {row['review']} / {row['bad']}")
     alone = report["model_alone"]
-    print(f"decided by a quality rule: {d['decided_by_rule']}; unlike the training scans: {d['unfamiliar']}; "
-          f"the model alone: balanced accuracy {_fmt(alone['balanced_accuracy'])}")
+    print(
+        f"decided by a quality rule: {d['decided_by_rule']}; unlike the training scans: {d['unfamiliar']}; "
+        f"the model alone: balanced accuracy {_fmt(alone['balanced_accuracy'])}"
+    )
     if others:
         print("on the same scans:")
         for row in report["comparison"]:
             ci = row["balanced_accuracy_95ci"]
-            print(f"  {row['model']:<28} {row['arch']:<18} balanced accuracy {_fmt(row['balanced_accuracy'])}"
-                  + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
-                  + f", ROC AUC {_fmt(row['roc_auc'])}, review {row['review']}")
+            print(
+                f"  {row['model']:<28} {row['arch']:<18} balanced accuracy {_fmt(row['balanced_accuracy'])}"
+                + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+                + f", ROC AUC {_fmt(row['roc_auc'])}, review {row['review']}"
+            )
     print(f"report: {paths['report']}")
     return 0
 
@@ -80,9 +96,15 @@ def _evaluate_other(model: str, args: argparse.Namespace, reading, policy):
 def _summary(report: dict) -> dict:
     """One comparison row: which model, and its headline figures on this folder."""
     m = report["metrics"]
-    return {"model": report["model"]["name"], "arch": report["model"]["arch"], "count": m["count"],
-            "balanced_accuracy": m["balanced_accuracy"], "balanced_accuracy_95ci": m["balanced_accuracy_95ci"],
-            "roc_auc": m["roc_auc"], "review": report["decisions"]["review"]}
+    return {
+        "model": report["model"]["name"],
+        "arch": report["model"]["arch"],
+        "count": m["count"],
+        "balanced_accuracy": m["balanced_accuracy"],
+        "balanced_accuracy_95ci": m["balanced_accuracy_95ci"],
+        "roc_auc": m["roc_auc"],
+        "review": report["decisions"]["review"],
+    }
 
 
 def _fmt(value: float | None) -> str:

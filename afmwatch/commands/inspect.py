@@ -36,7 +36,9 @@ MIN_MEASURED_FRACTION = 0.5
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "files", nargs="+", metavar="FILE",
+        "files",
+        nargs="+",
+        metavar="FILE",
         help="scan files or image exports; a folder stands for every supported file in it (recursively)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON array, an object per file")
@@ -78,9 +80,22 @@ def file_report(
 
     reading = reading or ReadingConfig()
     report: dict[str, Any] = {
-        "path": str(path), "ok": False, "format": None, "channels": [], "channel": None, "direction": None,
-        "shape": None, "frames": 0, "pixel_size_nm": None, "units": None, "z_range_nm": None, "z_range": None,
-        "classifiable": False, "not_classifiable_because": None, "metadata": {}, "error": None,
+        "path": str(path),
+        "ok": False,
+        "format": None,
+        "channels": [],
+        "channel": None,
+        "direction": None,
+        "shape": None,
+        "frames": 0,
+        "pixel_size_nm": None,
+        "units": None,
+        "z_range_nm": None,
+        "z_range": None,
+        "classifiable": False,
+        "not_classifiable_because": None,
+        "metadata": {},
+        "error": None,
     }
     try:
         frames = read_frames(path, reading, channel=channel)
@@ -132,7 +147,8 @@ def _text(report: dict[str, Any]) -> str:
     if meta.get("retrace_channel"):
         channel += f"; retrace: {meta['retrace_channel']}"
     z_range = (
-        f"{report['z_range_nm']:.4g} nm" if report["z_range_nm"] is not None
+        f"{report['z_range_nm']:.4g} nm"
+        if report["z_range_nm"] is not None
         else f"{report['z_range']:.4g} {report['units']} ({meta.get('image_values', 'uncalibrated')})"
     )
     lines = [
@@ -143,8 +159,11 @@ def _text(report: dict[str, Any]) -> str:
         f"  z range:    {z_range}",
     ]
     if "data_area" in meta:
-        lines.append("  data area:  rows {}-{}, columns {}-{} of the image".format(
-            meta["data_area"][0], meta["data_area"][2] - 1, meta["data_area"][1], meta["data_area"][3] - 1))
+        lines.append(
+            "  data area:  rows {}-{}, columns {}-{} of the image".format(
+                meta["data_area"][0], meta["data_area"][2] - 1, meta["data_area"][1], meta["data_area"][3] - 1
+            )
+        )
     if meta.get("lines_acquired") is not None and meta.get("lines_set"):
         lines.append(f"  lines:      {meta['lines_acquired']} of {meta['lines_set']} recorded")
     if meta.get("instrument"):
@@ -163,8 +182,9 @@ def expand_folders(names: list[str]) -> list[Path]:
     for name in names:
         path = Path(name)
         if path.is_dir():
-            paths.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_supported(p)
-                                and ".afmwatch." not in p.name))
+            paths.extend(
+                sorted(p for p in path.rglob("*") if p.is_file() and is_supported(p) and ".afmwatch." not in p.name)
+            )
         else:
             paths.append(path)
     return paths

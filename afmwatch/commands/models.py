@@ -19,20 +19,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("model", help="model name, file name in the store, or a path")
     promote = sub.add_parser("promote", help="verify a model, then install it as the store's active model")
     promote.add_argument("model", help="model file (or a name in the store)")
-    promote.add_argument("--data", default=None, metavar="LABELLED_FOLDER",
-                         help="folder with good/ and bad/: measure the model and the active one on these scans "
-                         "and refuse a model whose balanced accuracy is lower")
-    promote.add_argument("--force", action="store_true",
-                         help="with --data: promote even when the model measures worse than the active one")
-    combine = sub.add_parser("combine", help="one model file from a network and a metrics model, their weight "
-                             "and review band chosen on labelled scans neither was trained on")
+    promote.add_argument(
+        "--data",
+        default=None,
+        metavar="LABELLED_FOLDER",
+        help="folder with good/ and bad/: measure the model and the active one on these scans "
+        "and refuse a model whose balanced accuracy is lower",
+    )
+    promote.add_argument(
+        "--force",
+        action="store_true",
+        help="with --data: promote even when the model measures worse than the active one",
+    )
+    combine = sub.add_parser(
+        "combine",
+        help="one model file from a network and a metrics model, their weight "
+        "and review band chosen on labelled scans neither was trained on",
+    )
     combine.add_argument("network", help="network model file (compact, convnet, resnet18-*)")
     combine.add_argument("metrics_model", help="metrics model file (metrics-logistic or metrics-boosted)")
-    combine.add_argument("--data", required=True, metavar="LABELLED_FOLDER",
-                         help="folder with good/ and bad/ that neither model was trained on")
+    combine.add_argument(
+        "--data",
+        required=True,
+        metavar="LABELLED_FOLDER",
+        help="folder with good/ and bad/ that neither model was trained on",
+    )
     combine.add_argument("--out", required=True, help="the combined model file to write (.safetensors)")
-    combine.add_argument("--weight", type=float, default=None,
-                         help="the metrics model's weight 0..1 (default: the lowest log-loss on --data)")
+    combine.add_argument(
+        "--weight",
+        type=float,
+        default=None,
+        help="the metrics model's weight 0..1 (default: the lowest log-loss on --data)",
+    )
     combine.add_argument("--name", default=None, help="model name (default: the output file's name)")
 
 
@@ -72,8 +90,10 @@ def run(args: argparse.Namespace) -> int:
                     print(f"{flag} {row['name']:<28} not usable: {row['error']}")
                     continue
                 bacc = row["balanced_accuracy"]
-                print(f"{flag} {row['name']:<28} {row['arch']:<18} {row['created'] or '':<26} "
-                      f"val. balanced accuracy {'n/a' if bacc is None else f'{bacc:.3f}'}  {row['file']}")
+                print(
+                    f"{flag} {row['name']:<28} {row['arch']:<18} {row['created'] or '':<26} "
+                    f"val. balanced accuracy {'n/a' if bacc is None else f'{bacc:.3f}'}  {row['file']}"
+                )
             return 0
         if args.action == "show":
             path = Path(args.model)
@@ -103,8 +123,10 @@ def _promote(path: Path, folder: Path, args: argparse.Namespace) -> int:
     result = promote_checked(path, folder, args.data, force=args.force, reading=reading)
     candidate, before = result["candidate"], result["active_before"]
     if candidate is not None:
-        print(f"{candidate['name']}: balanced accuracy {_fmt(candidate['balanced_accuracy'])} on {args.data} "
-              f"({candidate['count']} scans)")
+        print(
+            f"{candidate['name']}: balanced accuracy {_fmt(candidate['balanced_accuracy'])} on {args.data} "
+            f"({candidate['count']} scans)"
+        )
         if before is None:
             print("no active model to compare with")
         elif "error" in before:
@@ -112,8 +134,11 @@ def _promote(path: Path, folder: Path, args: argparse.Namespace) -> int:
         else:
             print(f"active {before['name']}: balanced accuracy {_fmt(before['balanced_accuracy'])} on the same scans")
     if result["forced"]:
-        print(f"--force: promoting {candidate['name']} although it measures worse than {before['name']} "
-              f"({_fmt(candidate['balanced_accuracy'])} < {_fmt(before['balanced_accuracy'])})", file=sys.stderr)
+        print(
+            f"--force: promoting {candidate['name']} although it measures worse than {before['name']} "
+            f"({_fmt(candidate['balanced_accuracy'])} < {_fmt(before['balanced_accuracy'])})",
+            file=sys.stderr,
+        )
     print(f"promoted {path} -> {result['active']} (verified: loads and classifies a probe scan)")
     return 0
 
@@ -132,16 +157,21 @@ def _combine(args: argparse.Namespace) -> int:
         from afmwatch.config import load_config
 
         reading = load_config(args.config).reading
-    report = combine_models(args.network, args.metrics_model, args.data, args.out, weight=args.weight,
-                            reading=reading, name=args.name)
+    report = combine_models(
+        args.network, args.metrics_model, args.data, args.out, weight=args.weight, reading=reading, name=args.name
+    )
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{args.out}: P(bad) = weighted mean of log-odds, metrics model weight {report['weight']:.2f} "
-          f"({report['weight_chosen_by']}); review band {report['review_band']} "
-          f"({report['review_fraction']:.0%} of these scans)")
+    print(
+        f"{args.out}: P(bad) = weighted mean of log-odds, metrics model weight {report['weight']:.2f} "
+        f"({report['weight_chosen_by']}); review band {report['review_band']} "
+        f"({report['review_fraction']:.0%} of these scans)"
+    )
     for part in ("network", "metrics_model", "combined"):
         row = report[part]
-        print(f"  {part.replace('_', ' '):<14} balanced accuracy {_fmt(row['balanced_accuracy'])}, "
-              f"ROC AUC {_fmt(row['roc_auc'])}, log-loss {row['log_loss']:.3f}")
+        print(
+            f"  {part.replace('_', ' '):<14} balanced accuracy {_fmt(row['balanced_accuracy'])}, "
+            f"ROC AUC {_fmt(row['roc_auc'])}, log-loss {row['log_loss']:.3f}"
+        )
     return 0

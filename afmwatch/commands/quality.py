@@ -8,8 +8,12 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="scan files (any format afmwatch reads); a folder stands for every scan in it")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="scan files (any format afmwatch reads); a folder stands for every scan in it",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document: a list with one object per file")
     parser.add_argument("--config", help="take the reading settings and rules from this config file")
 
@@ -40,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"{name}: cannot read: {exc.reason}", file=sys.stderr)
             continue
-        block = rules_block(measure(scan, read_retrace(scan, config.reading if config else None)),
-                            Policy.from_config(config))
+        block = rules_block(
+            measure(scan, read_retrace(scan, config.reading if config else None)), Policy.from_config(config)
+        )
         reports.append({"file": name, "channel": scan.channel, "units": scan.units, **block})
         if not args.json:
             print(_as_text(name, scan.channel, scan.units, block))

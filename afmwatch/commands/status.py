@@ -52,8 +52,11 @@ def collect(config: Any, errors: int = 5) -> dict[str, Any]:
         "in_progress": sum(counts.get(s, 0) for s in (*OPEN_STATES, State.ACTING)),
         "queues": service.get("queues", {}),
         "model": service.get("model"),
-        "throughput": {"last_minute": last_minute, "last_hour": last_hour,
-                       "per_second_last_minute": round(last_minute / 60, 3)},
+        "throughput": {
+            "last_minute": last_minute,
+            "last_hour": last_hour,
+            "per_second_last_minute": round(last_minute / 60, 3),
+        },
         "last_errors": recent,
     }
 
@@ -68,7 +71,9 @@ def _print(status: dict[str, Any]) -> None:
     print(f"  sorting to {status['output_root']}")
     model = status["model"] or {}
     if model:
-        print(f"  model      {model.get('name')} ({model.get('arch')}, sha256 {model.get('sha256', '')[:12]}, {model.get('device')})")
+        print(
+            f"  model      {model.get('name')} ({model.get('arch')}, sha256 {model.get('sha256', '')[:12]}, {model.get('device')})"
+        )
     decisions = status["decisions"]
     print("  sorted     " + ", ".join(f"{d} {decisions.get(d, 0)}" for d in Decision))
     print("  states     " + ", ".join(f"{k} {v}" for k, v in sorted(status["states"].items())))

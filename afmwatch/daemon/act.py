@@ -12,6 +12,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,11 @@ def destination(path: Path, config: Config, decision: str) -> Path:
     """Where a scan goes: output_root/<decision>/<its subfolder below the watch folder>/<name>."""
     if config.sort == "none":
         return path
+    assert config.output_root is not None and config.watch_folder is not None  # checked before the service starts
     return config.output_root / decision / relative_path(path, config.watch_folder)
 
 
-def free_destination(dest: Path, reserved: set[Path] = frozenset()) -> Path:
+def free_destination(dest: Path, reserved: AbstractSet[Path] = frozenset()) -> Path:
     """`dest`, or `name-1.ext`, `name-2.ext`, ...: the first where neither the scan nor its sidecar
     exists and that no other act thread has `reserved`."""
     stem, dot, suffix = dest.name.partition(".")
@@ -123,12 +125,14 @@ class Actor(Stage):
     is serialised (`_naming`), and a name stays reserved until its scan is there.
     """
 
+    inbox: queue.Queue  # always the runtime's act queue
     stall_seconds = 60.0  # no act thread came round for a minute: hung (one scan takes seconds)
 
     def __init__(self, runtime: Runtime, settler: Settler):
         workers = runtime.config.workers
-        super().__init__(runtime, "afmwatch-act", count=workers.act_workers or workers.read_workers,
-                         inbox=runtime.act_queue)
+        super().__init__(
+            runtime, "afmwatch-act", count=workers.act_workers or workers.read_workers, inbox=runtime.act_queue
+        )
         self.settler = settler
         self.device = runtime.device
         self._naming = threading.Lock()
@@ -149,8 +153,9 @@ class Actor(Stage):
                 self.act(job)
             except Exception:  # disk full, permissions: the plan stays in the journal for the next start
                 log.exception("act_failed", file=str(job.path))
-                self.runtime.journal.update(job.arrival.entry_id,
-                                            error="could not sort the file; retried at the next start")
+                self.runtime.journal.update(
+                    job.arrival.entry_id, error="could not sort the file; retried at the next start"
+                )
             finally:
                 self.settler.finished(job.path)
 
@@ -173,10 +178,13 @@ class Actor(Stage):
             with self._naming:
                 self._reserved.discard(final)
 
-    def _finish(self, job: Job, config: Config, result: dict[str, Any], final: Path, errors: list[str],
-                started: float) -> None:
+    def _finish(
+        self, job: Job, config: Config, result: dict[str, Any], final: Path, errors: list[str], started: float
+    ) -> None:
         """Preview, denoise, commit the plan (`acting`), carry it out, record the result."""
         decision = result["decision"]
+        watch_folder = config.watch_folder
+        assert watch_folder is not None  # the service does not start without one
         preview = None
         if config.previews and job.frames:
             try:
@@ -187,47 +195,58 @@ class Actor(Stage):
         job.add_time("act", time.monotonic() - started)
         now = time.time()
         job.add_time("total", max(0.0, now - job.arrival.seen_at))
-        sidecar = plain({
-            "schema_version": SCHEMA_VERSION,
-            "afmwatch_version": __version__,
-            "original_path": str(job.path),
-            "final_path": str(final),
-            "relative_path": relative_path(job.path, config.watch_folder).as_posix(),
-            "sort": config.sort,
-            "sha256": job.sha256,
-            "size_bytes": job.size,
-            **_scan_fields(job),
-            **{k: v for k, v in result.items() if k != "caption"},
-            "quality": job.quality,
-            "denoised": denoised,
-            "duplicate_of": job.duplicate_of.final_path if job.duplicate_of else None,
-            "preview": str(preview) if preview else None,
-            "timings_ms": dict(job.timings_ms),
-            "settle_attempts": job.arrival.attempts,
-            "errors": errors + ([job.failure] if job.failure and job.failure not in " ".join(errors) else []),
-            "seen_at": iso_utc(job.arrival.seen_at),
-            "settled_at": iso_utc(job.arrival.settled_at),
-            "processed_at": iso_utc(now),
-        })
+        sidecar = plain(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "afmwatch_version": __version__,
+                "original_path": str(job.path),
+                "final_path": str(final),
+                "relative_path": relative_path(job.path, watch_folder).as_posix(),
+                "sort": config.sort,
+                "sha256": job.sha256,
+                "size_bytes": job.size,
+                **_scan_fields(job),
+                **{k: v for k, v in result.items() if k != "caption"},
+                "quality": job.quality,
+                "denoised": denoised,
+                "duplicate_of": job.duplicate_of.final_path if job.duplicate_of else None,
+                "preview": str(preview) if preview else None,
+                "timings_ms": dict(job.timings_ms),
+                "settle_attempts": job.arrival.attempts,
+                "errors": errors + ([job.failure] if job.failure and job.failure not in " ".join(errors) else []),
+                "seen_at": iso_utc(job.arrival.seen_at),
+                "settled_at": iso_utc(job.arrival.settled_at),
+                "processed_at": iso_utc(now),
+            }
+        )
         journal = self.runtime.journal
         entry_id = job.arrival.entry_id
-        journal.update(entry_id, durable=True, state=State.ACTING, final_path=str(final), sidecar=sidecar,
-                       decision=decision)
+        journal.update(
+            entry_id, durable=True, state=State.ACTING, final_path=str(final), sidecar=sidecar, decision=decision
+        )
         try:
             written = carry_out(sidecar, verify=False)
         except ActError as exc:
             log.info("scan_vanished", file=str(job.path), reason=str(exc))
             journal.update(entry_id, state=State.VANISHED, error=str(exc))
             return
-        journal.update(entry_id, state=final_state(decision), final_path=written["final_path"], sidecar=written,
-                       error=job.failure)
+        journal.update(
+            entry_id, state=final_state(decision), final_path=written["final_path"], sidecar=written, error=job.failure
+        )
         self.runtime.metrics.count(decision)
         for stage, ms in job.timings_ms.items():
             self.runtime.metrics.observe(stage, ms / 1000.0)
-        log.info("scan_sorted", file=str(job.path), decision=decision, label=result["label"],
-                 confidence=result["confidence"], to=written["final_path"],
-                 rule=result["rule"]["metric"] if result.get("rule") else None, reason=result["reasons"][0],
-                 error=job.failure)
+        log.info(
+            "scan_sorted",
+            file=str(job.path),
+            decision=decision,
+            label=result["label"],
+            confidence=result["confidence"],
+            to=written["final_path"],
+            rule=result["rule"]["metric"] if result.get("rule") else None,
+            reason=result["reasons"][0],
+            error=job.failure,
+        )
 
     def _changed_since_settled(self, job: Job) -> bool:
         """A file that grew or changed while it was read (the instrument was not done) settles again."""
@@ -235,12 +254,15 @@ class Actor(Stage):
             stat = job.path.stat()
         except FileNotFoundError:
             log.info("scan_vanished", file=str(job.path))
-            self.runtime.journal.update(job.arrival.entry_id, state=State.VANISHED,
-                                        error="the file disappeared while it was processed")
+            self.runtime.journal.update(
+                job.arrival.entry_id, state=State.VANISHED, error="the file disappeared while it was processed"
+            )
             return True
         if (stat.st_size, stat.st_mtime_ns) == (job.arrival.size, job.arrival.mtime_ns):
             return False
-        log.info("scan_changed", file=str(job.path), note="changed while it was processed; waiting for it to settle again")
+        log.info(
+            "scan_changed", file=str(job.path), note="changed while it was processed; waiting for it to settle again"
+        )
         self.runtime.journal.update(job.arrival.entry_id, state=State.SEEN)
         self.settler.retry(job.arrival, 0.0)
         return True
@@ -249,14 +271,27 @@ class Actor(Stage):
         """The sidecar's decision fields (`verdict.decide`, as every command decides) and the caption."""
         if job.duplicate_of is not None:
             earlier = job.duplicate_of.sidecar or {}
-            keys = ("label", "decision", "confidence", "probabilities", "network_decision", "model_parts",
-                    "familiarity", "rule", "model", "frames", "multiframe_rule")
+            keys = (
+                "label",
+                "decision",
+                "confidence",
+                "probabilities",
+                "network_decision",
+                "model_parts",
+                "familiarity",
+                "rule",
+                "model",
+                "frames",
+                "multiframe_rule",
+            )
             result = {k: earlier.get(k) for k in keys}
             result["decision"] = job.duplicate_of.decision or earlier.get("decision", Decision.REVIEW)
             job.quality = earlier.get("quality")
-            reason = f"identical content (sha256) to {job.duplicate_of.final_path}, processed before; not classified again"
+            reason = (
+                f"identical content (sha256) to {job.duplicate_of.final_path}, processed before; not classified again"
+            )
             result["reasons"] = [reason, *earlier.get("reasons", [])]
-            result["caption"] = f"{result['decision']}: duplicate of {Path(job.duplicate_of.final_path).name}"
+            result["caption"] = f"{result['decision']}: duplicate of {Path(job.duplicate_of.final_path or '').name}"
             return result
         if job.failure:
             verdict = failed(job.failure)

@@ -220,19 +220,19 @@ class Journal:
         return {row["state"]: int(row["n"]) for row in rows}
 
     def decision_counts(self) -> dict[str, int]:
-        rows = self._rows("SELECT decision, COUNT(*) AS n FROM files WHERE state IN (?, ?) GROUP BY decision",
-                          SORTED_STATES)
+        rows = self._rows(
+            "SELECT decision, COUNT(*) AS n FROM files WHERE state IN (?, ?) GROUP BY decision", SORTED_STATES
+        )
         return {row["decision"] or "none": int(row["n"]) for row in rows}
 
     def finished_since(self, since: float) -> int:
-        rows = self._rows("SELECT COUNT(*) AS n FROM files WHERE state IN (?, ?) AND updated_at >= ?",
-                          (*SORTED_STATES, since))
+        rows = self._rows(
+            "SELECT COUNT(*) AS n FROM files WHERE state IN (?, ?) AND updated_at >= ?", (*SORTED_STATES, since)
+        )
         return int(rows[0]["n"])
 
     def last_errors(self, limit: int = 5) -> list[Entry]:
-        rows = self._rows(
-            f"{self._select} WHERE error IS NOT NULL ORDER BY updated_at DESC LIMIT ?", (limit,)
-        )
+        rows = self._rows(f"{self._select} WHERE error IS NOT NULL ORDER BY updated_at DESC LIMIT ?", (limit,))
         return [_entry(row) for row in rows]
 
     def set_service(self, values: dict[str, Any]) -> None:

@@ -44,7 +44,10 @@ class Metrics:
 
     def exposition(self, gauges: dict[str, float]) -> str:
         """The Prometheus text format (version 0.0.4)."""
-        lines = ["# HELP afmwatch_processed_total Scans finished, by decision.", "# TYPE afmwatch_processed_total counter"]
+        lines = [
+            "# HELP afmwatch_processed_total Scans finished, by decision.",
+            "# TYPE afmwatch_processed_total counter",
+        ]
         with self._lock:
             for decision, n in sorted(self.processed.items()):
                 lines.append(f'afmwatch_processed_total{{decision="{decision}"}} {n}')
@@ -59,7 +62,10 @@ class Metrics:
                 lines.append(f'afmwatch_stage_seconds_sum{{stage="{stage}"}} {self._sum[stage]:.6f}')
                 lines.append(f'afmwatch_stage_seconds_count{{stage="{stage}"}} {self._count[stage]}')
             lines += ["# TYPE afmwatch_batches_total counter", f"afmwatch_batches_total {self.batches}"]
-            lines += ["# TYPE afmwatch_batched_frames_total counter", f"afmwatch_batched_frames_total {self.batched_frames}"]
+            lines += [
+                "# TYPE afmwatch_batched_frames_total counter",
+                f"afmwatch_batched_frames_total {self.batched_frames}",
+            ]
         for name, value in sorted(gauges.items()):
             lines += [f"# TYPE afmwatch_{name} gauge", f"afmwatch_{name} {value}"]
         return "\n".join(lines) + "\n"

@@ -58,8 +58,7 @@ class ReaderPool(Stage):
     inbox: queue.Queue  # always the runtime's read queue
 
     def __init__(self, runtime: Runtime, settler: Settler):
-        super().__init__(runtime, "afmwatch-read", count=runtime.config.workers.read_workers,
-                         inbox=runtime.read_queue)
+        super().__init__(runtime, "afmwatch-read", count=runtime.config.workers.read_workers, inbox=runtime.read_queue)
         self.settler = settler
         self.processes: ReaderProcesses | None = None
 
@@ -105,8 +104,9 @@ class ReaderPool(Stage):
         except OSError as exc:
             self._failed_attempt(job, config, f"cannot read the file: {exc.strerror or exc}")
             return
-        journal.update(arrival.entry_id, state=State.PROCESSING, attempts=arrival.attempts, sha256=job.sha256,
-                       size=job.size)
+        journal.update(
+            arrival.entry_id, state=State.PROCESSING, attempts=arrival.attempts, sha256=job.sha256, size=job.size
+        )
         if config.duplicates == "skip":
             earlier = journal.finished_with_hash(job.sha256, arrival.entry_id)
             if earlier is not None:

@@ -39,8 +39,7 @@ def _start_worker(log_level: str) -> None:
         os.environ[name] = "1"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="afmwatch-parent-watch",
-                     daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="afmwatch-parent-watch", daemon=True).start()
     from afmwatch.log import configure_logging
 
     configure_logging(log_level, json_lines=True)
@@ -74,8 +73,9 @@ class ReaderProcesses:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the service has threads running, and a forked copy of their locks can hang
-        pool = ProcessPoolExecutor(self.count, mp_context=get_context("spawn"), initializer=_start_worker,
-                                   initargs=(self.log_level,))
+        pool = ProcessPoolExecutor(
+            self.count, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(self.log_level,)
+        )
         list(pool.map(_warm_up, range(self.count)))
         return pool
 
@@ -91,8 +91,10 @@ class ReaderProcesses:
                 if self._pool is pool:  # the first thread to notice replaces it
                     self._pool = self._new_pool()
                     pool.shutdown(wait=False, cancel_futures=True)
-            raise ReaderCrashed("the reader process died while reading the file (a crash in a reader "
-                                "library, or the system ran out of memory)") from None
+            raise ReaderCrashed(
+                "the reader process died while reading the file (a crash in a reader "
+                "library, or the system ran out of memory)"
+            ) from None
 
     def close(self) -> None:
         with self._lock:

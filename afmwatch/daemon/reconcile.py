@@ -61,8 +61,9 @@ def reconcile(journal: Journal, config: Config) -> dict[str, int]:
             counts["stuck"] += 1
             log.error("reconcile_failed", file=entry.path, error=str(exc))
             continue
-        journal.update(entry.id, state=final_state(written["decision"]), final_path=written["final_path"],
-                       sidecar=written)
+        journal.update(
+            entry.id, state=final_state(written["decision"]), final_path=written["final_path"], sidecar=written
+        )
         counts["finished"] += 1
         log.info("reconcile_finished", file=entry.path, decision=written["decision"], to=written["final_path"])
     for entry in list(journal.in_states(OPEN_STATES)):

@@ -74,14 +74,18 @@ def startup_errors(config: Config) -> list[str]:
         if config.output_root is None:
             errors.append("output_root: required unless sort is none (where good/, bad/, review/, failed/ go)")
         elif _inside(config.output_root, watch):
-            errors.append(f"output_root: {config.output_root} is inside the watch folder {watch}; "
-                          "sorted scans would be watched again; choose a folder outside it")
+            errors.append(
+                f"output_root: {config.output_root} is inside the watch folder {watch}; "
+                "sorted scans would be watched again; choose a folder outside it"
+            )
         elif any(_inside(watch, config.output_root / d) for d in DECISION_FOLDERS):
             errors.append(f"watch_folder: {watch} is inside a decision folder of output_root {config.output_root}")
         elif reason := _writable(config.output_root):
             errors.append(f"output_root: cannot write in {config.output_root} ({reason})")
     elif reason := _writable(watch):
-        errors.append(f"watch_folder: sort: none writes sidecars beside the scans, but {watch} is not writable ({reason})")
+        errors.append(
+            f"watch_folder: sort: none writes sidecars beside the scans, but {watch} is not writable ({reason})"
+        )
     if errors and config.state_folder is None:
         return errors  # the default state folder lives in the output folder: one message is enough
     state = state_folder(config)
@@ -149,11 +153,14 @@ class Service:
         except RuntimeError as exc:
             raise ConfigError(str(self.config_path or "<config>"), [f"device: {exc}"]) from None
         if device == "cpu":
-            log.info("cpu_threads", torch_threads=set_torch_threads(config.workers),
-                     read_workers=config.workers.read_workers, cores=available_cores())
+            log.info(
+                "cpu_threads",
+                torch_threads=set_torch_threads(config.workers),
+                read_workers=config.workers.read_workers,
+                cores=available_cores(),
+            )
         classifier = load_checked(model_path(config), device)  # ModelError: refuse to start
-        log.info("model_loaded", model=classifier.name, arch=classifier.arch,
-                 sha256=classifier.sha256, device=device)
+        log.info("model_loaded", model=classifier.name, arch=classifier.arch, sha256=classifier.sha256, device=device)
         journal = Journal(state_folder(config))
         reconcile(journal, config)
         self.runtime = Runtime(config, classifier, journal, self.metrics, self.notifier, device)
@@ -167,8 +174,10 @@ class Service:
             try:
                 self.metrics_server = serve_metrics(config.metrics_port, self.metrics, self.gauges)
             except OSError as exc:
-                raise ConfigError(str(self.config_path or "<config>"),
-                                  [f"metrics_port: cannot serve on 127.0.0.1:{config.metrics_port} ({exc.strerror})"]) from None
+                raise ConfigError(
+                    str(self.config_path or "<config>"),
+                    [f"metrics_port: cannot serve on 127.0.0.1:{config.metrics_port} ({exc.strerror})"],
+                ) from None
         for stage in self.stages:
             stage.start()
         assert config.watch_folder is not None  # startup_errors refuses a config without one
@@ -178,8 +187,15 @@ class Service:
             self.settler.touch(path)
             found += 1
         self._write_status()
-        log.info("daemon_ready", watch_folder=str(config.watch_folder), output_root=str(config.output_root),
-                 files_found=found, observer=config.watch.observer, device=device, version=__version__)
+        log.info(
+            "daemon_ready",
+            watch_folder=str(config.watch_folder),
+            output_root=str(config.output_root),
+            files_found=found,
+            observer=config.watch.observer,
+            device=device,
+            version=__version__,
+        )
         self.notifier.ready(self.status_line())
 
     def _stages_alive(self) -> bool:
@@ -212,19 +228,25 @@ class Service:
     def _write_status(self) -> None:
         assert self.runtime is not None, "the service has not started"
         config, classifier = self.runtime.config, self.runtime.classifier
-        self.runtime.journal.set_service({
-            "pid": os.getpid(),
-            "version": __version__,
-            "started_at": self.started_at,
-            "updated_at": time.time(),
-            "running": not self._stop.is_set(),
-            "watch_folder": str(config.watch_folder),
-            "output_root": str(config.output_root),
-            "model": {"name": classifier.name, "arch": classifier.arch,
-                      "sha256": classifier.sha256, "path": str(classifier.path),
-                      "device": str(classifier.device)},
-            "queues": self.gauges(),
-        })
+        self.runtime.journal.set_service(
+            {
+                "pid": os.getpid(),
+                "version": __version__,
+                "started_at": self.started_at,
+                "updated_at": time.time(),
+                "running": not self._stop.is_set(),
+                "watch_folder": str(config.watch_folder),
+                "output_root": str(config.output_root),
+                "model": {
+                    "name": classifier.name,
+                    "arch": classifier.arch,
+                    "sha256": classifier.sha256,
+                    "path": str(classifier.path),
+                    "device": str(classifier.device),
+                },
+                "queues": self.gauges(),
+            }
+        )
 
     # -- signals ----------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -288,7 +310,9 @@ class Service:
         assert runtime is not None, "the service has not started"
         timeout = runtime.config.workers.drain_timeout_seconds
         deadline = time.monotonic() + timeout
-        log.info("daemon_draining", in_flight=runtime.read_queue.qsize() + runtime.infer_queue.qsize(), timeout_s=timeout)
+        log.info(
+            "daemon_draining", in_flight=runtime.read_queue.qsize() + runtime.infer_queue.qsize(), timeout_s=timeout
+        )
         if self.observer is not None:
             self.observer.stop()
         for stage in self.stages:  # each ends after finishing what the stage before it handed on
@@ -296,8 +320,11 @@ class Service:
             stage.join(max(0.0, deadline - time.monotonic()))
         drained = self.actor.join(0.0)  # the last stage has ended: every file handed on was sorted
         if not drained:
-            log.warning("drain_timeout", timeout_s=timeout,
-                        note="unfinished files stay in the watch folder or the journal and are finished at the next start")
+            log.warning(
+                "drain_timeout",
+                timeout_s=timeout,
+                note="unfinished files stay in the watch folder or the journal and are finished at the next start",
+            )
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         self._write_status()

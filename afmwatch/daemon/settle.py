@@ -80,8 +80,9 @@ class Settler(Stage):
     def vanished(self, arrival: Arrival) -> None:
         """The file disappeared before it was processed."""
         log.info("scan_vanished", file=str(arrival.path))
-        self.runtime.journal.update(arrival.entry_id, state=State.VANISHED,
-                                    error="the file disappeared before it was processed")
+        self.runtime.journal.update(
+            arrival.entry_id, state=State.VANISHED, error="the file disappeared before it was processed"
+        )
         self.finished(arrival.path)
 
     def stop(self, deadline: float) -> None:
@@ -161,8 +162,9 @@ class Settler(Stage):
         latest = journal.latest(str(path))
         if latest is not None:
             if latest.state in OPEN_STATES:  # interrupted before it was sorted: same entry, fresh start
-                journal.update(latest.id, state=State.SEEN, size=stat.st_size, mtime_ns=stat.st_mtime_ns,
-                               attempts=0, error=None)
+                journal.update(
+                    latest.id, state=State.SEEN, size=stat.st_size, mtime_ns=stat.st_mtime_ns, attempts=0, error=None
+                )
                 return latest.id
             if latest.state == State.ACTING:
                 return None  # being sorted right now
@@ -173,6 +175,5 @@ class Settler(Stage):
         return journal.add(str(path), stat.st_size, stat.st_mtime_ns)
 
     def _ready(self, arrival: Arrival) -> None:
-        self.runtime.journal.update(arrival.entry_id, state=State.SETTLED, size=arrival.size,
-                                    mtime_ns=arrival.mtime_ns)
+        self.runtime.journal.update(arrival.entry_id, state=State.SETTLED, size=arrival.size, mtime_ns=arrival.mtime_ns)
         self.runtime.read_queue.put(arrival)

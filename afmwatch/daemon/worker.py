@@ -201,8 +201,11 @@ class InferenceWorker(Stage):
                 self.max_batch = half
                 log.warning("cuda_out_of_memory", batch=len(x), retry_batch=half)
                 return self._predict(x[:half], metrics[:half]) + self._predict(x[half:], metrics[half:])
-            log.warning("cuda_out_of_memory_cpu_fallback", model=classifier.name,
-                        note="a single scan does not fit the GPU; classifying on the CPU from now on")
+            log.warning(
+                "cuda_out_of_memory_cpu_fallback",
+                model=classifier.name,
+                note="a single scan does not fit the GPU; classifying on the CPU from now on",
+            )
             self.max_batch = None
             self._use(classifier.to("cpu"))
             with torch.no_grad():

@@ -60,8 +60,12 @@ class ConvNet(nn.Module):
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -73,7 +77,10 @@ class CompactNet(nn.Module):
     def __init__(self, num_classes: int = 2, stem: int = 24, widths: tuple[int, ...] = (32, 64, 96)):
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(1, stem, 4, stride=4, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)]
+            nn.Conv2d(1, stem, 4, stride=4, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
+        ]
         cin = stem
         for width in widths:
             layers.append(_conv_block(cin, width))
@@ -128,21 +135,30 @@ def torchvision_classifier(torchvision_name: str, freeze_backbone: bool, descrip
         setattr(parent, attr, nn.Linear(old.in_features, num_classes))
         return model
 
-    return Architecture(build, channels=3, normalise="imagenet", description=description,
-                        torchvision_name=torchvision_name)
+    return Architecture(
+        build, channels=3, normalise="imagenet", description=description, torchvision_name=torchvision_name
+    )
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "convnet": Architecture(
         lambda num_classes, image_size, pretrained: ConvNet(num_classes, image_size),
-        channels=3, normalise="imagenet", description="the study's small ConvNet (2 conv + 3 fc layers)"),
+        channels=3,
+        normalise="imagenet",
+        description="the study's small ConvNet (2 conv + 3 fc layers)",
+    ),
     "compact": Architecture(
         lambda num_classes, image_size, pretrained: CompactNet(num_classes),
-        channels=1, normalise="standardise", description="small all-convolutional net on the height map"),
+        channels=1,
+        normalise="standardise",
+        description="small all-convolutional net on the height map",
+    ),
     "resnet18-features": torchvision_classifier(
-        "resnet18", freeze_backbone=True, description="ResNet18, ImageNet backbone frozen, new final layer"),
+        "resnet18", freeze_backbone=True, description="ResNet18, ImageNet backbone frozen, new final layer"
+    ),
     "resnet18-finetune": torchvision_classifier(
-        "resnet18", freeze_backbone=False, description="ResNet18 from ImageNet weights, all layers trained"),
+        "resnet18", freeze_backbone=False, description="ResNet18 from ImageNet weights, all layers trained"
+    ),
 }
 
 

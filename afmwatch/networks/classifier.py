@@ -42,7 +42,7 @@ COMPANION_PREFIX = "companion."
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; asking for "cuda" without a GPU is an error."""
+    """ "auto" -> CUDA when available, else CPU; asking for "cuda" without a GPU is an error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -56,8 +56,9 @@ def check_metadata(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
     if missing:
         raise ModelError(path, f"not a classifier model: metadata lacks {', '.join(missing)}")
     if meta["arch"] not in ARCHITECTURES:
-        raise ModelError(path, f"architecture {meta['arch']!r} is unknown to this afmwatch "
-                         f"(known: {', '.join(ARCHITECTURES)})")
+        raise ModelError(
+            path, f"architecture {meta['arch']!r} is unknown to this afmwatch (known: {', '.join(ARCHITECTURES)})"
+        )
     if tuple(meta["class_names"]) != CLASS_NAMES:
         raise ModelError(path, f"class names {meta['class_names']!r}; afmwatch classifiers have {CLASS_NAMES}")
     if not (isinstance(meta["temperature"], (int, float)) and meta["temperature"] > 0):
@@ -91,14 +92,21 @@ def build_network(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: 
 class Classifier:
     """A model file loaded for inference."""
 
-    def __init__(self, path: Path, model: nn.Module, metadata: dict[str, Any], sha256: str, device: torch.device,
-                 extra_tensors: dict[str, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        model: nn.Module,
+        metadata: dict[str, Any],
+        sha256: str,
+        device: torch.device,
+        extra_tensors: dict[str, torch.Tensor] | None = None,
+    ):
         extra = extra_tensors or {}
         self.familiarity_tensors, extra = familiarity_check.split_tensors(extra, familiarity_check.TENSOR_PREFIX)
         self.familiarity: dict[str, Any] | None = metadata.get("familiarity") if self.familiarity_tensors else None
         companion, _ = familiarity_check.split_tensors(extra, COMPANION_PREFIX)
         self.companion: dict[str, Any] | None = metadata.get("companion") if companion else None
-        self.companion_tensors = {k[len(COMPANION_PREFIX):]: v.double().numpy() for k, v in companion.items()}
+        self.companion_tensors = {k[len(COMPANION_PREFIX) :]: v.double().numpy() for k, v in companion.items()}
         self.path = path
         self.model = model
         self.metadata = metadata
@@ -200,8 +208,9 @@ def load_classifier(path: str | Path, device: str = "cpu") -> Classifier | Metri
     return Classifier(path, model.to(torch_device), meta, file_sha256(path), torch_device, extra)
 
 
-def save_classifier(path: str | Path, model: nn.Module, metadata: dict[str, Any],
-                    extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+def save_classifier(
+    path: str | Path, model: nn.Module, metadata: dict[str, Any], extra_tensors: dict[str, torch.Tensor] | None = None
+) -> Path:
     """Write a classifier model file (weights, extra parts such as the familiarity check, checked
     metadata), atomically."""
     check_metadata(metadata, path)

@@ -36,8 +36,12 @@ def logits_and_features(model: nn.Module, batch: torch.Tensor) -> tuple[torch.Te
     return logits, seen[0].flatten(1)
 
 
-def fit(train_features: np.ndarray, train_labels: np.ndarray, held_out_features: np.ndarray,
-        quantile: float = DEFAULT_QUANTILE) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def fit(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    held_out_features: np.ndarray,
+    quantile: float = DEFAULT_QUANTILE,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Class means and shared precision from training features; the limit from held-out features.
 
     The covariance is shrunk towards a scaled identity (Ledoit-Wolf), so that a few hundred scans and a
@@ -50,13 +54,20 @@ def fit(train_features: np.ndarray, train_labels: np.ndarray, held_out_features:
     means = np.stack([x[labels == c].mean(axis=0) for c in classes])
     centred = np.concatenate([x[labels == c] - means[i] for i, c in enumerate(classes)])
     precision = LedoitWolf(assume_centered=True).fit(centred).precision_
-    tensors = {f"{TENSOR_PREFIX}means": torch.from_numpy(means).float(),
-               f"{TENSOR_PREFIX}precision": torch.from_numpy(precision).float()}
+    tensors = {
+        f"{TENSOR_PREFIX}means": torch.from_numpy(means).float(),
+        f"{TENSOR_PREFIX}precision": torch.from_numpy(precision).float(),
+    }
     held_out = scores(tensors, held_out_features)
     limit = float(np.quantile(held_out, quantile))
-    meta = {"method": "mahalanobis, shared covariance (Ledoit-Wolf), nearest class", "quantile": quantile,
-            "threshold": limit, "held_out_scans": int(len(held_out)),
-            "held_out_median": float(np.median(held_out)), "features": int(x.shape[1])}
+    meta = {
+        "method": "mahalanobis, shared covariance (Ledoit-Wolf), nearest class",
+        "quantile": quantile,
+        "threshold": limit,
+        "held_out_scans": int(len(held_out)),
+        "held_out_median": float(np.median(held_out)),
+        "features": int(x.shape[1]),
+    }
     return tensors, meta
 
 
@@ -95,9 +106,13 @@ def features_of(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) ->
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
 
-def fit_for_model(model: nn.Module, train_inputs: torch.Tensor, train_labels: np.ndarray,
-                  held_out_inputs: torch.Tensor, quantile: float = DEFAULT_QUANTILE,
-                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+def fit_for_model(
+    model: nn.Module,
+    train_inputs: torch.Tensor,
+    train_labels: np.ndarray,
+    held_out_inputs: torch.Tensor,
+    quantile: float = DEFAULT_QUANTILE,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """The familiarity check of a trained network (None when there are too few scans to fit it)."""
     if len(train_inputs) < MIN_SCANS or len(held_out_inputs) < 10 or len(set(np.asarray(train_labels).tolist())) < 2:
         return None

@@ -33,17 +33,39 @@ METRICS_ARCHS = (LOGISTIC, BOOSTED)
 
 # The metrics the models see (counts of lines say nothing about quality once completeness is known).
 FEATURES: tuple[str, ...] = (
-    "completeness", "line_artefact_ratio", "scar_fraction", "streak_fraction", "saturation_fraction",
-    "constant_run_fraction", "noise_rms", "signal_to_noise", "tilt_deg", "bow", "trace_retrace_mismatch",
-    "sq", "sa", "skewness", "z_range", "tip_change_score", "sharpness_change",
+    "completeness",
+    "line_artefact_ratio",
+    "scar_fraction",
+    "streak_fraction",
+    "saturation_fraction",
+    "constant_run_fraction",
+    "noise_rms",
+    "signal_to_noise",
+    "tilt_deg",
+    "bow",
+    "trace_retrace_mismatch",
+    "sq",
+    "sa",
+    "skewness",
+    "z_range",
+    "tip_change_score",
+    "sharpness_change",
 )
 # Only ratios, fractions and scores: what a model trained on synthetic scans of every scale can carry to
 # another instrument (absolute heights, noise in nm, tilt and bow say more about the sample and the setup
 # than about the scan's quality). The shipped default uses these; a lab training on its own scans may
 # keep them all.
 SCALE_FREE_FEATURES: tuple[str, ...] = (
-    "completeness", "line_artefact_ratio", "scar_fraction", "streak_fraction", "saturation_fraction",
-    "constant_run_fraction", "signal_to_noise", "trace_retrace_mismatch", "skewness", "tip_change_score",
+    "completeness",
+    "line_artefact_ratio",
+    "scar_fraction",
+    "streak_fraction",
+    "saturation_fraction",
+    "constant_run_fraction",
+    "signal_to_noise",
+    "trace_retrace_mismatch",
+    "skewness",
+    "tip_change_score",
     "sharpness_change",
 )
 FEATURE_SETS = {"all": FEATURES, "scale-free": SCALE_FREE_FEATURES}
@@ -56,8 +78,10 @@ def feature_set(name: str) -> tuple[str, ...]:
     chosen = tuple(part.strip() for part in name.split(",") if part.strip())
     unknown = [f for f in chosen if f not in METRICS]
     if unknown or not chosen:
-        raise ValueError(f"--metrics-features {name!r}: unknown metrics {', '.join(unknown) or '(none given)'} "
-                         f"(give all, scale-free or metric names: {', '.join(METRICS)})")
+        raise ValueError(
+            f"--metrics-features {name!r}: unknown metrics {', '.join(unknown) or '(none given)'} "
+            f"(give all, scale-free or metric names: {', '.join(METRICS)})"
+        )
     return chosen
 
 
@@ -68,8 +92,7 @@ LOG_FEATURES = frozenset(
 LOG_FLOOR = 1e-4
 
 LOGISTIC_TENSORS = ("impute", "mean", "scale", "coef", "intercept")
-TREE_TENSORS = ("baseline", "tree_offsets", "feature", "threshold", "left", "right", "missing_left", "is_leaf",
-                "value")
+TREE_TENSORS = ("baseline", "tree_offsets", "feature", "threshold", "left", "right", "missing_left", "is_leaf", "value")
 
 
 def feature_vector(metrics: dict[str, Any], features: tuple[str, ...] = FEATURES) -> np.ndarray:
@@ -201,7 +224,9 @@ def check_metrics_metadata(meta: dict[str, Any], tensors: dict[str, np.ndarray],
         raise ModelError(path, f"class names {meta['class_names']!r}; afmwatch classifiers have {CLASS_NAMES}")
 
 
-def load_metrics_classifier(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> MetricsClassifier:
+def load_metrics_classifier(
+    path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> MetricsClassifier:
     """The classifier for a metrics model file already read by `load_model_file`."""
     path = Path(path)
     arrays = {k: v.numpy() for k, v in tensors.items()}

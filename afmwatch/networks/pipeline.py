@@ -66,8 +66,10 @@ def check_pipeline(spec: Any, path: str | Path) -> dict[str, Any]:
         raise ModelError(path, "the model file has no input pipeline")
     if spec.get("version") != PIPELINE_VERSION:
         raise ModelError(
-            path, f"input pipeline version {spec.get('version')!r} is unknown to this afmwatch "
-            f"(it knows version {PIPELINE_VERSION}); upgrade afmwatch or retrain the model")
+            path,
+            f"input pipeline version {spec.get('version')!r} is unknown to this afmwatch "
+            f"(it knows version {PIPELINE_VERSION}); upgrade afmwatch or retrain the model",
+        )
     problems = []
     if spec.get("normalise") not in NORMALISATIONS:
         problems.append(f"normalisation {spec.get('normalise')!r} (known: {', '.join(NORMALISATIONS)})")

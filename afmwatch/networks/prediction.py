@@ -32,21 +32,27 @@ def decide(p_bad: float, review_band: tuple[float, float]) -> str:
     return "bad" if p_bad > high else "good"
 
 
-def to_predictions(probabilities: torch.Tensor, class_names: tuple[str, ...],
-                   review_band: tuple[float, float], parts: list[dict[str, float]] | None = None,
-                   familiarity: list[dict[str, Any] | None] | None = None) -> list[Prediction]:
+def to_predictions(
+    probabilities: torch.Tensor,
+    class_names: tuple[str, ...],
+    review_band: tuple[float, float],
+    parts: list[dict[str, float]] | None = None,
+    familiarity: list[dict[str, Any] | None] | None = None,
+) -> list[Prediction]:
     """Predictions from (N, classes) probabilities: the more probable label, its probability as the
     confidence, and the decision with the review band applied to P(bad)."""
     bad = class_names.index("bad")
     results = []
     for i, row in enumerate(probabilities.tolist()):
         label_index = max(range(len(row)), key=row.__getitem__)
-        results.append(Prediction(
-            label=class_names[label_index],
-            decision=decide(row[bad], review_band),
-            confidence=float(row[label_index]),
-            probabilities={name: float(p) for name, p in zip(class_names, row)},
-            parts=parts[i] if parts else {},
-            familiarity=familiarity[i] if familiarity else None,
-        ))
+        results.append(
+            Prediction(
+                label=class_names[label_index],
+                decision=decide(row[bad], review_band),
+                confidence=float(row[label_index]),
+                probabilities={name: float(p) for name, p in zip(class_names, row)},
+                parts=parts[i] if parts else {},
+                familiarity=familiarity[i] if familiarity else None,
+            )
+        )
     return results

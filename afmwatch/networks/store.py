@@ -127,11 +127,20 @@ def promote(model_path: str | Path, model_folder: str | Path) -> Path:
     kept = folder / model_path.name
     if model_path.name != ACTIVE_NAME and not (kept.exists() and kept.samefile(model_path)):
         if kept.exists() and sha256_file(kept) != classifier.sha256:
-            raise ModelError(kept, "a different model with this file name is already in the model folder; "
-                             "rename the file you are promoting")
+            raise ModelError(
+                kept,
+                "a different model with this file name is already in the model folder; "
+                "rename the file you are promoting",
+            )
         _install_copy(model_path, kept, classifier.sha256)
     active = folder / ACTIVE_NAME
     _install_copy(model_path, active, classifier.sha256)
-    log.info("model_promoted", model=classifier.name, file=str(model_path), active=str(active),
-             sha256=classifier.sha256, probe_p_bad=prediction.probabilities["bad"])
+    log.info(
+        "model_promoted",
+        model=classifier.name,
+        file=str(model_path),
+        active=str(active),
+        sha256=classifier.sha256,
+        probe_p_bad=prediction.probabilities["bad"],
+    )
     return active

@@ -92,8 +92,9 @@ def file_format(path: Path) -> FileFormat:
     record = _BY_SUFFIX.get(path.suffix.lower())
     if record is None:
         raise ScanError(
-            path, f"unsupported file type {path.suffix or '(no extension)'!r}; afmwatch reads "
-            + ", ".join(supported_suffixes())
+            path,
+            f"unsupported file type {path.suffix or '(no extension)'!r}; afmwatch reads "
+            + ", ".join(supported_suffixes()),
         )
     head = preflight(path)
     if record.signatures and not head.startswith(record.signatures):
@@ -101,15 +102,20 @@ def file_format(path: Path) -> FileFormat:
     return record
 
 
-def read_frames(
-    path: str | Path, reading: ReadingConfig | None = None, *, channel: str | None = None
-) -> list[Scan]:
+def read_frames(path: str | Path, reading: ReadingConfig | None = None, *, channel: str | None = None) -> list[Scan]:
     """Every frame of the chosen channel (one item for single-frame files)."""
     path = Path(path)
     reading = reading or ReadingConfig()
     scans = file_format(path).read(path, reading, channel)
-    log.debug("scan_read", file=str(path), format=scans[0].format, channel=scans[0].channel,
-              shape=list(scans[0].shape), frames=len(scans), units=scans[0].units)
+    log.debug(
+        "scan_read",
+        file=str(path),
+        format=scans[0].format,
+        channel=scans[0].channel,
+        shape=list(scans[0].shape),
+        frames=len(scans),
+        units=scans[0].units,
+    )
     return scans
 
 

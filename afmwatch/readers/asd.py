@@ -24,8 +24,11 @@ def _asd_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], dict
     asd = afmreader("asd")
     with library_call(path, "AFMReader", "an .asd file"), open(path, "rb") as handle:
         version = asd.read_file_version(handle)
-        readers = {0: asd.read_header_file_version_0, 1: asd.read_header_file_version_1,
-                   2: asd.read_header_file_version_2}
+        readers = {
+            0: asd.read_header_file_version_0,
+            1: asd.read_header_file_version_1,
+            2: asd.read_header_file_version_2,
+        }
         if version not in readers:
             raise ScanError(path, f"unknown .asd file version {version}")
         header = readers[version](handle)
@@ -57,8 +60,16 @@ def read_asd(path: Path, reading: ReadingConfig, channel: str | None = None) -> 
     with library_call(path, "AFMReader", "an .asd file"):
         frames, pixel_size, _ = afmreader("asd").load_asd(path, chosen.name)
     units = HEIGHT_UNITS if chosen.name in ("TP", "ER") else INTENSITY_UNITS
-    return frames_to_scans(path, frames, fmt="asd", chosen=chosen, channels=channels, pixel_size_nm=pixel_size,
-                           metadata=metadata, units=units)
+    return frames_to_scans(
+        path,
+        frames,
+        fmt="asd",
+        chosen=chosen,
+        channels=channels,
+        pixel_size_nm=pixel_size,
+        metadata=metadata,
+        units=units,
+    )
 
 
 ASD = FileFormat(

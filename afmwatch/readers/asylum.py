@@ -67,8 +67,11 @@ def _ibw_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], dict
         "points_set": int(points) if points else None,
         "scan_size_nm": [fast * 1e9, slow * 1e9] if fast and slow else None,
         "instrument": " ".join(["Asylum Research", notes.get("MicroscopeModel", "")]).strip(),
-        "vendor": {k: small_json(notes[k]) for k in ("ImagingMode", "Date", "Time", "ScanRate", "ScanAngle",
-                                                     "SetPoint", "DriveAmplitude") if k in notes},
+        "vendor": {
+            k: small_json(notes[k])
+            for k in ("ImagingMode", "Date", "Time", "ScanRate", "ScanAngle", "SetPoint", "DriveAmplitude")
+            if k in notes
+        },
     }
     return channels, metadata
 
@@ -94,8 +97,9 @@ def read_ibw(path: Path, reading: ReadingConfig, channel: str | None = None) -> 
     chosen = choose_channel(path, channels, reading.channels, channel)
     with library_call(path, "igor2", "an Asylum Research .ibw file"):
         image, pixel_size = _ibw_image(path, channels.index(chosen))
-    return frames_to_scans(path, image, fmt="ibw", chosen=chosen, channels=channels, pixel_size_nm=pixel_size,
-                           metadata=metadata)
+    return frames_to_scans(
+        path, image, fmt="ibw", chosen=chosen, channels=channels, pixel_size_nm=pixel_size, metadata=metadata
+    )
 
 
 IBW = FileFormat(

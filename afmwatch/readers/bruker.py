@@ -46,8 +46,9 @@ def _bruker_header(
         match = re.search(rb'"([^"]*)"', (layer.get(b"@2:Image Data") or [b""])[0])
         if match is None:
             continue
-        check_pixels(path, int(layer.get(b"Number of lines", [b"0"])[0]), int(layer.get(b"Samps/line", [b"0"])[0]),
-                     reading)
+        check_pixels(
+            path, int(layer.get(b"Number of lines", [b"0"])[0]), int(layer.get(b"Samps/line", [b"0"])[0]), reading
+        )
         backward = layer.get(b"Line Direction", [b"Trace"])[0].strip() == b"Retrace"
         valid_lines = layer.get(b"Valid data len Y")
         layers.append((match[1].decode("latin-1"), backward, int(valid_lines[0]) if valid_lines else None))
@@ -67,8 +68,7 @@ def _bruker_header(
         "lines_set": int(lines_text) if (lines_text := text(b"Lines")) else None,
         "points_set": int(points_text) if (points_text := text(b"Samps/line")) else None,
         "instrument": "Bruker Nanoscope",
-        "vendor": {k.decode(): text(k) for k in (b"Operating mode", b"Scan rate", b"Scan size")
-                   if text(k) is not None},
+        "vendor": {k.decode(): text(k) for k in (b"Operating mode", b"Scan rate", b"Scan size") if text(k) is not None},
     }
     return bruker, channels, valid, metadata
 

@@ -262,9 +262,7 @@ def direction_metadata(chosen: Channel, channels: Sequence[Channel]) -> dict[str
     """The same quantity scanned the other way, when the file has it: `retrace_channel` for a
     forward (trace) channel, `trace_channel` for a backward one."""
     for candidate in channels:
-        if candidate.direction != chosen.direction and _normalised(candidate.quantity) == _normalised(
-            chosen.quantity
-        ):
+        if candidate.direction != chosen.direction and _normalised(candidate.quantity) == _normalised(chosen.quantity):
             key = "retrace_channel" if chosen.direction == FORWARD else "trace_channel"
             return {key: candidate.name}
     return {}
@@ -296,7 +294,6 @@ def small_json(value: object, limit: int = 200) -> object:
         return value
     text = str(value).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
 
 
 # --- the formats read through AFMReader (TopoStats' reader library) and the libraries it builds on ---

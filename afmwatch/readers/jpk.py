@@ -74,8 +74,9 @@ def read_jpk(path: Path, reading: ReadingConfig, channel: str | None = None) -> 
     chosen = choose_channel(path, channels, reading.channels, channel)
     with library_call(path, "AFMReader", "a JPK .jpk file"):
         image, pixel_size = afmreader("jpk").load_jpk(path, chosen.name)
-    return frames_to_scans(path, image, fmt="jpk", chosen=chosen, channels=channels, pixel_size_nm=pixel_size,
-                           metadata=metadata)
+    return frames_to_scans(
+        path, image, fmt="jpk", chosen=chosen, channels=channels, pixel_size_nm=pixel_size, metadata=metadata
+    )
 
 
 # --- .h5-jpk (HDF5, high-speed stacks) -----------------------------------------------------------
@@ -108,8 +109,7 @@ def _h5jpk_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], di
             if instrument is not None:
                 metadata["instrument"] = f"JPK {small_json(instrument)}"
     channels = [
-        _trace_name(name.rsplit("_", 1)[0], BACKWARD if name.endswith("_retrace") else FORWARD)
-        for name in available
+        _trace_name(name.rsplit("_", 1)[0], BACKWARD if name.endswith("_retrace") else FORWARD) for name in available
     ]
     if not channels:
         raise ScanError(path, "the .h5-jpk file holds no image channels")
@@ -126,8 +126,9 @@ def read_h5jpk(path: Path, reading: ReadingConfig, channel: str | None = None) -
     with library_call(path, "AFMReader", "a JPK .h5-jpk file"):
         stack, pixel_size, timestamps = afmreader("h5_jpk").load_h5jpk(path, chosen.name)
     metadata["frame_times_s"] = [round(float(t), 4) for t in list(timestamps.values())[:1000]]
-    return frames_to_scans(path, stack, fmt="h5-jpk", chosen=chosen, channels=channels,
-                           pixel_size_nm=pixel_size, metadata=metadata)
+    return frames_to_scans(
+        path, stack, fmt="h5-jpk", chosen=chosen, channels=channels, pixel_size_nm=pixel_size, metadata=metadata
+    )
 
 
 JPK = FileFormat(

@@ -41,10 +41,23 @@ _DIRECTIONS = {
     "2nd Backward": (BACKWARD, " 2nd Backward"),
 }
 # The header's frame names for the same directions
-_FRAMES = {"Scan forward": "Forward", "Scan backward": "Backward",
-           "2nd scan forward": "2nd Forward", "2nd scan backward": "2nd Backward"}
-_VENDOR_KEYS = ("Op. mode", "Date", "Time", "Time/Line", "Cantilever type", "Measurement environment",
-                "Setpoint", "Scan direction", "Software ver.")
+_FRAMES = {
+    "Scan forward": "Forward",
+    "Scan backward": "Backward",
+    "2nd scan forward": "2nd Forward",
+    "2nd scan backward": "2nd Backward",
+}
+_VENDOR_KEYS = (
+    "Op. mode",
+    "Date",
+    "Time",
+    "Time/Line",
+    "Cantilever type",
+    "Measurement environment",
+    "Setpoint",
+    "Scan direction",
+    "Software ver.",
+)
 
 
 def _check_sizes(path: Path, head: bytes, reading: ReadingConfig) -> None:
@@ -123,9 +136,7 @@ def read(path: Path, reading: ReadingConfig, channel: str | None = None) -> list
     image_channels = _image_channels(keys)
     if not image_channels:
         modes = sorted({k[0] for k in keys})
-        raise ScanError(
-            path, f"holds no image, only {', '.join(modes)} data (e.g. a thermal tune or a spectrum)"
-        )
+        raise ScanError(path, f"holds no image, only {', '.join(modes)} data (e.g. a thermal tune or a spectrum)")
     all_channels = [c for c, _ in image_channels]
     chosen = choose_channel(path, all_channels, reading.channels, channel)
     key = {c.name: k for c, k in image_channels}[chosen.name]

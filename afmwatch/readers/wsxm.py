@@ -51,8 +51,11 @@ def _wsxm_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], dic
         "points_set": cols,
         "scan_size_nm": sizes if None not in sizes else None,
         "instrument": " ".join(["WSxM", fields.get("Head type", "")]).strip(),
-        "vendor": {k: small_json(fields[k]) for k in ("Acquisition time", "Set Point", "X-Frequency",
-                                                     "Z Amplitude") if k in fields},
+        "vendor": {
+            k: small_json(fields[k])
+            for k in ("Acquisition time", "Set Point", "X-Frequency", "Z Amplitude")
+            if k in fields
+        },
     }
     return [Channel(quantity, quantity, direction)], metadata
 
@@ -71,8 +74,9 @@ def _read_wsxm(path: Path, reading: ReadingConfig, channel: str | None, fmt: str
             image, pixel_size = afmreader("top").load_top(path)
     if fmt == "top":
         image = image * _top_z_correction(metadata.get("vendor", {}).get("Z Amplitude", ""))
-    return frames_to_scans(path, image, fmt=fmt, chosen=chosen, channels=channels, pixel_size_nm=pixel_size,
-                           metadata=metadata)
+    return frames_to_scans(
+        path, image, fmt=fmt, chosen=chosen, channels=channels, pixel_size_nm=pixel_size, metadata=metadata
+    )
 
 
 def _top_z_correction(z_amplitude: str) -> float:

@@ -11,7 +11,19 @@ from afmwatch.synth.sets import generate_classify_set, generate_denoise_set
 from afmwatch.synth.surfaces import DENOISE_SHAPES, SURFACES, Surface, deposited_shapes
 
 __all__ = [
-    "ARTEFACTS", "BAD", "DENOISE_SHAPES", "GOOD", "LINES_MIX", "SURFACES", "Surface", "SynthScan", "applicable",
-    "deposited_shapes", "file_rng", "generate_classify_set", "generate_denoise_set", "line_noise_field",
+    "ARTEFACTS",
+    "BAD",
+    "DENOISE_SHAPES",
+    "GOOD",
+    "LINES_MIX",
+    "SURFACES",
+    "Surface",
+    "SynthScan",
+    "applicable",
+    "deposited_shapes",
+    "file_rng",
+    "generate_classify_set",
+    "generate_denoise_set",
+    "line_noise_field",
     "synth_scan",
 ]

@@ -54,14 +54,22 @@ def line_steps(z: np.ndarray, rng: np.random.Generator, severity: float, surface
     """Cumulative line noise: the height jumps within rows and stays there (feedback or drift jumps)."""
     rate, amplitude = 2.0 * severity, 0.8 * severity * surface.feature_height_nm
     return z + line_noise_field(z.shape, rng, rate, amplitude, True), {
-        "changes_per_row": rate, "jump_rms_nm": amplitude, "cumulative": True}
+        "changes_per_row": rate,
+        "jump_rms_nm": amplitude,
+        "cumulative": True,
+    }
 
 
-def line_ridges(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
+def line_ridges(
+    z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface
+) -> tuple[np.ndarray, Params]:
     """Non-cumulative line noise: row segments sit at random offsets, each independent of the last."""
     rate, amplitude = 2.0 * severity, 0.8 * severity * surface.feature_height_nm
     return z + line_noise_field(z.shape, rng, rate, amplitude, False), {
-        "changes_per_row": rate, "offset_rms_nm": amplitude, "cumulative": False}
+        "changes_per_row": rate,
+        "offset_rms_nm": amplitude,
+        "cumulative": False,
+    }
 
 
 def scars(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
@@ -79,7 +87,9 @@ def scars(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Sur
     return out, {"count": count, "amplitude_nm": amplitude}
 
 
-def random_noise(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
+def random_noise(
+    z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface
+) -> tuple[np.ndarray, Params]:
     """Strong random (white) noise in height, far above the instrument's noise floor."""
     rms = severity * surface.feature_height_nm
     return z + rng.normal(0.0, rms, z.shape), {"rms_nm": rms}
@@ -160,11 +170,17 @@ def line_skips(z: np.ndarray, rng: np.random.Generator, severity: float, surface
             source = np.clip(np.arange(first, first + length) + shift, 0, cols - 1)
             out[row:stop, first : first + length] = z[row:stop][:, source]
         events.append([row, stop - row, first, first + length, mode, shift])
-    return out, {"count": count, "rows": int(sum(e[1] for e in events)),
-                 "events": events, "event_fields": ["row", "lines", "col_start", "col_end", "mode", "shift_px"]}
+    return out, {
+        "count": count,
+        "rows": int(sum(e[1] for e in events)),
+        "events": events,
+        "event_fields": ["row", "lines", "col_start", "col_end", "mode", "shift_px"],
+    }
 
 
-def lost_contact(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
+def lost_contact(
+    z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface
+) -> tuple[np.ndarray, Params]:
     """Lost contact: in bands of rows the tip left the surface part-way along the row, and z saturated
     (fully retracted at the top of its range, or fully extended at the bottom) until the row ended.
     The end of the z travel lies beyond the surface's own heights, by one to three feature heights."""
@@ -215,14 +231,26 @@ def blunt_tip(z: np.ndarray, rng: np.random.Generator, severity: float, surface:
     flat_px = np.round(rng.uniform(0.2, 0.5, 2) * broadening_nm / surface.pixel_size_nm).astype(int)
     flip = rng.random(2) < 0.5
     factor = _coarse_factor(2 * broadening_nm / surface.pixel_size_nm)
-    image = coarse_image(z, factor, lambda part, k: worn_tip_image(
-        part, radius_nm, k * surface.pixel_size_nm, (float(steepness[0]), float(steepness[1])),
-        (int(flat_px[0]) // k, int(flat_px[1]) // k), (bool(flip[0]), bool(flip[1]))))
+    image = coarse_image(
+        z,
+        factor,
+        lambda part, k: worn_tip_image(
+            part,
+            radius_nm,
+            k * surface.pixel_size_nm,
+            (float(steepness[0]), float(steepness[1])),
+            (int(flat_px[0]) // k, int(flat_px[1]) // k),
+            (bool(flip[0]), bool(flip[1])),
+        ),
+    )
     return image, {
-        "apex_radius_nm": radius_nm, "broadening_nm": broadening_nm,
-        "flat_nm": (flat_px * surface.pixel_size_nm).tolist(), "steepness": steepness.tolist(),
+        "apex_radius_nm": radius_nm,
+        "broadening_nm": broadening_nm,
+        "flat_nm": (flat_px * surface.pixel_size_nm).tolist(),
+        "steepness": steepness.tolist(),
         # the side of every mound where its flank is steep: [slow axis, fast axis]
-        "steep_side": ["bottom" if flip[0] else "top", "right" if flip[1] else "left"]}
+        "steep_side": ["bottom" if flip[0] else "top", "right" if flip[1] else "left"],
+    }
 
 
 def double_tip(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
@@ -249,8 +277,11 @@ def _blunter(z: np.ndarray, first: int, last: int, broadening_nm: float, surface
     depth = 3 * h  # the tip cut three features below its apex: enough to broaden them all
     reach = int(np.ceil(broadening_nm * np.sqrt(3) / surface.pixel_size_nm)) + 1
     top, bottom = max(first - reach, 0), min(last + reach, z.shape[0])
-    block = coarse_image(z[top:bottom], _coarse_factor(reach), lambda part, factor: blunt_tip_image(
-        part, radius_nm, factor * surface.pixel_size_nm, depth))
+    block = coarse_image(
+        z[top:bottom],
+        _coarse_factor(reach),
+        lambda part, factor: blunt_tip_image(part, radius_nm, factor * surface.pixel_size_nm, depth),
+    )
     return block[first - top : last - top]
 
 
@@ -404,8 +435,13 @@ def aborted(z: np.ndarray, rng: np.random.Generator, severity: float, surface: S
     out = z.copy()
     if missing:
         out[rows - missing :] = np.nan if fill == "nan" else 0.0
-    return out, {"lines_set": rows, "lines_acquired": rows - missing, "lines_missing": missing,
-                 "missing_fraction": missing / rows, "fill": fill}
+    return out, {
+        "lines_set": rows,
+        "lines_acquired": rows - missing,
+        "lines_missing": missing,
+        "missing_fraction": missing / rows,
+        "fill": fill,
+    }
 
 
 def blank(z: np.ndarray, rng: np.random.Generator, severity: float, surface: Surface) -> tuple[np.ndarray, Params]:
@@ -460,6 +496,7 @@ ARTEFACTS: dict[str, Artefact] = {
 def applicable(surface_kind: str, *, trace: bool = False) -> list[str]:
     """Artefact names that make sense on this kind of surface (only trace-level ones when `trace`)."""
     return [
-        name for name, spec in ARTEFACTS.items()
+        name
+        for name, spec in ARTEFACTS.items()
         if (spec.surfaces is None or surface_kind in spec.surfaces) and (spec.trace_ok or not trace)
     ]

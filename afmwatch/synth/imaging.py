@@ -28,8 +28,9 @@ def draw_imaging(rng: np.random.Generator, surface: Surface) -> dict[str, Any]:
     tip_radius = log_uniform(rng, 2.0, 40.0)  # a new sharp tip to a well-used one
     # the tip's broadening at the features' height, kept to a fraction of a feature (and 12 pixels):
     # rounding, never merging (a blunt_tip artefact broadens by several feature widths)
-    broadening = min(np.sqrt(2 * tip_radius * surface.feature_height_nm), 0.3 * surface.feature_width_nm,
-                     12 * surface.pixel_size_nm)
+    broadening = min(
+        np.sqrt(2 * tip_radius * surface.feature_height_nm), 0.3 * surface.feature_width_nm, 12 * surface.pixel_size_nm
+    )
     blur = min(log_uniform(rng, 0.2, 3.0), 0.2 * width_px)  # finite bandwidth and tip convolution, pixels
     weights = rng.dirichlet([3.0, 1.5, 1.0])  # white, 1/f along the rows, row jitter
     shadow_on = rng.random() < 0.5
@@ -83,6 +84,5 @@ def instrument_noise(rng: np.random.Generator, shape: tuple[int, int], imaging: 
     pink = np.fft.irfft(spectrum / np.sqrt(frequency), n=cols, axis=1)
     pink /= pink.std() or 1.0
     jitter = np.repeat(rng.standard_normal((rows, 1)), cols, axis=1)
-    mixed = (np.sqrt(colour["white"]) * white + np.sqrt(colour["one_over_f"]) * pink
-             + np.sqrt(colour["rows"]) * jitter)
+    mixed = np.sqrt(colour["white"]) * white + np.sqrt(colour["one_over_f"]) * pink + np.sqrt(colour["rows"]) * jitter
     return imaging["noise_rms_nm"] * mixed

@@ -61,10 +61,25 @@ class SynthScan:
         """(trace, retrace) as Scans, as a reader would return them from a file holding both directions."""
         path = Path(f"{name}.tif")
         channels = ("Height", "Height retrace")
-        trace = Scan(self.trace, self.pixel_size_nm, "Height", path, "synthetic", channels=channels,
-                     metadata={**self.metadata, "retrace_channel": "Height retrace"})
-        retrace = Scan(self.retrace, self.pixel_size_nm, "Height retrace", path, "synthetic", direction="backward",
-                       channels=channels, metadata={**self.metadata, "trace_channel": "Height"})
+        trace = Scan(
+            self.trace,
+            self.pixel_size_nm,
+            "Height",
+            path,
+            "synthetic",
+            channels=channels,
+            metadata={**self.metadata, "retrace_channel": "Height retrace"},
+        )
+        retrace = Scan(
+            self.retrace,
+            self.pixel_size_nm,
+            "Height retrace",
+            path,
+            "synthetic",
+            direction="backward",
+            channels=channels,
+            metadata={**self.metadata, "trace_channel": "Height"},
+        )
         return trace, retrace
 
 
@@ -116,12 +131,13 @@ def _raw_background(rng: np.random.Generator, shape: tuple[int, int], surface: S
     slow_bow = rng.uniform(-1, 1) * max(h, 1e-3 * half_size_nm)
     fast_bow = rng.uniform(-0.1, 0.1) * h
     offsets = np.cumsum(rng.normal(0, 0.05 * h, rows))  # z drift between rows
-    background = (
-        half_size_nm * (slope[0] * x + slope[1] * y) + slow_bow * y * y + fast_bow * x * x + offsets[:, None]
-    )
+    background = half_size_nm * (slope[0] * x + slope[1] * y) + slow_bow * y * y + fast_bow * x * x + offsets[:, None]
     return background, {
-        "tilt_x": float(slope[0]), "tilt_y": float(slope[1]), "slow_bow_nm": float(slow_bow),
-        "fast_bow_nm": float(fast_bow), "row_offset_rms_nm": float(offsets.std()),
+        "tilt_x": float(slope[0]),
+        "tilt_y": float(slope[1]),
+        "slow_bow_nm": float(slow_bow),
+        "fast_bow_nm": float(fast_bow),
+        "row_offset_rms_nm": float(offsets.std()),
     }
 
 
@@ -223,6 +239,10 @@ def synth_scan(
         "lines_acquired": acquired,
     }
     return SynthScan(
-        trace.astype(np.float32), retrace.astype(np.float32), clean.astype(np.float32),
-        surf.pixel_size_nm, label, params,
+        trace.astype(np.float32),
+        retrace.astype(np.float32),
+        clean.astype(np.float32),
+        surf.pixel_size_nm,
+        label,
+        params,
     )

@@ -88,8 +88,7 @@ def _caption(label: str, params: dict[str, Any]) -> str:
     return f"{label}: {params['surface']['kind']}" + (f" | {artefacts}" if artefacts else "")
 
 
-def classify_file(out: Path, seed: int, index: int, size: int | None, gwy: bool, previews: bool,
-                  retrace: bool) -> dict:
+def classify_file(out: Path, seed: int, index: int, size: int | None, gwy: bool, previews: bool, retrace: bool) -> dict:
     """Generate and write file `index` of a classification set (even index good, odd bad); `size`
     None draws its shape."""
     label = GOOD if index % 2 == 0 else BAD
@@ -98,19 +97,32 @@ def classify_file(out: Path, seed: int, index: int, size: int | None, gwy: bool,
     metadata = scan.metadata
     if retrace:
         metadata["retrace_file"] = f"../retrace/{label}/{name}.tif"
-    entry: dict[str, Any] = {"name": name, "index": index, "label": label, **_write_outputs(
-        out, label, name, scan.trace, scan.pixel_size_nm, metadata, _caption(label, scan.params), gwy, previews)}
+    entry: dict[str, Any] = {
+        "name": name,
+        "index": index,
+        "label": label,
+        **_write_outputs(
+            out, label, name, scan.trace, scan.pixel_size_nm, metadata, _caption(label, scan.params), gwy, previews
+        ),
+    }
     if retrace:
         entry["retrace"] = f"retrace/{label}/{name}.tif"
         back = dict(scan.metadata, direction="backward", trace_file=f"../../{label}/{name}.tif")
-        write_tiff(out / entry["retrace"], scan.retrace, scan.pixel_size_nm,
-                   channel="Height retrace", metadata=_json_ready(back))
+        write_tiff(
+            out / entry["retrace"],
+            scan.retrace,
+            scan.pixel_size_nm,
+            channel="Height retrace",
+            metadata=_json_ready(back),
+        )
     entry["seed"] = [seed, index]
     entry.update(scan.params)
     return _json_ready(entry)
 
 
-def denoise_file(out: Path, seed: int, index: int, size: int, shape: str, noise: float, gwy: bool, previews: bool) -> dict:
+def denoise_file(
+    out: Path, seed: int, index: int, size: int, shape: str, noise: float, gwy: bool, previews: bool
+) -> dict:
     """Generate and write pair `index` of a denoising set: the clean surface and the same with noise."""
     rng = file_rng(seed, index)
     surface = deposited_shapes(rng, size, shape, DENOISE_SCAN_NM)
@@ -123,17 +135,40 @@ def denoise_file(out: Path, seed: int, index: int, size: int, shape: str, noise:
     )
     name = f"s{seed}-{index:05d}-{shape}"
     entry: dict[str, Any] = {"name": name, "index": index, "seed": [seed, index]}
-    base = {"instrument": "afmwatch synthetic", "scan_size_nm": [size * surface.pixel_size_nm] * 2,
-            "lines_set": size, "points_set": size, "lines_acquired": size}
+    base = {
+        "instrument": "afmwatch synthetic",
+        "scan_size_nm": [size * surface.pixel_size_nm] * 2,
+        "lines_set": size,
+        "points_set": size,
+        "lines_acquired": size,
+    }
     for folder, height in (("clean", surface.height), ("noisy", noisy)):
-        meta = dict(base, synthetic={"pair": folder, "shape": shape, "noise_rms_nm": noise_rms,
-                                     "line_noise_rms_nm": line_rms})
-        paths = _write_outputs(out, folder, name, height.astype(np.float32), surface.pixel_size_nm, meta,
-                               f"{folder}: {shape}", gwy, previews)
+        meta = dict(
+            base, synthetic={"pair": folder, "shape": shape, "noise_rms_nm": noise_rms, "line_noise_rms_nm": line_rms}
+        )
+        paths = _write_outputs(
+            out,
+            folder,
+            name,
+            height.astype(np.float32),
+            surface.pixel_size_nm,
+            meta,
+            f"{folder}: {shape}",
+            gwy,
+            previews,
+        )
         entry[folder] = paths
-    entry.update({"surface": surface.params, "pixel_size_nm": surface.pixel_size_nm,
-                  "noise_level": noise, "noise_rms_nm": noise_rms, "line_noise_rms_nm": line_rms,
-                  "line_noise_changes_per_row": 1.0, "line_noise_cumulative": False})
+    entry.update(
+        {
+            "surface": surface.params,
+            "pixel_size_nm": surface.pixel_size_nm,
+            "noise_level": noise,
+            "noise_rms_nm": noise_rms,
+            "line_noise_rms_nm": line_rms,
+            "line_noise_changes_per_row": 1.0,
+            "line_noise_cumulative": False,
+        }
+    )
     return _json_ready(entry)
 
 
@@ -209,15 +244,30 @@ def generate_classify_set(
     out = Path(out)
     log.info("synth_classify_start", out=str(out), n=n, seed=seed, size=size, workers=workers)
     files = _run(classify_file, ((out, seed, i, size, gwy, previews, retrace) for i in range(n)), workers)
-    sizes = "fixed" if size is not None else {
-        "lines": {str(k): v for k, v in LINES_MIX.items()},
-        "non_square": f"{NON_SQUARE:.0%}: half the lines (or twice, at 128 points)"}
-    header = {"kind": "classify", "seed": seed, "n": n, "size": size if size is not None else "auto", "sizes": sizes,
-              "labels": {GOOD: sum(f["label"] == GOOD for f in files), BAD: sum(f["label"] == BAD for f in files)},
-              "layout": {"scans": "good/, bad/", "retrace": "retrace/<label>/ (same name; channel 'Height retrace')",
-                         "gwy": "gwy/<label>/", "previews": "previews/<label>/"},
-              "severity": "0 none .. 1 ruined; bad scans carry at least one artefact at 0.5 or more, "
-                          "good scans at most one below 0.1"}
+    sizes = (
+        "fixed"
+        if size is not None
+        else {
+            "lines": {str(k): v for k, v in LINES_MIX.items()},
+            "non_square": f"{NON_SQUARE:.0%}: half the lines (or twice, at 128 points)",
+        }
+    )
+    header = {
+        "kind": "classify",
+        "seed": seed,
+        "n": n,
+        "size": size if size is not None else "auto",
+        "sizes": sizes,
+        "labels": {GOOD: sum(f["label"] == GOOD for f in files), BAD: sum(f["label"] == BAD for f in files)},
+        "layout": {
+            "scans": "good/, bad/",
+            "retrace": "retrace/<label>/ (same name; channel 'Height retrace')",
+            "gwy": "gwy/<label>/",
+            "previews": "previews/<label>/",
+        },
+        "severity": "0 none .. 1 ruined; bad scans carry at least one artefact at 0.5 or more, "
+        "good scans at most one below 0.1",
+    }
     path = _write_manifest(out, header, files)
     log.info("synth_classify_done", out=str(out), n=n, manifest=str(path))
     return path
@@ -249,10 +299,20 @@ def generate_denoise_set(
     out = Path(out)
     log.info("synth_denoise_start", out=str(out), n=n, seed=seed, shapes=shapes, noise=noise)
     files = _run(denoise_file, ((out, seed, i, size, shapes, noise, gwy, previews) for i in range(n)), workers)
-    header = {"kind": "denoise", "seed": seed, "n": n, "size": size, "shapes": shapes, "noise_level": noise,
-              "scan_size_nm": DENOISE_SCAN_NM,
-              "layout": {"pairs": "clean/NAME.tif, noisy/NAME.tif", "gwy": "gwy/<clean|noisy>/",
-                         "previews": "previews/<clean|noisy>/"}}
+    header = {
+        "kind": "denoise",
+        "seed": seed,
+        "n": n,
+        "size": size,
+        "shapes": shapes,
+        "noise_level": noise,
+        "scan_size_nm": DENOISE_SCAN_NM,
+        "layout": {
+            "pairs": "clean/NAME.tif, noisy/NAME.tif",
+            "gwy": "gwy/<clean|noisy>/",
+            "previews": "previews/<clean|noisy>/",
+        },
+    }
     path = _write_manifest(out, header, files)
     log.info("synth_denoise_done", out=str(out), n=n, manifest=str(path))
     return path

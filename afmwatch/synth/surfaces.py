@@ -35,8 +35,9 @@ class Surface:
     image_cols: int | None = None  # the recorded image's width when `height` carries a margin; None: rows
 
 
-def _frame(rng: np.random.Generator, size: int, overrides: dict[str, Any], low_nm: float,
-           high_nm: float) -> tuple[int, int, float, float]:
+def _frame(
+    rng: np.random.Generator, size: int, overrides: dict[str, Any], low_nm: float, high_nm: float
+) -> tuple[int, int, float, float]:
     """(array cols, image cols, scan size nm, pixel size nm) for a kind whose scans are `low_nm` to
     `high_nm` wide (log-uniform unless `scan_size_nm` is given)."""
     cols = overrides.get("cols", size)
@@ -123,8 +124,13 @@ def particles(rng: np.random.Generator, size: int, **overrides: Any) -> Surface:
     coverage = overrides.get("coverage", rng.uniform(0.04, 0.35))
     height, count = deposit((size, cols), rng, radius_nm / pixel, spread, coverage, pixel)
     return Surface(
-        height, pixel, "particles", 2 * radius_nm, 2 * radius_nm,
-        {"radius_nm": radius_nm, "radius_spread": spread, "coverage": coverage, "count": count}, points,
+        height,
+        pixel,
+        "particles",
+        2 * radius_nm,
+        2 * radius_nm,
+        {"radius_nm": radius_nm, "radius_spread": spread, "coverage": coverage, "count": count},
+        points,
     )
 
 
@@ -135,8 +141,16 @@ def _smooth_noise(rng: np.random.Generator, n: int, correlation_px: float) -> np
     return values / (values.std() or 1.0)
 
 
-def _steps(rng: np.random.Generator, y: np.ndarray, x: np.ndarray, pixel: float, width_nm: float,
-           step_nm: float, angle: float, meander: float) -> np.ndarray:
+def _steps(
+    rng: np.random.Generator,
+    y: np.ndarray,
+    x: np.ndarray,
+    pixel: float,
+    width_nm: float,
+    step_nm: float,
+    angle: float,
+    meander: float,
+) -> np.ndarray:
     """A vicinal surface: terraces `width_nm` wide, steps `step_nm` high running at `angle`, their
     edges meandering by `meander` terrace widths; mean height zero."""
     rows, cols = y.shape
@@ -171,9 +185,19 @@ def terraces(rng: np.random.Generator, size: int, **overrides: Any) -> Surface:
         inside = (y[rows, columns] - cy) ** 2 + (x[rows, columns] - cx) ** 2 < r * r
         height[rows, columns] += bump * inside
     return Surface(
-        height, pixel, "terraces", step_nm, width_nm,
-        {"terrace_width_nm": width_nm, "step_nm": step_nm, "step_angle_deg": float(np.degrees(angle)),
-         "meander": meander, "islands": islands}, points,
+        height,
+        pixel,
+        "terraces",
+        step_nm,
+        width_nm,
+        {
+            "terrace_width_nm": width_nm,
+            "step_nm": step_nm,
+            "step_angle_deg": float(np.degrees(angle)),
+            "meander": meander,
+            "islands": islands,
+        },
+        points,
     )
 
 
@@ -196,8 +220,13 @@ def grains(rng: np.random.Generator, size: int, **overrides: Any) -> Surface:
     dome = np.clip((d2 - d1) / (0.5 * grain_px), 0, 1) ** roundness  # grooves at boundaries, rounded tops
     height = relief_nm * (base + dome).reshape(size, cols)
     return Surface(
-        height, pixel, "grains", relief_nm, grain_nm,
-        {"grain_size_nm": grain_nm, "relief_nm": relief_nm, "grains": count, "roundness": roundness}, points,
+        height,
+        pixel,
+        "grains",
+        relief_nm,
+        grain_nm,
+        {"grain_size_nm": grain_nm, "relief_nm": relief_nm, "grains": count, "roundness": roundness},
+        points,
     )
 
 
@@ -230,9 +259,19 @@ def fibres(rng: np.random.Generator, size: int, **overrides: Any) -> Surface:
     sigma_px = max(width_nm / 2.355 / pixel, 0.7)
     height = height_nm * np.exp(-0.5 * (distance_px / sigma_px) ** 2)
     return Surface(
-        height, pixel, "fibres", height_nm, width_nm,
-        {"fibre_height_nm": height_nm, "fibre_width_nm": width_nm, "persistence_nm": persistence_nm,
-         "chains": chains, "contour_um_per_um2": density}, points,
+        height,
+        pixel,
+        "fibres",
+        height_nm,
+        width_nm,
+        {
+            "fibre_height_nm": height_nm,
+            "fibre_width_nm": width_nm,
+            "persistence_nm": persistence_nm,
+            "chains": chains,
+            "contour_um_per_um2": density,
+        },
+        points,
     )
 
 
@@ -253,14 +292,30 @@ def grid(rng: np.random.Generator, size: int, **overrides: Any) -> Surface:
     raised = {"pillars": in_u & in_v, "pits": ~(in_u & in_v), "lines": in_u}[pattern]
     height = ndimage.gaussian_filter(depth_nm * raised.astype(np.float64), 0.8)  # rounded edges
     return Surface(
-        height, pixel, "grid", depth_nm, duty * pitch_nm,
-        {"pattern": pattern, "pitch_nm": pitch_nm, "depth_nm": depth_nm, "duty": duty,
-         "angle_deg": float(np.degrees(angle))}, points,
+        height,
+        pixel,
+        "grid",
+        depth_nm,
+        duty * pitch_nm,
+        {
+            "pattern": pattern,
+            "pitch_nm": pitch_nm,
+            "depth_nm": depth_nm,
+            "duty": duty,
+            "angle_deg": float(np.degrees(angle)),
+        },
+        points,
     )
 
 
-def _band_pass_field(rng: np.random.Generator, shape: tuple[int, int], period_px: float, spread: float,
-                     angle: float | None = None, angle_spread: float = 0.3) -> np.ndarray:
+def _band_pass_field(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    period_px: float,
+    spread: float,
+    angle: float | None = None,
+    angle_spread: float = 0.3,
+) -> np.ndarray:
     """Random field (unit RMS) whose spectrum is a ring at one period: a labyrinth of that period; with
     `angle`, only the part of the ring near that direction: stripes with defects, running across it."""
     rows, cols = shape
@@ -288,14 +343,23 @@ def domains(rng: np.random.Generator, size: int, **overrides: Any) -> Surface:
     angle_spread = rng.uniform(0.1, 0.4)
     relief_nm = overrides.get("relief_nm") or log_uniform(rng, 0.3, 3.0)
     wall = rng.uniform(0.15, 0.5)  # wall width relative to the field's RMS: sharp to soft domain walls
-    field_ = _band_pass_field(rng, (size, cols), period_px, 0.25, angle if pattern == "stripes" else None,
-                              angle_spread)
+    field_ = _band_pass_field(rng, (size, cols), period_px, 0.25, angle if pattern == "stripes" else None, angle_spread)
     roughness = 0.05 * relief_nm * _band_pass_field(rng, (size, cols), 3.0, 0.8)
     height = 0.5 * relief_nm * np.tanh(field_ / wall) + roughness
     return Surface(
-        height, pixel, "domains", relief_nm, 0.5 * period_px * pixel,
-        {"pattern": pattern, "period_nm": period_px * pixel, "period_px": period_px, "relief_nm": relief_nm,
-         "stripe_angle_deg": float(np.degrees(angle)) if pattern == "stripes" else None, "wall": wall},
+        height,
+        pixel,
+        "domains",
+        relief_nm,
+        0.5 * period_px * pixel,
+        {
+            "pattern": pattern,
+            "period_nm": period_px * pixel,
+            "period_px": period_px,
+            "relief_nm": relief_nm,
+            "stripe_angle_deg": float(np.degrees(angle)) if pattern == "stripes" else None,
+            "wall": wall,
+        },
         points,
     )
 
@@ -318,9 +382,19 @@ def blend(rng: np.random.Generator, size: int, **overrides: Any) -> Surface:
     texture = _band_pass_field(rng, (size, cols), max(3.0, 0.3 * domain_px), 0.8)
     height = sign * step_nm * phase + rng.uniform(0.02, 0.08) * step_nm * texture
     return Surface(
-        height, pixel, "blend", step_nm, domain_nm,
-        {"morphology": morphology, "domain_size_nm": domain_nm, "fraction": fraction, "step_nm": step_nm,
-         "minority_raised": sign > 0, "interface_px": interface_px},
+        height,
+        pixel,
+        "blend",
+        step_nm,
+        domain_nm,
+        {
+            "morphology": morphology,
+            "domain_size_nm": domain_nm,
+            "fraction": fraction,
+            "step_nm": step_nm,
+            "minority_raised": sign > 0,
+            "interface_px": interface_px,
+        },
         points,
     )
 
@@ -344,8 +418,11 @@ def substrate(rng: np.random.Generator, size: int, **overrides: Any) -> Surface:
     rms_nm = log_uniform(rng, 0.03, 0.12) if material != "mica" else log_uniform(rng, 0.05, 0.2)
     rough = _fft_gaussian(rng.standard_normal((size, cols)), correlation_px)
     height = rms_nm * rough / (rough.std() or 1.0)
-    params: dict[str, Any] = {"material": material, "roughness_rms_nm": rms_nm,
-                              "roughness_correlation_nm": correlation_px * pixel}
+    params: dict[str, Any] = {
+        "material": material,
+        "roughness_rms_nm": rms_nm,
+        "roughness_correlation_nm": correlation_px * pixel,
+    }
     if material == "mica":
         specks = int(rng.integers(0, 16)) if rng.random() < 0.5 else 0
         for _ in range(specks):
@@ -400,7 +477,9 @@ def _donut(radius_px: float, radius_nm: float, rng: np.random.Generator) -> Call
 DENOISE_SHAPES: dict[str, Callable | None] = {"particles": None, "stars": _star, "donuts": _donut}
 
 
-def deposited_shapes(rng: np.random.Generator, size: int, shape: str = "particles", scan_size_nm: float = 10000.0) -> Surface:
+def deposited_shapes(
+    rng: np.random.Generator, size: int, shape: str = "particles", scan_size_nm: float = 10000.0
+) -> Surface:
     """Gwyddion's denoising example: objects of one shape on a flat substrate, 10 µm scans by default.
 
     `stars` and `donuts` are shapes a denoiser trained on `particles` never saw; the heights and
@@ -422,7 +501,11 @@ def deposited_shapes(rng: np.random.Generator, size: int, shape: str = "particle
     height, count = deposit((size, size), rng, radius_px, spread, coverage, pixel, profile_for)
     radius_nm = radius_px * pixel
     return Surface(
-        height, pixel, shape, 2 * radius_nm, 2 * radius_nm,
+        height,
+        pixel,
+        shape,
+        2 * radius_nm,
+        2 * radius_nm,
         {"shape": shape, "radius_nm": radius_nm, "radius_spread": spread, "coverage": coverage, "count": count},
     )
 

@@ -35,8 +35,9 @@ def parabolic_tip(radius_nm: float, pixel_size_nm: float, depth_nm: float) -> np
     return profile[:, None] + profile[None, :]
 
 
-def blunt_tip_image(surface: np.ndarray, radius_nm: float, pixel_size_nm: float,
-                    depth_nm: float | None = None) -> np.ndarray:
+def blunt_tip_image(
+    surface: np.ndarray, radius_nm: float, pixel_size_nm: float, depth_nm: float | None = None
+) -> np.ndarray:
     """The surface imaged by a paraboloid tip: equal to `dilate(surface, parabolic_tip(...))`.
 
     A paraboloid is a sum of two 1-D parabolas, so its dilation separates into a row pass and a column
@@ -50,8 +51,7 @@ def blunt_tip_image(surface: np.ndarray, radius_nm: float, pixel_size_nm: float,
     return ndimage.grey_dilation(rows, structure=profile[:, None], mode="nearest")
 
 
-def worn_profile(radius_nm: float, pixel_size_nm: float, depth_nm: float, steepness: float,
-                 flat_px: int) -> np.ndarray:
+def worn_profile(radius_nm: float, pixel_size_nm: float, depth_nm: float, steepness: float, flat_px: int) -> np.ndarray:
     """1-D section of a worn tip, odd-sized with the apex in the middle: a flat of `flat_px` pixels
     (a broken-off end), then parabolic flanks of radius `radius_nm` on one side and `radius_nm /
     steepness` on the other (a lopsided, chipped apex); cut `depth_nm` below the apex."""
@@ -74,8 +74,14 @@ def worn_profile(radius_nm: float, pixel_size_nm: float, depth_nm: float, steepn
     return profile
 
 
-def worn_tip_image(surface: np.ndarray, radius_nm: float, pixel_size_nm: float, steepness: tuple[float, float],
-                   flat_px: tuple[int, int], flip: tuple[bool, bool]) -> np.ndarray:
+def worn_tip_image(
+    surface: np.ndarray,
+    radius_nm: float,
+    pixel_size_nm: float,
+    steepness: tuple[float, float],
+    flat_px: tuple[int, int],
+    flip: tuple[bool, bool],
+) -> np.ndarray:
     """The surface imaged by a worn tip: a flat-ended, lopsided paraboloid (the sum of a row and a column
     `worn_profile`, mirrored where `flip`). Every feature smaller than the tip comes out as the same
     flat-topped, one-sided mound, all pointing one way."""

@@ -39,13 +39,13 @@ AUTO_MAX_SCANS = 300
 AUTO_FOLDS = 5
 # Simplest first (fewest weights, fastest, most readable); this order breaks near-ties. A family not
 # listed here ranks after these.
-SIMPLEST_FIRST = ("metrics-logistic", "metrics-boosted", "compact", "convnet", "resnet18-features",
-                  "resnet18-finetune")
+SIMPLEST_FIRST = ("metrics-logistic", "metrics-boosted", "compact", "convnet", "resnet18-features", "resnet18-finetune")
 MIN_TOLERANCE = 0.02  # a near-tie is at least this close (one scan in 50), even when every fold agreed
 SELECTION_RULE = (
     "highest mean cross-validated balanced accuracy, except that the simplest candidate within one "
     f"standard error of that mean (the best's fold std / sqrt(folds), at least {MIN_TOLERANCE}) is chosen; "
-    "simplest first: " + ", ".join(SIMPLEST_FIRST))
+    "simplest first: " + ", ".join(SIMPLEST_FIRST)
+)
 
 
 def _rank(arch: str) -> int:
@@ -59,8 +59,11 @@ def known_families() -> list[str]:
 def auto_candidates(options: TrainOptions) -> list[str]:
     """Every family, simplest first; the torchvision networks only with --pretrained weights (nothing
     is downloaded, and from scratch they only lose on a few dozen scans)."""
-    usable = [arch for arch in known_families()
-              if arch in METRICS_ARCHS or ARCHITECTURES[arch].torchvision_name is None or options.pretrained]
+    usable = [
+        arch
+        for arch in known_families()
+        if arch in METRICS_ARCHS or ARCHITECTURES[arch].torchvision_name is None or options.pretrained
+    ]
     return sorted(usable, key=_rank)
 
 
@@ -82,8 +85,12 @@ def choose_architecture(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     scored = {a: r for a, r in results.items() if "error" not in r and r["balanced_accuracy"]["mean"] is not None}
     if not scored:
         errors = sorted({r.get("error", "no balanced accuracy") for r in results.values()})
-        raise ValueError(errors[0] if len(errors) == 1 else "no candidate could be cross-validated: " + "; ".join(
-            f"{a}: {r.get('error', 'no balanced accuracy')}" for a, r in results.items()))
+        raise ValueError(
+            errors[0]
+            if len(errors) == 1
+            else "no candidate could be cross-validated: "
+            + "; ".join(f"{a}: {r.get('error', 'no balanced accuracy')}" for a, r in results.items())
+        )
 
     def mean(arch: str) -> float:
         return scored[arch]["balanced_accuracy"]["mean"]
@@ -95,22 +102,27 @@ def choose_architecture(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     chosen = ties[0]
     folds = scored[chosen]["folds"]
     if chosen != best:
-        reason = (f"{chosen} ({mean(chosen):.3f}) is within one standard error ({tolerance:.3f}) of the best, "
-                  f"{best} ({mean(best):.3f}), and simpler: a difference that small is noise on "
-                  f"{scored[best]['count']} scans")
+        reason = (
+            f"{chosen} ({mean(chosen):.3f}) is within one standard error ({tolerance:.3f}) of the best, "
+            f"{best} ({mean(best):.3f}), and simpler: a difference that small is noise on "
+            f"{scored[best]['count']} scans"
+        )
     else:
         reason = f"{chosen}: the highest mean balanced accuracy over {folds} folds ({mean(chosen):.3f})"
         runner_up = sorted((a for a in scored if a != chosen), key=mean, reverse=True)[:1]
         if len(ties) > 1:
             reason += f", and the simplest of those within one standard error ({tolerance:.3f}): {', '.join(ties)}"
         elif runner_up:
-            reason += (f"; the next, {runner_up[0]} ({mean(runner_up[0]):.3f}), is more than one standard "
-                       f"error ({tolerance:.3f}) below")
+            reason += (
+                f"; the next, {runner_up[0]} ({mean(runner_up[0]):.3f}), is more than one standard "
+                f"error ({tolerance:.3f}) below"
+            )
     return {"chosen": chosen, "best": best, "tolerance": round(tolerance, 4), "reason": reason}
 
 
-def select_architecture(data: str | Path, options: TrainOptions, candidates: list[str],
-                        progress: bool = True) -> dict[str, Any]:
+def select_architecture(
+    data: str | Path, options: TrainOptions, candidates: list[str], progress: bool = True
+) -> dict[str, Any]:
     """Cross-validate every candidate on the same folds and choose; returns the choice
     (`choose_architecture`), every candidate's full `cross_validation` (or its `error`) and the seconds."""
     started = time.monotonic()
@@ -127,8 +139,14 @@ def select_architecture(data: str | Path, options: TrainOptions, candidates: lis
     return {**choice, "cross_validations": results, "seconds": round(time.monotonic() - started, 1)}
 
 
-def train_auto(data: str | Path, out: str | Path, options: TrainOptions, candidates: list[str] | None = None,
-               command: str = "", progress: bool = True) -> dict[str, Any]:
+def train_auto(
+    data: str | Path,
+    out: str | Path,
+    options: TrainOptions,
+    candidates: list[str] | None = None,
+    command: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Choose the family by cross-validation (`select_architecture`, K = options.folds, else
     AUTO_FOLDS), then train it on all the data as `train_model` does; the report gains `comparison`
     (one row per candidate, simplest first) and `selection` (what was chosen and why)."""
@@ -143,22 +161,35 @@ def train_auto(data: str | Path, out: str | Path, options: TrainOptions, candida
     selection = select_architecture(data, options, candidates, progress)
     chosen = selection["chosen"]
     final = replace(options_for(options, chosen), name=options.name)
-    report = train_model(data, out, final, command, progress,
-                          cross_validation=selection["cross_validations"][chosen])
+    report = train_model(data, out, final, command, progress, cross_validation=selection["cross_validations"][chosen])
     results = selection["cross_validations"]
-    report["comparison"] = {arch: results[arch] if "error" in results[arch] else summary(results[arch])
-                            for arch in sorted(candidates, key=_rank)}
+    report["comparison"] = {
+        arch: results[arch] if "error" in results[arch] else summary(results[arch])
+        for arch in sorted(candidates, key=_rank)
+    }
     report["selection"] = {
-        "arch": AUTO, "candidates": candidates, "chosen": chosen, "best": selection["best"],
-        "tolerance": selection["tolerance"], "reason": selection["reason"], "rule": SELECTION_RULE,
-        "folds": options.folds, "seconds": selection["seconds"],
+        "arch": AUTO,
+        "candidates": candidates,
+        "chosen": chosen,
+        "best": selection["best"],
+        "tolerance": selection["tolerance"],
+        "reason": selection["reason"],
+        "rule": SELECTION_RULE,
+        "folds": options.folds,
+        "seconds": selection["seconds"],
     }
     write_json(report, report["files"]["report"])
     return report
 
 
-def run_train(data: str | Path, out: str | Path, options: TrainOptions, compare: list[str] | None = None,
-              command: str = "", progress: bool = True) -> dict[str, Any]:
+def run_train(
+    data: str | Path,
+    out: str | Path,
+    options: TrainOptions,
+    compare: list[str] | None = None,
+    command: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
     """`afmwatch train`: the default architecture for the folder (`default_arch`), then `train_auto`
     (where `compare` names the candidates) or `train_model` (where `compare` names architectures to
     cross-validate beside it on the same folds)."""

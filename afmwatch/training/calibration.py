@@ -48,7 +48,11 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def choose_review_band(
-    p_bad: np.ndarray, labels: np.ndarray, *, max_review_fraction: float = 0.2, min_half_width: float = 0.1,
+    p_bad: np.ndarray,
+    labels: np.ndarray,
+    *,
+    max_review_fraction: float = 0.2,
+    min_half_width: float = 0.1,
 ) -> tuple[float, float]:
     """A band (low, high) on P(bad): scans inside it go to review. It widens symmetrically around 0.5
     until every validation mistake falls inside, but never sends more than `max_review_fraction` of the
@@ -64,4 +68,3 @@ def choose_review_band(
     half = min(half, cap)
     half = float(np.clip(max(half, min_half_width), 0.0, 0.5))
     return round(0.5 - half, 6), round(0.5 + half, 6)
-

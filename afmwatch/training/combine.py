@@ -50,8 +50,13 @@ def mix(p_network: np.ndarray, p_metrics: np.ndarray, weight: float) -> np.ndarr
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def part_probabilities(network: Classifier, metrics_model: MetricsClassifier, data: str | Path,
-                       reading: ReadingConfig | None = None, batch_size: int = 32) -> dict[str, Any]:
+def part_probabilities(
+    network: Classifier,
+    metrics_model: MetricsClassifier,
+    data: str | Path,
+    reading: ReadingConfig | None = None,
+    batch_size: int = 32,
+) -> dict[str, Any]:
     """P(bad) of each part for every readable labelled scan under `data` (first frame of each file)."""
     files, _ = collect_files(data)
     prepare, argument = network.preprocess_task()
@@ -80,13 +85,26 @@ def part_probabilities(network: Classifier, metrics_model: MetricsClassifier, da
         if len(batch) >= batch_size:
             flush()
     flush()
-    return {"labels": np.array(labels, dtype=int), "network": np.array(p_network), "metrics": np.array(p_metrics),
-            "paths": paths, "unreadable": unreadable, "files": files}
+    return {
+        "labels": np.array(labels, dtype=int),
+        "network": np.array(p_network),
+        "metrics": np.array(p_metrics),
+        "paths": paths,
+        "unreadable": unreadable,
+        "files": files,
+    }
 
 
-def combine_models(network_path: str | Path, metrics_path: str | Path, data: str | Path, out: str | Path, *,
-                   weight: float | None = None, reading: ReadingConfig | None = None,
-                   name: str | None = None) -> dict[str, Any]:
+def combine_models(
+    network_path: str | Path,
+    metrics_path: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    weight: float | None = None,
+    reading: ReadingConfig | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
     """Write one model file holding the network and the metrics model, the weight and review band chosen
     on the labelled scans in `data`; returns the report (also stored in the file's metadata)."""
     network = load_classifier(network_path)
@@ -108,30 +126,63 @@ def combine_models(network_path: str | Path, metrics_path: str | Path, data: str
     def summary(p: np.ndarray) -> dict[str, Any]:
         m = classification_metrics(labels, p)
         return {k: m[k] for k in ("balanced_accuracy", "accuracy", "roc_auc", "confusion_matrix")} | {
-            "log_loss": round(_log_loss(p, labels), 4)}
+            "log_loss": round(_log_loss(p, labels), 4)
+        }
 
     report: dict[str, Any] = {
         "data": {"folder": str(data), **fingerprint(parts["files"], Path(data)), "unreadable": parts["unreadable"]},
-        "weight": chosen, "weight_chosen_by": "given" if weight is not None else "lowest log-loss on these scans",
+        "weight": chosen,
+        "weight_chosen_by": "given" if weight is not None else "lowest log-loss on these scans",
         "log_loss_by_weight": {str(w): round(v, 4) for w, v in losses.items()},
-        "review_band": list(band), "review_fraction": float(in_band.mean()),
-        "network": summary(parts["network"]), "metrics_model": summary(parts["metrics"]), "combined": summary(combined),
+        "review_band": list(band),
+        "review_fraction": float(in_band.mean()),
+        "network": summary(parts["network"]),
+        "metrics_model": summary(parts["metrics"]),
+        "combined": summary(combined),
         "network_file": {"path": str(network_path), "sha256": network.sha256, "name": network.name},
-        "metrics_file": {"path": str(metrics_path), "sha256": metrics_model.sha256, "name": metrics_model.name,
-                         "arch": metrics_model.arch},
+        "metrics_file": {
+            "path": str(metrics_path),
+            "sha256": metrics_model.sha256,
+            "name": metrics_model.name,
+            "arch": metrics_model.arch,
+        },
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     tensors, meta = load_model_file(network_path)
     metrics_tensors, _ = load_model_file(metrics_path)
     tensors.update({COMPANION_PREFIX + k: v for k, v in metrics_tensors.items()})
-    meta = dict(meta, name=name or Path(out).stem, companion={
-        "arch": metrics_model.arch, "features": list(metrics_model.features),
-        "temperature": metrics_model.temperature, "weight": chosen, "review_band": list(band),
-        "report": {k: report[k] for k in ("weight", "weight_chosen_by", "review_band", "review_fraction", "network",
-                                           "metrics_model", "combined", "network_file", "metrics_file")},
-    })
+    meta = dict(
+        meta,
+        name=name or Path(out).stem,
+        companion={
+            "arch": metrics_model.arch,
+            "features": list(metrics_model.features),
+            "temperature": metrics_model.temperature,
+            "weight": chosen,
+            "review_band": list(band),
+            "report": {
+                k: report[k]
+                for k in (
+                    "weight",
+                    "weight_chosen_by",
+                    "review_band",
+                    "review_fraction",
+                    "network",
+                    "metrics_model",
+                    "combined",
+                    "network_file",
+                    "metrics_file",
+                )
+            },
+        },
+    )
     save_model_file(out, tensors, meta)
     load_classifier(out)  # it must load as written
-    log.info("models_combined", out=str(out), weight=chosen, review_band=list(band),
-             balanced_accuracy=report["combined"]["balanced_accuracy"])
+    log.info(
+        "models_combined",
+        out=str(out),
+        weight=chosen,
+        review_band=list(band),
+        balanced_accuracy=report["combined"]["balanced_accuracy"],
+    )
     return report

@@ -31,8 +31,9 @@ def options_for(options: TrainOptions, arch: str) -> TrainOptions:
     """The run's options for another architecture: a fresh model (no base model, no name), ImageNet
     weights only where the architecture takes them."""
     torchvision = arch in ARCHITECTURES and ARCHITECTURES[arch].torchvision_name is not None
-    return replace(options, arch=arch, base_model=None, name=None,
-                   pretrained=options.pretrained if torchvision else None)
+    return replace(
+        options, arch=arch, base_model=None, name=None, pretrained=options.pretrained if torchvision else None
+    )
 
 
 def cross_validate_arch(data: str | Path, options: TrainOptions, progress: bool = True) -> dict[str, Any]:
@@ -46,16 +47,23 @@ def cross_validate_arch(data: str | Path, options: TrainOptions, progress: bool 
     started = time.monotonic()
     if options.arch in METRICS_ARCHS:
         files, rows, labels, _, _ = load_training_data(
-            data, options, scan_features, ReadingConfig(data_area=options.data_area), progress)
-        cv = cross_validate_metrics(np.stack(rows), labels, [f.sha256 for f in files], [f.group for f in files],
-                                    options)
+            data, options, scan_features, ReadingConfig(data_area=options.data_area), progress
+        )
+        cv = cross_validate_metrics(
+            np.stack(rows), labels, [f.sha256 for f in files], [f.group for f in files], options
+        )
     else:
         spec = make_spec(options, None)
         files, arrays, labels, _, _ = load_training_data(
-            data, options, lambda scan: input_pipeline.prepare(scan, spec), ReadingConfig(data_area=spec["data_area"]),
-            progress)
-        cv = cross_validate(arrays, labels, [f.sha256 for f in files], [f.group for f in files],
-                            options, spec, None, progress)
+            data,
+            options,
+            lambda scan: input_pipeline.prepare(scan, spec),
+            ReadingConfig(data_area=spec["data_area"]),
+            progress,
+        )
+        cv = cross_validate(
+            arrays, labels, [f.sha256 for f in files], [f.group for f in files], options, spec, None, progress
+        )
     return {"count": len(files), "seconds": round(time.monotonic() - started, 1), **cv}
 
 
@@ -64,19 +72,20 @@ def summary(cross_validation: dict[str, Any]) -> dict[str, Any]:
     return {k: cross_validation[k] for k in ("count", "seconds", *SUMMARY_KEYS) if k in cross_validation}
 
 
-def compare_architectures(data: str | Path, options: TrainOptions, archs: list[str],
-                          progress: bool = True) -> dict[str, dict[str, Any]]:
+def compare_architectures(
+    data: str | Path, options: TrainOptions, archs: list[str], progress: bool = True
+) -> dict[str, dict[str, Any]]:
     """arch -> its K-fold summary on the same folds as `options` (same data, seed, folds, groups)."""
     return {arch: summary(cross_validate_arch(data, options_for(options, arch), progress)) for arch in archs}
 
 
-def add_comparison(report: dict[str, Any], data: str | Path, options: TrainOptions, archs: list[str],
-                   progress: bool = True) -> None:
+def add_comparison(
+    report: dict[str, Any], data: str | Path, options: TrainOptions, archs: list[str], progress: bool = True
+) -> None:
     """`train --compare`: cross-validate `archs` on the run's folds and rewrite the report with the
     `comparison` block; the trained model's own folds come first."""
     own_arch = report["options"]["arch"]
     own = {"count": report["data"]["count"], **{k: report["cross_validation"][k] for k in SUMMARY_KEYS}}
-    others = compare_architectures(data, replace(options, arch=own_arch), [a for a in archs if a != own_arch],
-                                   progress)
+    others = compare_architectures(data, replace(options, arch=own_arch), [a for a in archs if a != own_arch], progress)
     report["comparison"] = {own_arch: own, **others}
     write_json(report, report["files"]["report"])

@@ -77,8 +77,10 @@ def _labelled_paths(folder: Path) -> tuple[list[tuple[Path, int]], int]:
     formats of the same scans were passed over."""
     missing = [name for name in CLASS_NAMES if not (folder / name).is_dir()]
     if missing:
-        raise ValueError(f"{folder}: no {' or '.join(f'{m}/' for m in missing)} folder "
-                         "(training data is a folder with good/ and bad/ subfolders)")
+        raise ValueError(
+            f"{folder}: no {' or '.join(f'{m}/' for m in missing)} folder "
+            "(training data is a folder with good/ and bad/ subfolders)"
+        )
     chosen: dict[tuple[Path, str], tuple[Path, int]] = {}
     alternates = 0
     for label, name in enumerate(CLASS_NAMES):
@@ -112,8 +114,11 @@ def collect_files(folder: str | Path, group_by: str | None = None) -> tuple[list
     for digest, entries in by_hash.items():
         if len({label for _, label in entries}) > 1:
             conflicts.extend(str(p) for p, _ in entries)
-            log.warning("conflicting_labels", files=[str(p) for p, _ in entries],
-                        reason="identical files in good/ and bad/; left out of training")
+            log.warning(
+                "conflicting_labels",
+                files=[str(p) for p, _ in entries],
+                reason="identical files in good/ and bad/; left out of training",
+            )
             continue
         files.extend(LabelledFile(p, label, digest, group_name(p, group_by)) for p, label in entries)
     files.sort(key=lambda f: str(f.path))
@@ -127,8 +132,7 @@ def fingerprint(files: list[LabelledFile], root: str | Path) -> dict[str, Any]:
     root = Path(root)
     lines = sorted(f"{CLASS_NAMES[f.label]}\t{f.path.relative_to(root).as_posix()}\t{f.sha256}" for f in files)
     counts = {name: sum(1 for f in files if f.label == i) for i, name in enumerate(CLASS_NAMES)}
-    return {"count": len(files), "per_class": counts,
-            "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}
+    return {"count": len(files), "per_class": counts, "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}
 
 
 def load_prepared(
@@ -153,8 +157,9 @@ def load_prepared(
     arrays, kept, skipped = [], [], []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(one, files)
-        for index, result in enumerate(tqdm(results, total=len(files), desc="reading", unit="scan",
-                                            disable=None if progress else True)):
+        for index, result in enumerate(
+            tqdm(results, total=len(files), desc="reading", unit="scan", disable=None if progress else True)
+        ):
             if isinstance(result, str):
                 skipped.append({"path": str(files[index].path), "reason": result})
                 log.warning("training_file_skipped", file=str(files[index].path), reason=result)

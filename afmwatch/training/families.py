@@ -30,8 +30,14 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def train_model(data: str | Path, out: str | Path, options: TrainOptions, command: str = "",
-                progress: bool = True, cross_validation: dict[str, Any] | None = None) -> dict[str, Any]:
+def train_model(
+    data: str | Path,
+    out: str | Path,
+    options: TrainOptions,
+    command: str = "",
+    progress: bool = True,
+    cross_validation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train `options.arch` (None: the base model's architecture, else compact) with its family's fit."""
     family = FAMILIES.get(options.arch or "compact", FAMILIES["compact"])
     return family.fit(data, out, options, command, progress, cross_validation)

@@ -80,8 +80,12 @@ def classification_metrics(
 
 
 def bootstrap_interval(
-    true: np.ndarray, p_bad: np.ndarray, statistic: str = "balanced_accuracy",
-    resamples: int = 1000, level: float = 0.95, seed: int = 0,
+    true: np.ndarray,
+    p_bad: np.ndarray,
+    statistic: str = "balanced_accuracy",
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
 ) -> tuple[float, float] | None:
     """Percentile bootstrap interval of a metric, resampling within each class (stratified)."""
     true = np.asarray(true, dtype=int)

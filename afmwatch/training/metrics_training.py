@@ -45,8 +45,13 @@ log = structlog.get_logger(__name__)
 
 
 def export_logistic(model: Any, impute: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> dict[str, np.ndarray]:
-    return {"impute": impute, "mean": mean, "scale": scale, "coef": model.coef_[0].astype(np.float64),
-            "intercept": model.intercept_.astype(np.float64)}
+    return {
+        "impute": impute,
+        "mean": mean,
+        "scale": scale,
+        "coef": model.coef_[0].astype(np.float64),
+        "intercept": model.intercept_.astype(np.float64),
+    }
 
 
 def export_trees(model: Any) -> dict[str, np.ndarray]:
@@ -79,7 +84,6 @@ def fit_model(arch: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[d
     had not (its coefficient is 0; no tree splits on it). sklearn's binner fails on an all-NaN column."""
     x = np.where(np.isnan(x).all(axis=0), 0.0, x)
     if arch == LOGISTIC:
-
         impute = np.nanmedian(x, axis=0)
         filled = np.where(np.isnan(x), impute, x)
         mean, scale = filled.mean(axis=0), filled.std(axis=0)
@@ -88,10 +92,15 @@ def fit_model(arch: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[d
         model.fit((filled - mean) / scale, y)
         return export_logistic(model, impute, mean, scale), model
     if arch == BOOSTED:
-
         model = HistGradientBoostingClassifier(
-            max_iter=100, learning_rate=0.1, max_leaf_nodes=8, min_samples_leaf=max(2, min(20, len(y) // 10)),
-            l2_regularization=1.0, class_weight="balanced", early_stopping=False, random_state=seed,
+            max_iter=100,
+            learning_rate=0.1,
+            max_leaf_nodes=8,
+            min_samples_leaf=max(2, min(20, len(y) // 10)),
+            l2_regularization=1.0,
+            class_weight="balanced",
+            early_stopping=False,
+            random_state=seed,
         )
 
         with threadpool_limits(1):  # OpenMP threads on a few dozen rows only wait on each other (100x slower)
@@ -100,10 +109,9 @@ def fit_model(arch: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[d
     raise ValueError(f"unknown metrics model {arch!r} (choose {', '.join(METRICS_ARCHS)})")
 
 
-
-
-def _fit_and_score(arch: str, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
-                   seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _fit_and_score(
+    arch: str, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, seed: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Train on `train_idx`; return the arrays and the validation log-odds."""
     counts = np.bincount(y[train_idx], minlength=2)
     if (counts == 0).any():
@@ -117,8 +125,9 @@ def _logits(log_odds: np.ndarray) -> np.ndarray:
     return np.stack([np.zeros_like(log_odds), log_odds], axis=1)
 
 
-def cross_validate_metrics(x: np.ndarray, labels: np.ndarray, hashes: list[str], groups: list[str | None],
-                           options: Any) -> dict[str, Any]:
+def cross_validate_metrics(
+    x: np.ndarray, labels: np.ndarray, hashes: list[str], groups: list[str | None], options: Any
+) -> dict[str, Any]:
     """K-fold cross-validation of `options.arch` on feature rows `x`, on the same folds (and through the
     same code) as a network trained on the same files with the same seed."""
 
@@ -131,16 +140,24 @@ def cross_validate_metrics(x: np.ndarray, labels: np.ndarray, hashes: list[str],
     return cross_validate_folds(labels, hashes, groups, options.folds, options.seed, fit_fold)
 
 
-def train_metrics_arrays(x: np.ndarray, labels: np.ndarray, hashes: list[str], groups: list[str | None],
-                         options: Any, cross_validation: dict[str, Any] | None = None,
-                         features: tuple[str, ...] = FEATURES) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def train_metrics_arrays(
+    x: np.ndarray,
+    labels: np.ndarray,
+    hashes: list[str],
+    groups: list[str | None],
+    options: Any,
+    cross_validation: dict[str, Any] | None = None,
+    features: tuple[str, ...] = FEATURES,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Cross-validation (when asked, unless `cross_validation` already holds it for these folds), then
     the final model on the stratified validation split, its temperature and review band."""
 
     labels = np.asarray(labels, dtype=int)
-    report: dict[str, Any] = {"options": asdict(options), "class_names": list(CLASS_NAMES),
-                              "pipeline": {"features": list(features),
-                                           "log10": sorted(LOG_FEATURES & set(features))}}
+    report: dict[str, Any] = {
+        "options": asdict(options),
+        "class_names": list(CLASS_NAMES),
+        "pipeline": {"features": list(features), "log10": sorted(LOG_FEATURES & set(features))},
+    }
     if cross_validation is not None:  # already run on these folds (`train --arch auto` chose with it)
         report["cross_validation"] = cross_validation
     elif options.folds and options.folds >= 2:
@@ -156,24 +173,43 @@ def train_metrics_arrays(x: np.ndarray, labels: np.ndarray, hashes: list[str], g
         p_bad = softmax(_logits(raw), temperature)[:, 1]
         band = tuple(options.review_band) if options.review_band else choose_review_band(p_bad, labels[val_idx])
         validation = classification_metrics(labels[val_idx], p_bad)
-        validation.update(p_bad=p_bad.round(6).tolist(), labels=labels[val_idx].tolist(),
-                          review_fraction=float(np.mean((p_bad >= band[0]) & (p_bad <= band[1]))))
+        validation.update(
+            p_bad=p_bad.round(6).tolist(),
+            labels=labels[val_idx].tolist(),
+            review_fraction=float(np.mean((p_bad >= band[0]) & (p_bad <= band[1]))),
+        )
     else:
         temperature, band, validation = 1.0, tuple(options.review_band or DEFAULT_REVIEW_BAND), None
         notes.append("no validation split (--val-fraction 0): temperature 1, default review band")
     report.update(
-        split={"train": len(train_idx), "validation": len(val_idx),
-               "train_per_class": np.bincount(labels[train_idx], minlength=2).tolist(),
-               "validation_per_class": np.bincount(labels[val_idx], minlength=2).tolist()},
-        history=[], best_epoch=None, interrupted=False, weights_origin=f"scikit-learn {options.arch}",
-        notes=notes, temperature=temperature, review_band=list(band), validation=validation, device="cpu",
+        split={
+            "train": len(train_idx),
+            "validation": len(val_idx),
+            "train_per_class": np.bincount(labels[train_idx], minlength=2).tolist(),
+            "validation_per_class": np.bincount(labels[val_idx], minlength=2).tolist(),
+        },
+        history=[],
+        best_epoch=None,
+        interrupted=False,
+        weights_origin=f"scikit-learn {options.arch}",
+        notes=notes,
+        temperature=temperature,
+        review_band=list(band),
+        validation=validation,
+        device="cpu",
     )
     report["chance_level"] = chance_level(report, options.seed)
     return tensors, report
 
 
-def train_metrics_folder(data: str | Path, out: str | Path, options: Any, command: str = "",
-                         progress: bool = True, cross_validation: dict[str, Any] | None = None) -> dict[str, Any]:
+def train_metrics_folder(
+    data: str | Path,
+    out: str | Path,
+    options: Any,
+    command: str = "",
+    progress: bool = True,
+    cross_validation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """`afmwatch train --arch metrics-logistic|metrics-boosted`: measure every labelled scan, train,
     write the model file and the report (same layout as a network's)."""
 
@@ -182,24 +218,38 @@ def train_metrics_folder(data: str | Path, out: str | Path, options: Any, comman
     data, out = Path(data), Path(out)
     features = feature_set(options.metrics_features)
     files, rows, labels, notes, skipped = load_training_data(
-        data, options, lambda scan: scan_features(scan, features), ReadingConfig(data_area=options.data_area),
-        progress)
+        data, options, lambda scan: scan_features(scan, features), ReadingConfig(data_area=options.data_area), progress
+    )
     started = time.monotonic()
-    tensors, report = train_metrics_arrays(np.stack(rows), labels, [f.sha256 for f in files],
-                                           [f.group for f in files], options, cross_validation, features)
+    tensors, report = train_metrics_arrays(
+        np.stack(rows), labels, [f.sha256 for f in files], [f.group for f in files], options, cross_validation, features
+    )
     training_data = fingerprint(files, data)
     name = options.name or out.name.split(".")[0]
     metadata = model_metadata(report, name, training_data, command)
-    metadata.update(features=list(features), log10_features=sorted(LOG_FEATURES & set(features)),
-                    pipeline={"data_area": options.data_area, "features": list(features)})
+    metadata.update(
+        features=list(features),
+        log10_features=sorted(LOG_FEATURES & set(features)),
+        pipeline={"data_area": options.data_area, "features": list(features)},
+    )
     save_metrics_model(out, tensors, metadata)
-    report.update(model=str(out), name=name, data={"folder": str(data), **training_data, **notes, "skipped": skipped},
-                  command=command, created=metadata["created"], afmwatch_version=__version__,
-                  training_seconds=round(time.monotonic() - started, 2))
+    report.update(
+        model=str(out),
+        name=name,
+        data={"folder": str(data), **training_data, **notes, "skipped": skipped},
+        command=command,
+        created=metadata["created"],
+        afmwatch_version=__version__,
+        training_seconds=round(time.monotonic() - started, 2),
+    )
     if options.arch == LOGISTIC:
         report["coefficients"] = dict(zip(features, np.round(tensors["coef"], 4).tolist()))
     report["validation_files"] = validation_files(report, files, labels, options)
     write_report(report, out)
-    log.info("model_saved", model=str(out), arch=options.arch,
-             balanced_accuracy=(report["validation"] or {}).get("balanced_accuracy"))
+    log.info(
+        "model_saved",
+        model=str(out),
+        arch=options.arch,
+        balanced_accuracy=(report["validation"] or {}).get("balanced_accuracy"),
+    )
     return report

@@ -17,8 +17,10 @@ def report_paths(model_path: str | Path) -> dict[str, Path]:
     """`NAME.safetensors` -> NAME.report.json, NAME.curves.png, NAME.confusion.png, NAME.roc.png."""
     model_path = Path(model_path)
     stem = model_path.name.split(".")[0]
-    return {kind: model_path.with_name(f"{stem}.{kind}.{ext}")
-            for kind, ext in (("report", "json"), ("curves", "png"), ("confusion", "png"), ("roc", "png"))}
+    return {
+        kind: model_path.with_name(f"{stem}.{kind}.{ext}")
+        for kind, ext in (("report", "json"), ("curves", "png"), ("confusion", "png"), ("roc", "png"))
+    }
 
 
 def _figure():
@@ -44,8 +46,11 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         loss = [h[f"{key}_loss"] for h in history]
         if any(v is not None for v in loss):
             ax_loss.plot(epochs, [np.nan if v is None else v for v in loss], style, label=key)
-    accuracy = {"train accuracy": "train_accuracy", "val accuracy": "val_accuracy",
-                "val balanced accuracy": "val_balanced_accuracy"}
+    accuracy = {
+        "train accuracy": "train_accuracy",
+        "val accuracy": "val_accuracy",
+        "val balanced accuracy": "val_balanced_accuracy",
+    }
     for label, key in accuracy.items():
         values = [h[key] for h in history]
         if any(v is not None for v in values):
@@ -63,8 +68,15 @@ def plot_confusion(matrix: list[list[int]], class_names: list[str], path: Path, 
     values = np.asarray(matrix)
     ax.imshow(values, cmap="Blues")
     for (i, j), count in np.ndenumerate(values):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if count > values.max() / 2 else "black", fontsize=14)
+        ax.text(
+            j,
+            i,
+            str(count),
+            ha="center",
+            va="center",
+            color="white" if count > values.max() / 2 else "black",
+            fontsize=14,
+        )
     ax.set_xticks(range(len(class_names)), class_names)
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set(xlabel="predicted", ylabel="true", title=title)
@@ -77,8 +89,13 @@ def plot_roc(labels: list[int], p_bad: list[float], auc: float | None, path: Pat
     fpr, tpr = roc_curve(np.asarray(labels) == 1, np.asarray(p_bad))
     ax.plot(fpr, tpr, drawstyle="steps-post", label=f"AUC = {auc:.3f}" if auc is not None else "AUC undefined")
     ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
-    ax.set(xlabel="false positive rate (good called bad)", ylabel="true positive rate (bad found)",
-           title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.set(
+        xlabel="false positive rate (good called bad)",
+        ylabel="true positive rate (bad found)",
+        title=title,
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
     ax.legend(loc="lower right")
     _save(fig, path)
 

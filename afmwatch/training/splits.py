@@ -34,8 +34,11 @@ def _units(hashes: Sequence[str], groups: Sequence[str | None]) -> list[list[int
 
 
 def assign_parts(
-    labels: Sequence[int] | np.ndarray, hashes: Sequence[str], groups: Sequence[str | None],
-    fractions: Sequence[float], seed: int,
+    labels: Sequence[int] | np.ndarray,
+    hashes: Sequence[str],
+    groups: Sequence[str | None],
+    fractions: Sequence[float],
+    seed: int,
 ) -> np.ndarray:
     """Part index (0..len(fractions)-1) for every item; items of one unit share a part, and each
     part's share of every class comes as close to its fraction as the units allow."""
@@ -60,8 +63,11 @@ def assign_parts(
 
 
 def validation_split(
-    labels: Sequence[int] | np.ndarray, hashes: Sequence[str], groups: Sequence[str | None],
-    val_fraction: float, seed: int,
+    labels: Sequence[int] | np.ndarray,
+    hashes: Sequence[str],
+    groups: Sequence[str | None],
+    val_fraction: float,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training and the validation items."""
     parts = assign_parts(labels, hashes, groups, [1 - val_fraction, val_fraction], seed)
@@ -69,7 +75,11 @@ def validation_split(
 
 
 def kfold_splits(
-    labels: Sequence[int] | np.ndarray, hashes: Sequence[str], groups: Sequence[str | None], folds: int, seed: int,
+    labels: Sequence[int] | np.ndarray,
+    hashes: Sequence[str],
+    groups: Sequence[str | None],
+    folds: int,
+    seed: int,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """K (train indices, validation indices) pairs; every item is validated exactly once."""
     parts = assign_parts(labels, hashes, groups, [1 / folds] * folds, seed)

@@ -71,8 +71,14 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, options: TrainOptions) -> 
     raise ValueError(f"unknown scheduler {options.scheduler!r} (step, plateau or none)")
 
 
-def _evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module,
-              device: torch.device, batch_size: int) -> tuple[float, np.ndarray]:
+def _evaluate(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    loss_fn: nn.Module,
+    device: torch.device,
+    batch_size: int,
+) -> tuple[float, np.ndarray]:
     """Mean loss and logits over fixed (centre-crop) inputs."""
     model.eval()
     outputs = []
@@ -84,7 +90,9 @@ def _evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, loss
     return loss, logits.numpy()
 
 
-def build_model(options: TrainOptions, spec: dict[str, Any], init: dict[str, torch.Tensor] | None) -> tuple[nn.Module, str]:
+def build_model(
+    options: TrainOptions, spec: dict[str, Any], init: dict[str, torch.Tensor] | None
+) -> tuple[nn.Module, str]:
     """The network to train and a note on where its starting weights came from."""
     assert options.arch is not None, "resolve_start fills in the architecture"
     arch = get_architecture(options.arch)
@@ -100,15 +108,20 @@ def build_model(options: TrainOptions, spec: dict[str, Any], init: dict[str, tor
     if pretrained is not None:
         return model, f"ImageNet weights from {pretrained}"
     if arch.torchvision_name:
-        return model, ("trained from scratch: no ImageNet weights given (--pretrained) and none in the torch "
-                       "hub cache")
+        return model, ("trained from scratch: no ImageNet weights given (--pretrained) and none in the torch hub cache")
     return model, "random initialisation (seeded)"
 
 
 def fit(
-    arrays: list[np.ndarray], labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
-    options: TrainOptions, spec: dict[str, Any], init: dict[str, torch.Tensor] | None = None,
-    progress: bool = True, desc: str = "training",
+    arrays: list[np.ndarray],
+    labels: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    options: TrainOptions,
+    spec: dict[str, Any],
+    init: dict[str, torch.Tensor] | None = None,
+    progress: bool = True,
+    desc: str = "training",
 ) -> FitResult:
     """Train one model on `train_idx`, keep the weights of the best validation epoch (balanced accuracy,
     then loss). Ctrl-C ends training after the current batch and keeps the best weights so far."""
@@ -158,13 +171,18 @@ def fit(
                 "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": loss_sum / len(order),
                 "train_accuracy": correct / len(order),
-                "val_loss": None, "val_accuracy": None, "val_balanced_accuracy": None,
+                "val_loss": None,
+                "val_accuracy": None,
+                "val_balanced_accuracy": None,
             }
             if val_inputs is not None:
                 val_loss, logits = _evaluate(model, val_inputs, val_labels, eval_loss_fn, device, options.batch_size)
                 metrics = classification_metrics(labels[val_idx], softmax(logits)[:, 1])
-                record.update(val_loss=val_loss, val_accuracy=metrics["accuracy"],
-                              val_balanced_accuracy=metrics["balanced_accuracy"])
+                record.update(
+                    val_loss=val_loss,
+                    val_accuracy=metrics["accuracy"],
+                    val_balanced_accuracy=metrics["balanced_accuracy"],
+                )
                 key = (metrics["balanced_accuracy"] or 0.0, -val_loss)
             else:
                 key = (float(epoch), 0.0)  # no validation: the last epoch is the model
@@ -176,7 +194,9 @@ def fit(
             log.info("epoch_done", **record)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 # train_loss is always set; the dict's type cannot say so per key
-                scheduler.step(cast(float, record["val_loss"] if record["val_loss"] is not None else record["train_loss"]))
+                scheduler.step(
+                    cast(float, record["val_loss"] if record["val_loss"] is not None else record["train_loss"])
+                )
             elif scheduler is not None:
                 scheduler.step()
     except KeyboardInterrupt:
@@ -222,7 +242,11 @@ def _mean_std(values: list[float | None]) -> dict[str, float | None]:
 
 
 def cross_validate_folds(
-    labels: np.ndarray, hashes: list[str], groups: list[str | None], folds: int, seed: int,
+    labels: np.ndarray,
+    hashes: list[str],
+    groups: list[str | None],
+    folds: int,
+    seed: int,
     fit_fold: Callable[[int, np.ndarray, np.ndarray], tuple[np.ndarray, int | None]],
 ) -> dict[str, Any]:
     """K stratified folds, each validated once by `fit_fold(k, train_idx, val_idx) -> (validation
@@ -241,13 +265,23 @@ def cross_validate_folds(
         per_fold.append(metrics)
         log.info("fold_done", fold=k + 1, balanced_accuracy=metrics["balanced_accuracy"], roc_auc=metrics["roc_auc"])
     summary = {key: _mean_std([m[key] for m in per_fold]) for key in ("balanced_accuracy", "accuracy", "roc_auc")}
-    return {"folds": folds, "per_fold": per_fold, **summary,
-            "out_of_fold": {"labels": labels.tolist(), "p_bad": out_of_fold.round(6).tolist()}}
+    return {
+        "folds": folds,
+        "per_fold": per_fold,
+        **summary,
+        "out_of_fold": {"labels": labels.tolist(), "p_bad": out_of_fold.round(6).tolist()},
+    }
 
 
 def cross_validate(
-    arrays: list[np.ndarray], labels: np.ndarray, hashes: list[str], groups: list[str | None],
-    options: TrainOptions, spec: dict[str, Any], init: dict[str, torch.Tensor] | None, progress: bool,
+    arrays: list[np.ndarray],
+    labels: np.ndarray,
+    hashes: list[str],
+    groups: list[str | None],
+    options: TrainOptions,
+    spec: dict[str, Any],
+    init: dict[str, torch.Tensor] | None,
+    progress: bool,
 ) -> dict[str, Any]:
     """`cross_validate_folds` with the network trained by `fit` on each fold."""
 
@@ -261,8 +295,10 @@ def cross_validate(
 # A run whose balanced accuracy is below this, or whose 95 % interval reaches down to 0.5, has not
 # shown that it beats guessing: on a few dozen scans 0.6 is two or three lucky calls above chance.
 CHANCE_BELOW = 0.6
-CHANCE_RULE = (f"balanced accuracy (cross-validated mean, else validation) below {CHANCE_BELOW}, or its 95 % "
-               "bootstrap interval (over the out-of-fold, else the validation predictions) reaching 0.5")
+CHANCE_RULE = (
+    f"balanced accuracy (cross-validated mean, else validation) below {CHANCE_BELOW}, or its 95 % "
+    "bootstrap interval (over the out-of-fold, else the validation predictions) reaching 0.5"
+)
 
 
 def chance_level(report: dict[str, Any], seed: int = 0) -> dict[str, Any] | None:
@@ -280,11 +316,21 @@ def chance_level(report: dict[str, Any], seed: int = 0) -> dict[str, Any] | None
         return None
     interval = bootstrap_interval(np.asarray(labels), np.asarray(p_bad), seed=seed)
     at_chance = value is None or value < CHANCE_BELOW or interval is None or interval[0] <= 0.5
-    result = {"at_chance": bool(at_chance), "measured_on": source, "balanced_accuracy": value,
-              "interval_95": list(interval) if interval else None, "rule": CHANCE_RULE}
+    result = {
+        "at_chance": bool(at_chance),
+        "measured_on": source,
+        "balanced_accuracy": value,
+        "interval_95": list(interval) if interval else None,
+        "rule": CHANCE_RULE,
+    }
     if at_chance:
-        log.warning("training_at_chance", measured_on=source, balanced_accuracy=value,
-                    interval_95=result["interval_95"], arch=report["options"]["arch"])
+        log.warning(
+            "training_at_chance",
+            measured_on=source,
+            balanced_accuracy=value,
+            interval_95=result["interval_95"],
+            arch=report["options"]["arch"],
+        )
     return result
 
 
@@ -308,14 +354,25 @@ def make_spec(options: TrainOptions, base_pipeline: dict[str, Any] | None) -> di
     assert options.arch is not None, "resolve_start fills in the architecture"
     arch = get_architecture(options.arch)
     return input_pipeline.make_pipeline(
-        arch.channels, options.normalise or arch.normalise, resize=options.resize, crop=options.image_size,
-        data_area=options.data_area, jitter=options.jitter)
+        arch.channels,
+        options.normalise or arch.normalise,
+        resize=options.resize,
+        crop=options.image_size,
+        data_area=options.data_area,
+        jitter=options.jitter,
+    )
 
 
 def train_arrays(
-    arrays: list[np.ndarray], labels: np.ndarray, hashes: list[str], groups: list[str | None],
-    options: TrainOptions, spec: dict[str, Any], init: dict[str, torch.Tensor] | None = None,
-    progress: bool = True, cross_validation: dict[str, Any] | None = None,
+    arrays: list[np.ndarray],
+    labels: np.ndarray,
+    hashes: list[str],
+    groups: list[str | None],
+    options: TrainOptions,
+    spec: dict[str, Any],
+    init: dict[str, torch.Tensor] | None = None,
+    progress: bool = True,
+    cross_validation: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Cross-validation (when asked, unless `cross_validation` already holds it for these folds), then
     the final model on a stratified validation split, its temperature and review band, and whether it
@@ -345,15 +402,25 @@ def train_arrays(
         validation["review_fraction"] = float(np.mean((p_bad >= band[0]) & (p_bad <= band[1])))
     else:
         temperature, band, validation = 1.0, tuple(options.review_band or DEFAULT_REVIEW_BAND), None
-        result.notes.append("no validation split (--val-fraction 0): no checkpoint selection, temperature 1, "
-                            "default review band")
+        result.notes.append(
+            "no validation split (--val-fraction 0): no checkpoint selection, temperature 1, default review band"
+        )
     report.update(
-        split={"train": len(train_idx), "validation": len(val_idx),
-               "train_per_class": np.bincount(labels[train_idx], minlength=2).tolist(),
-               "validation_per_class": np.bincount(labels[val_idx], minlength=2).tolist()},
-        history=result.history, best_epoch=result.best_epoch, interrupted=result.interrupted,
-        training_seconds=round(result.seconds, 1), weights_origin=result.notes[0], notes=result.notes[1:],
-        temperature=temperature, review_band=list(band), validation=validation,
+        split={
+            "train": len(train_idx),
+            "validation": len(val_idx),
+            "train_per_class": np.bincount(labels[train_idx], minlength=2).tolist(),
+            "validation_per_class": np.bincount(labels[val_idx], minlength=2).tolist(),
+        },
+        history=result.history,
+        best_epoch=result.best_epoch,
+        interrupted=result.interrupted,
+        training_seconds=round(result.seconds, 1),
+        weights_origin=result.notes[0],
+        notes=result.notes[1:],
+        temperature=temperature,
+        review_band=list(band),
+        validation=validation,
         device=str(resolve_device(options.device)),
     )
     report["chance_level"] = chance_level(report, options.seed)
@@ -363,8 +430,19 @@ def train_arrays(
 def model_metadata(report: dict[str, Any], name: str, training_data: dict[str, Any], command: str) -> dict[str, Any]:
     """What goes into the model file beside the weights."""
     validation = report["validation"] or {}
-    summary = {k: validation.get(k) for k in ("count", "accuracy", "balanced_accuracy", "precision", "recall",
-                                               "confusion_matrix", "roc_auc", "review_fraction")}
+    summary = {
+        k: validation.get(k)
+        for k in (
+            "count",
+            "accuracy",
+            "balanced_accuracy",
+            "precision",
+            "recall",
+            "confusion_matrix",
+            "roc_auc",
+            "review_fraction",
+        )
+    }
     metrics: dict[str, Any] = {"validation": summary if report["validation"] else None}
     if "cross_validation" in report:
         cv = report["cross_validation"]
@@ -380,8 +458,12 @@ def model_metadata(report: dict[str, Any], name: str, training_data: dict[str, A
         "review_band": report["review_band"],
         "training_data": training_data,
         "metrics": metrics,
-        "training": {"options": report["options"], "best_epoch": report["best_epoch"],
-                     "interrupted": report["interrupted"], "weights_origin": report["weights_origin"]},
+        "training": {
+            "options": report["options"],
+            "best_epoch": report["best_epoch"],
+            "interrupted": report["interrupted"],
+            "weights_origin": report["weights_origin"],
+        },
         "afmwatch_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
@@ -389,7 +471,11 @@ def model_metadata(report: dict[str, Any], name: str, training_data: dict[str, A
 
 
 def load_training_data(
-    data: Path, options: TrainOptions, prepare: Any, reading: ReadingConfig, progress: bool = True,
+    data: Path,
+    options: TrainOptions,
+    prepare: Any,
+    reading: ReadingConfig,
+    progress: bool = True,
 ) -> tuple[list, list[np.ndarray], np.ndarray, dict[str, Any], list[dict[str, str]]]:
     """The readable labelled files under `data`, `prepare` of each (first frame), their labels, notes
     on what was left out and the unreadable files; ValueError unless both classes are there."""
@@ -401,13 +487,21 @@ def load_training_data(
     files = [files[i] for i in kept]
     labels = np.array([f.label for f in files], dtype=int)
     if len(files) < 4 or len(set(labels.tolist())) < 2:
-        raise ValueError(f"{data}: need readable scans in both good/ and bad/ (found {len(files)} readable, "
-                         f"{int((labels == 0).sum())} good, {int((labels == 1).sum())} bad)")
+        raise ValueError(
+            f"{data}: need readable scans in both good/ and bad/ (found {len(files)} readable, "
+            f"{int((labels == 0).sum())} good, {int((labels == 1).sum())} bad)"
+        )
     return files, arrays, labels, notes, skipped
 
 
-def train_folder(data: str | Path, out: str | Path, options: TrainOptions, command: str = "",
-                 progress: bool = True, cross_validation: dict[str, Any] | None = None) -> dict[str, Any]:
+def train_folder(
+    data: str | Path,
+    out: str | Path,
+    options: TrainOptions,
+    command: str = "",
+    progress: bool = True,
+    cross_validation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train `options.arch` (None: the base model's, else compact) on the labelled folder, write the
     model file, report and plots. `cross_validation`: already run on these folds with these options
     (`train --arch auto`), reused instead of run again. `afmwatch train` is `auto.run_train`."""
@@ -419,39 +513,74 @@ def train_folder(data: str | Path, out: str | Path, options: TrainOptions, comma
     check_options(options)
     spec = make_spec(options, base_pipeline)
     files, arrays, labels, notes, skipped = load_training_data(
-        data, options, lambda scan: input_pipeline.prepare(scan, spec), ReadingConfig(data_area=spec["data_area"]),
-        progress)
-    model, report = train_arrays(arrays, labels, [f.sha256 for f in files], [f.group for f in files],
-                                 options, spec, init, progress, cross_validation)
+        data,
+        options,
+        lambda scan: input_pipeline.prepare(scan, spec),
+        ReadingConfig(data_area=spec["data_area"]),
+        progress,
+    )
+    model, report = train_arrays(
+        arrays,
+        labels,
+        [f.sha256 for f in files],
+        [f.group for f in files],
+        options,
+        spec,
+        init,
+        progress,
+        cross_validation,
+    )
     training_data = fingerprint(files, data)
     name = options.name or out.name.split(".")[0]
     metadata = model_metadata(report, name, training_data, command)
-    familiarity = fit_familiarity(model, arrays, labels, [f.sha256 for f in files], [f.group for f in files],
-                                  options, spec)
+    familiarity = fit_familiarity(
+        model, arrays, labels, [f.sha256 for f in files], [f.group for f in files], options, spec
+    )
     report["familiarity"] = familiarity[1] if familiarity else None
     if familiarity:
         metadata["familiarity"] = familiarity[1]
     save_classifier(out, model, metadata, familiarity[0] if familiarity else None)
-    report.update(model=str(out), name=name, data={"folder": str(data), **training_data, **notes, "skipped": skipped},
-                  command=command, created=metadata["created"], afmwatch_version=__version__)
+    report.update(
+        model=str(out),
+        name=name,
+        data={"folder": str(data), **training_data, **notes, "skipped": skipped},
+        command=command,
+        created=metadata["created"],
+        afmwatch_version=__version__,
+    )
     report["validation_files"] = validation_files(report, files, labels, options)
     write_report(report, out)
-    log.info("model_saved", model=str(out), balanced_accuracy=(report["validation"] or {}).get("balanced_accuracy"),
-             temperature=report["temperature"], review_band=report["review_band"])
+    log.info(
+        "model_saved",
+        model=str(out),
+        balanced_accuracy=(report["validation"] or {}).get("balanced_accuracy"),
+        temperature=report["temperature"],
+        review_band=report["review_band"],
+    )
     return report
 
 
-def fit_familiarity(model: nn.Module, arrays: list[np.ndarray], labels: np.ndarray, hashes: list[str],
-                    groups: list[str | None], options: TrainOptions, spec: dict[str, Any],
-                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+def fit_familiarity(
+    model: nn.Module,
+    arrays: list[np.ndarray],
+    labels: np.ndarray,
+    hashes: list[str],
+    groups: list[str | None],
+    options: TrainOptions,
+    spec: dict[str, Any],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """The network's familiarity check (`networks.familiarity`): fitted on the features of the scans it
     was trained on, its limit set on the validation scans it never trained on. None without a
     validation split or with too few scans."""
     if options.val_fraction <= 0:
         return None
     train_idx, val_idx = validation_split(labels, hashes, groups, options.val_fraction, options.seed)
-    fitted = familiarity.fit_for_model(model, _stack([arrays[i] for i in train_idx], spec, None), labels[train_idx],
-                                       _stack([arrays[i] for i in val_idx], spec, None))
+    fitted = familiarity.fit_for_model(
+        model,
+        _stack([arrays[i] for i in train_idx], spec, None),
+        labels[train_idx],
+        _stack([arrays[i] for i in val_idx], spec, None),
+    )
     if fitted:
         log.info("familiarity_fitted", threshold=fitted[1]["threshold"], held_out=fitted[1]["held_out_scans"])
     return fitted
@@ -461,6 +590,7 @@ def validation_files(report: dict[str, Any], files: list, labels: np.ndarray, op
     """Which files validated the final model (so staff can look at the mistakes)."""
     if not report["split"]["validation"]:
         return []
-    _, val_idx = validation_split(labels, [f.sha256 for f in files], [f.group for f in files],
-                                  options.val_fraction, options.seed)
+    _, val_idx = validation_split(
+        labels, [f.sha256 for f in files], [f.group for f in files], options.val_fraction, options.seed
+    )
     return [str(files[i].path) for i in val_idx]
