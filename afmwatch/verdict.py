@@ -32,7 +32,6 @@ class Decision(enum.StrEnum):
 
 
 SEVERITY: dict[str, int] = {Decision.GOOD: 0, Decision.REVIEW: 1, Decision.BAD: 2}
-MULTIFRAME_RULES = ("any-bad", "majority", "first")
 
 
 class PredictionLike(Protocol):
@@ -94,10 +93,6 @@ class Verdict:
         }
 
 
-def more_severe(a: str, b: str) -> str:
-    return a if SEVERITY[a] >= SEVERITY[b] else b
-
-
 def _combine_frames(predictions: Sequence[PredictionLike], rule: str) -> tuple[str, str, float, dict[str, float]]:
     """(decision, label, confidence, probabilities) of a multi-frame file from its frames.
 
@@ -108,14 +103,8 @@ def _combine_frames(predictions: Sequence[PredictionLike], rule: str) -> tuple[s
         return p.decision, p.label, p.confidence, dict(p.probabilities)
     decisions = [p.decision for p in predictions]
     decision: str
-    if rule == "any-bad":
-        decision = (
-            Decision.BAD
-            if Decision.BAD in decisions
-            else Decision.REVIEW
-            if Decision.REVIEW in decisions
-            else Decision.GOOD
-        )
+    if rule == "any-bad":  # the most severe frame decides
+        decision = max(decisions, key=SEVERITY.__getitem__)
     else:
         ranked = Counter(decisions).most_common()
         decision = ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else Decision.REVIEW

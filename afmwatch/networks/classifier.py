@@ -99,14 +99,13 @@ class Classifier:
         metadata: dict[str, Any],
         sha256: str,
         device: torch.device,
-        extra_tensors: dict[str, torch.Tensor] | None = None,
+        familiarity_tensors: dict[str, torch.Tensor] | None = None,
+        companion_tensors: dict[str, torch.Tensor] | None = None,
     ):
-        extra = extra_tensors or {}
-        self.familiarity_tensors, extra = familiarity_check.split_tensors(extra, familiarity_check.TENSOR_PREFIX)
+        self.familiarity_tensors = familiarity_tensors or {}
         self.familiarity: dict[str, Any] | None = metadata.get("familiarity") if self.familiarity_tensors else None
-        companion, _ = familiarity_check.split_tensors(extra, COMPANION_PREFIX)
-        self.companion: dict[str, Any] | None = metadata.get("companion") if companion else None
-        self.companion_tensors = {k[len(COMPANION_PREFIX) :]: v.double().numpy() for k, v in companion.items()}
+        self.companion: dict[str, Any] | None = metadata.get("companion") if companion_tensors else None
+        self.companion_tensors = {name: v.double().numpy() for name, v in (companion_tensors or {}).items()}
         self.path = path
         self.model = model
         self.metadata = metadata
@@ -201,11 +200,14 @@ def load_classifier(path: str | Path, device: str = "cpu") -> Classifier | Metri
     if meta.get("arch") in METRICS_ARCHS:  # a classical model over the quality metrics
         return load_metrics_classifier(path, tensors, meta)
     meta = check_metadata(meta, path)
-    extra = {k: v for k, v in tensors.items() if k.startswith((familiarity_check.TENSOR_PREFIX, COMPANION_PREFIX))}
-    weights = {k: v for k, v in tensors.items() if k not in extra}
+    familiarity = {k: v for k, v in tensors.items() if k.startswith(familiarity_check.TENSOR_PREFIX)}
+    companion = {k[len(COMPANION_PREFIX) :]: v for k, v in tensors.items() if k.startswith(COMPANION_PREFIX)}
+    weights = {
+        k: v for k, v in tensors.items() if not k.startswith((familiarity_check.TENSOR_PREFIX, COMPANION_PREFIX))
+    }
     model = build_network(meta, weights, path)
     torch_device = resolve_device(device)
-    return Classifier(path, model.to(torch_device), meta, file_sha256(path), torch_device, extra)
+    return Classifier(path, model.to(torch_device), meta, file_sha256(path), torch_device, familiarity, companion)
 
 
 def save_classifier(

@@ -84,12 +84,6 @@ def scores(tensors: dict[str, torch.Tensor], features: np.ndarray | torch.Tensor
     return np.sqrt(nearest / x.shape[1])
 
 
-def split_tensors(tensors: dict[str, Any], prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(tensors whose names start with `prefix`, the rest): extra parts stored beside the weights."""
-    part = {k: v for k, v in tensors.items() if k.startswith(prefix)}
-    return part, {k: v for k, v in tensors.items() if not k.startswith(prefix)}
-
-
 def features_of(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """Penultimate-layer features of `inputs` (N, C, H, W) in evaluation mode, batch by batch."""
     device = next(model.parameters()).device

@@ -194,9 +194,9 @@ class MetricsClassifier:
     def predict(self, batch: torch.Tensor, metrics: list[dict[str, Any] | None] | None = None) -> list[Prediction]:
         """Predictions from feature vectors (`metrics` is accepted for the Classifier interface: the
         batch already holds them)."""
-        p_bad = self.probabilities(batch)[:, 1].tolist()
-        parts = [{"metrics model": float(p)} for p in p_bad]
-        return to_predictions(self.probabilities(batch), CLASS_NAMES, self.review_band, parts)
+        probabilities = self.probabilities(batch)
+        parts = [{"metrics model": float(p)} for p in probabilities[:, 1].tolist()]
+        return to_predictions(probabilities, CLASS_NAMES, self.review_band, parts)
 
     def predict_scans(self, scans: list[Scan]) -> list[Prediction]:
         if not scans:

@@ -20,11 +20,10 @@ import structlog
 import torch
 
 from afmwatch.config import ReadingConfig
-from afmwatch.examine import ReadTask, read_file
+from afmwatch.judge import judge_paths
 from afmwatch.networks.classifier import COMPANION_PREFIX, Classifier, load_classifier
 from afmwatch.networks.metrics_model import MetricsClassifier, feature_vector
 from afmwatch.networks.model_file import ModelError, load_model_file, save_model_file
-from afmwatch.scan import ScanError
 from afmwatch.training.calibration import choose_review_band
 from afmwatch.training.data import collect_files, fingerprint
 from afmwatch.training.metrics import classification_metrics
@@ -57,39 +56,23 @@ def part_probabilities(
     reading: ReadingConfig | None = None,
     batch_size: int = 32,
 ) -> dict[str, Any]:
-    """P(bad) of each part for every readable labelled scan under `data` (first frame of each file)."""
+    """P(bad) of each part for every readable labelled scan under `data`: the network's as `classify`
+    computes it (`judge_paths`), the metrics model's from the same scan's quality metrics."""
     files, _ = collect_files(data)
-    prepare, argument = network.preprocess_task()
-    task_reading = network.reading_config(reading)
-    p_network: list[float]
-    labels, p_network, p_metrics, paths, unreadable = [], [], [], [], []
-    batch: list[tuple[Any, np.ndarray]] = []
-
-    def flush() -> None:
-        if batch:
-            predictions = network.predict(torch.stack([torch.from_numpy(x) for _, x in batch]))
-            p_network.extend(p.probabilities["bad"] for p in predictions)
-            batch.clear()
-
-    for item in files:
-        try:
-            result = read_file(ReadTask(item.path, task_reading, prepare, argument))
-        except ScanError as exc:
-            unreadable.append({"path": str(item.path), "reason": exc.reason})
+    judged = judge_paths(network, [f.path for f in files], reading=reading, batch_size=batch_size)
+    labels, p_network, rows, unreadable = [], [], [], []
+    for item, result in zip(files, judged):
+        if result.verdict is None or result.verdict.probabilities is None or result.quality is None:
+            unreadable.append({"path": str(item.path), "reason": result.error})
             continue
-        features = feature_vector(result.quality, metrics_model.features)[None]
-        p_metrics.append(float(metrics_model.probabilities(torch.from_numpy(features))[0, 1]))
         labels.append(item.label)
-        paths.append(str(item.path))
-        batch.append((item, result.inputs[0]))
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+        p_network.append(result.verdict.probabilities["bad"])
+        rows.append(feature_vector(result.quality, metrics_model.features))
+    p_metrics = metrics_model.probabilities(torch.from_numpy(np.stack(rows)))[:, 1].numpy() if rows else np.zeros(0)
     return {
         "labels": np.array(labels, dtype=int),
         "network": np.array(p_network),
-        "metrics": np.array(p_metrics),
-        "paths": paths,
+        "metrics": np.asarray(p_metrics, dtype=np.float64),
         "unreadable": unreadable,
         "files": files,
     }
