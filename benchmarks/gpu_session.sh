@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One short session on a GPU machine: the CUDA path checked and timed against the CPU on the same machine.
+# Used on a lent H100 (its image has PyTorch but not afmwatch's other packages: those travel as wheels in
+# .whl/, the real samples in .samples/). Everything it prints and measures goes to $OUT (default ./gpu-out).
+#   1. the whole test suite with device "auto" (the daemon and training tests then run on CUDA);
+#   2. `afmwatch classify` on the real samples on CPU and on CUDA: same decisions, P(bad) within 1e-3;
+#   3. `afmwatch train` of the compact network on 600 synthetic scans, 2 epochs, CPU vs CUDA (wall time);
+#   4. the forward limit (every network, CPU and CUDA), and the daemon end to end on CUDA (BENCHMARKS-gpu.md).
+set -uo pipefail
+OUT="${OUT:-$PWD/gpu-out}"
+mkdir -p "$OUT" /tmp/gpu
+exec > >(tee "$OUT/session.log") 2>&1
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH="/tmp/site:$PWD"
+else
+  export PYTHONPATH="$PWD"
+fi
+export PYTHONUNBUFFERED=1 AFMWATCH_SAMPLES="$PWD/.samples"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())'
+step() { echo; echo "=== $1 ($(date -u +%T))"; }
+timed() {  # timed LABEL COMMAND...: runs the command, prints its wall time
+  local label=$1 start end; shift; start=$(date +%s.%N); "$@"; local rc=$?; end=$(date +%s.%N)
+  echo "$label: $(python3 -c "print(f'{$end - $start:.1f}')") s (exit $rc)"; return $rc
+}
+
+step "tests, device auto"
+# the summary (-rf: the names of failed tests) comes only at the end: leave the suite time to finish
+timeout 330 python3 -m pytest -q -p no:cacheprovider -n 14 --timeout 150 -rf 2>&1 | grep -v -i benchmark | tail -40
+
+step "classify the real samples on cpu and cuda"
+for d in cpu cuda; do
+  # classify exits 1 when a file fails (thermal.nid holds no image): the JSON is complete all the same
+  timed "classify $d" sh -c "python3 -m afmwatch classify --device $d --json '$AFMWATCH_SAMPLES' \
+    > /tmp/gpu/classify-$d.json 2>/tmp/gpu/classify-$d.err"
+done
+python3 - <<'EOF'
+import json
+cpu, cuda = (json.load(open(f"/tmp/gpu/classify-{d}.json")) for d in ("cpu", "cuda"))
+rows = {r["path"]: r for r in cpu}
+worst, differ = 0.0, []
+for r in cuda:
+    c = rows[r["path"]]
+    if c.get("decision") != r.get("decision"):
+        differ.append(r["path"])
+    pc, pg = (c.get("probabilities") or {}).get("bad"), (r.get("probabilities") or {}).get("bad")
+    if pc is not None and pg is not None:
+        worst = max(worst, abs(pc - pg))
+print(f"{len(cuda)} files; decisions that differ: {differ or 'none'}; largest |P(bad) cpu - cuda| = {worst:.2e}")
+EOF
+
+step "benchmarks: forward limit cpu and cuda, daemon end to end on cuda"
+timeout 90 python3 -m benchmarks.forward_limit --seconds 0.5 --markdown "$OUT/BENCHMARKS-gpu.md" --json /tmp/gpu/fwd.json
+timeout 150 python3 -m benchmarks.daemon_e2e --device cuda --files 1000 --limit-files 300 --naive-files 100 --markdown "$OUT/BENCHMARKS-gpu.md" --json /tmp/gpu/e2e-cuda.json
+step "train compact, 600 scans, 2 epochs: cpu vs cuda"
+timeout 60 python3 -m afmwatch synth classify --out /tmp/gpu/train --n 600 --seed 1 --no-gwy --no-previews --workers 16 >/dev/null
+for d in cpu cuda; do
+  timed "train $d" timeout 100 python3 -m afmwatch train --data /tmp/gpu/train --out "/tmp/gpu/net-$d.safetensors" \
+    --arch compact --resize 256 --image-size 256 --epochs 2 --batch-size 32 --seed 0 --device "$d" 2>&1 | tail -2
+done
+
+tar czf "$OUT/results.tgz" -C /tmp/gpu --exclude train --exclude '*.safetensors' . 2>/dev/null
+echo "done $(date -u +%T)"
