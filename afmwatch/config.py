@@ -147,6 +147,9 @@ def _convert(value: Any, tp: Any, key: str, errors: list[str], base: Path) -> An
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        others = [a for a in args if a is not type(None)]
+        if len(others) == 1:  # X | None: X's own errors name the field inside (rules[0].op, not rules)
+            return _convert(value, others[0], key, errors, base)
         for arg in args:
             if arg is type(None):
                 continue
@@ -222,6 +225,8 @@ def _check_folders(config: Config, errors: list[str]) -> None:
         errors.append(f"model: file {config.model} does not exist")
     if config.denoise.enabled and config.denoise.model is None:
         errors.append("denoise.model: required when denoise.enabled is true")
+    elif config.denoise.enabled and config.denoise.model is not None and not config.denoise.model.is_file():
+        errors.append(f"denoise.model: file {config.denoise.model} does not exist")
 
 
 # (key, lowest allowed value, whether the lowest value itself is allowed)

@@ -155,6 +155,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"  synthetic scans decided good/bad: {agree} of {judged} agree with the generator's label")
     print(f"  sorted scans, sidecars (*.afmwatch.json) and previews (*.afmwatch.png): {folder / 'output'}")
     print(f"  configuration: {config_path}")
+    print(f"  the afmwatch command lives in the virtual environment: {_activate_hint()}")
     print(f"  status:        afmwatch status --config {config_path}")
     print(f"  run it yourself: afmwatch run --config {config_path}   (then drop scans into {folder / 'inbox'})")
     return 0 if finished >= total else 1
+
+
+def _activate_hint() -> str:
+    """How to call `afmwatch` from a shell: `make run` runs it from .venv, whose bin/ is not on PATH."""
+    here = Path(sys.executable).parent
+    if shutil.which("afmwatch") == str(here / "afmwatch"):
+        return "afmwatch is on your PATH"
+    return f"source {here / 'activate'}   (or call {here / 'afmwatch'})"

@@ -6,14 +6,25 @@ from __future__ import annotations
 import argparse
 import sys
 
+from afmwatch.commands.outputs import output_folder
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="scan files (any format afmwatch reads)")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="scan files (any format afmwatch reads); a folder stands for every scan in it",
+    )
     parser.add_argument(
         "--model", default=None, help="denoiser model file (default: the shipped models/denoiser-conv.safetensors)"
     )
     parser.add_argument(
-        "--out", required=True, metavar="DIR", help="folder for the denoised files (created if missing)"
+        "--out",
+        required=True,
+        type=output_folder,
+        metavar="DIR",
+        help="folder for the denoised files (created if missing)",
     )
     parser.add_argument(
         "--formats",
@@ -56,8 +67,14 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as exc:
         print(f"afmwatch denoise: {exc}", file=sys.stderr)
         return 2
+    from afmwatch.commands.inspect import expand_folders
+
+    files = expand_folders(args.files)  # listed before anything is written (--out may lie inside a folder given)
+    if not files:
+        print(f"afmwatch denoise: no scan files in {', '.join(args.files)}", file=sys.stderr)
+        return 1
     failed = 0
-    for file in args.files:
+    for file in files:
         try:
             scan = read_scan(file, channel=args.channel)
             if args.level:

@@ -7,13 +7,17 @@ import json
 import sys
 
 from afmwatch.commands.classify import add_model_arguments, load_from_args
+from afmwatch.commands.outputs import output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="folder with good/ and bad/")
     add_model_arguments(parser)
     parser.add_argument(
-        "--out", default=None, help="folder for evaluation.json, confusion.png, roc.png (default: evaluation-MODELNAME)"
+        "--out",
+        default=None,
+        type=output_folder,
+        help="folder for evaluation.json, confusion.png, roc.png (default: evaluation-MODELNAME)",
     )
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     parser.add_argument(

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from afmwatch.commands.outputs import output_file
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-folder", default=None, help="model store folder (default: model_folder in --config)")
@@ -44,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LABELLED_FOLDER",
         help="folder with good/ and bad/ that neither model was trained on",
     )
-    combine.add_argument("--out", required=True, help="the combined model file to write (.safetensors)")
+    combine.add_argument(
+        "--out", required=True, type=output_file, help="the combined model file to write (.safetensors)"
+    )
     combine.add_argument(
         "--weight",
         type=float,

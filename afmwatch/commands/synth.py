@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from afmwatch.commands.outputs import output_folder
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -25,7 +27,9 @@ def _size_or_auto(text: str) -> int | None:
 
 
 def _common(parser: argparse.ArgumentParser, default_n: int) -> None:
-    parser.add_argument("--out", required=True, help="folder to write the set into (created if missing)")
+    parser.add_argument(
+        "--out", required=True, type=output_folder, help="folder to write the set into (created if missing)"
+    )
     parser.add_argument("--n", type=_positive, default=default_n, help=f"number of scans (default {default_n})")
     parser.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same files")
     parser.add_argument(

@@ -6,6 +6,8 @@ import argparse
 import shlex
 import sys
 
+from afmwatch.commands.outputs import output_file
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from afmwatch.training.options import TrainOptions
@@ -13,7 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainOptions()
     parser.add_argument("--data", required=True, help="folder with good/ and bad/ (e.g. afmwatch's sorted output)")
     parser.add_argument(
-        "--out", required=True, help="model file to write (.safetensors); report and plots go beside it"
+        "--out",
+        required=True,
+        type=output_file,
+        help="model file to write (.safetensors); report and plots go beside it",
     )
     parser.add_argument(
         "--arch",

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from afmwatch.commands.outputs import output_file
+
 
 def _arch_options(text: str) -> dict:
     try:
@@ -55,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         required=True,
+        type=output_file,
         metavar="MODEL",
         help="model file to write (.safetensors); MODEL.report.json and MODEL.panel.png go beside it",
     )

@@ -51,8 +51,15 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _writable(folder: Path) -> str | None:
-    """None if we can create files in `folder` (creating it if needed), else why not."""
+def _writable(folder: Path, create: bool = True) -> str | None:
+    """None if we can create files in `folder` (creating it if needed), else why not. With `create`
+    false (`afmwatch check-config`) nothing is created: a missing folder is judged by the nearest
+    folder above it that exists, where `run` would create it."""
+    if not create:
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+        if not existing.is_dir():
+            return f"{existing} is not a folder"
+        return None if os.access(existing, os.W_OK | os.X_OK) else f"permission denied in {existing}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -62,8 +69,9 @@ def _writable(folder: Path) -> str | None:
     return None
 
 
-def startup_errors(config: Config) -> list[str]:
-    """What stops the daemon from starting, each naming the setting and the folder."""
+def startup_errors(config: Config, create: bool = True) -> list[str]:
+    """What stops the daemon from starting, each naming the setting and the folder (`create` false:
+    check without creating the output and state folders)."""
     errors = []
     if config.watch_folder is None:
         return ["watch_folder: required to run the daemon (the folder the instrument exports into)"]
@@ -80,9 +88,9 @@ def startup_errors(config: Config) -> list[str]:
             )
         elif any(_inside(watch, config.output_root / d) for d in DECISION_FOLDERS):
             errors.append(f"watch_folder: {watch} is inside a decision folder of output_root {config.output_root}")
-        elif reason := _writable(config.output_root):
+        elif reason := _writable(config.output_root, create):
             errors.append(f"output_root: cannot write in {config.output_root} ({reason})")
-    elif reason := _writable(watch):
+    elif reason := _writable(watch, create):
         errors.append(
             f"watch_folder: sort: none writes sidecars beside the scans, but {watch} is not writable ({reason})"
         )
@@ -91,7 +99,7 @@ def startup_errors(config: Config) -> list[str]:
     state = state_folder(config)
     if config.state_folder is not None and _inside(state, watch):
         errors.append(f"state_folder: {state} is inside the watch folder {watch}; choose a folder outside it")
-    elif reason := _writable(state):
+    elif reason := _writable(state, create):
         errors.append(f"state_folder: cannot write in {state} ({reason})")
     return errors
 
