@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from afmwatch.cli import main
-from afmwatch.denoise.guard import check
+from afmwatch.denoise.guard import UNVERIFIED, VERDICT_TAGS, check
 from afmwatch.denoise.metrics import psnr
 from afmwatch.denoise.model import Denoiser, load_denoiser, save_denoiser
 from afmwatch.denoise.networks import LineAwareDenoiser, WindowMLP, median_noise
@@ -165,8 +165,8 @@ def test_denoise_command_writes_readable_tiff_and_leaves_the_original_alone(tmp_
     code = main(["denoise", str(original), "--model", str(tmp_path / "c.safetensors"), "--out", str(tmp_path / "out")])
     assert code == 0
     tiff = next((tmp_path / "out").glob("*.tiff"))
-    stem = tiff.name.removesuffix(".tiff")  # sample.tif.denoised, or .SURFACE-CHANGED as the guard decides
-    assert stem in ("sample.tif.denoised", "sample.tif.denoised.SURFACE-CHANGED")
+    stem = tiff.name.removesuffix(".tiff")  # sample.tif.denoised, or .SURFACE-CHANGED etc. as the guard decides
+    assert stem in ("sample.tif.denoised", *(f"sample.tif.denoised.{tag}" for tag in VERDICT_TAGS.values()))
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == [f"{stem}.gwy", f"{stem}.panel.png", f"{stem}.png", f"{stem}.tiff"]
     assert sha256_file(original) == digest and sorted(p.name for p in original.parent.iterdir()) == ["sample.tif"]
@@ -196,10 +196,8 @@ def test_denoise_command_reports_unreadable_files_and_carries_on(tmp_path):
         ]
     )
     assert code == 1
-    assert [p.name for p in (tmp_path / "out").iterdir()] in (
-        ["good.tif.denoised.tiff"],
-        ["good.tif.denoised.SURFACE-CHANGED.tiff"],
-    )
+    # pure noise: no surface whose heights the guard could check
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.tif.denoised.UNVERIFIED.tiff"]
 
 
 def test_train_denoiser_command_on_a_synthetic_set(tmp_path, capsys):
@@ -362,6 +360,21 @@ def test_guard_flags_a_denoiser_that_flattens_a_grain_film(tmp_path):
     out, guarded = denoiser.denoise_checked(as_scan(film.noisy))
     assert np.ptp(out.height) < 1e-3 * np.ptp(film.noisy)
     assert not guarded.faithful and "height scale" in " ".join(guarded.reasons)
+
+
+def test_guard_does_not_vouch_for_heights_it_cannot_check(tmp_path):
+    # noise as large as the surface: even the perfect denoiser's copy cannot be told from a weakened one
+    film = grain_film(noise_to_range=0.6)
+    perfect = check(film.noisy, film.clean)
+    assert perfect.verdict == UNVERIFIED and not perfect.faithful and perfect.height_scale is None
+    assert "heights not checked" in perfect.reasons[0]
+    weakened = check(film.noisy, 0.85 * film.clean)  # what a denoiser did to real scans under heavy noise
+    assert not weakened.faithful
+    clear = grain_film(noise_to_range=0.05)
+    assert check(clear.noisy, clear.clean).faithful  # a surface well above its noise is judged as before
+    written = write_denoised(as_scan(film.clean), tmp_path, ("tiff",), guard=perfect)
+    assert [p.name for p in written] == ["scan.nid.denoised.UNVERIFIED.tiff"]
+    assert read_scan(written[0]).metadata["denoise_guard"]["verdict"] == "unverified"
 
 
 def test_guard_flags_invented_particles_and_a_heavy_blur():

@@ -48,7 +48,7 @@ def test_denoised_copies_go_to_the_denoised_tree_and_the_sidecar_names_them_and_
     block = sidecar["denoised"]
     assert block["error"] is None and block["model"] == str(denoiser)
     guard = block["guard"]
-    assert guard["verdict"] in ("faithful", "changed") and isinstance(guard["reasons"], list)
+    assert guard["verdict"] in ("faithful", "changed", "unverified") and isinstance(guard["reasons"], list)
     for number in (
         "noise_rms",
         "removed_to_noise",
@@ -60,7 +60,10 @@ def test_denoised_copies_go_to_the_denoised_tree_and_the_sidecar_names_them_and_
     ):
         assert isinstance(guard[number], float), number
     assert "height_scale" in guard and guard["limits"]["height_scale"] == [0.9, 1.1]
-    stem = "scan.tif.denoised" + ("" if guard["verdict"] == "faithful" else ".SURFACE-CHANGED")
+    stem = (
+        "scan.tif.denoised"
+        + {"faithful": "", "changed": ".SURFACE-CHANGED", "unverified": ".UNVERIFIED"}[guard["verdict"]]
+    )
     written = sorted(block["paths"])
     assert [p.rsplit("/", 1)[-1] for p in written] == [f"{stem}.panel.png", f"{stem}.png", f"{stem}.tiff"]
     decision = sidecar["decision"]

@@ -23,6 +23,9 @@ removes too little changes nothing); beyond either end it changed the surface.
 
 A copy that fails any of them changed the surface beyond what the noise explains: it is not a
 measurement, and is written with a warning in its name and in the sidecar (`afmwatch.denoise.write`).
+Nor is a copy whose input is mostly noise (the surface's Sq under `signal_to_noise` x the noise): there
+the heights cannot be checked, and a denoiser may have weakened them unseen (real scans under heavy
+noise lost 12-16 % of their height scale so), so such a copy is `unverified`, named so too.
 The limits (`LIMITS`) were chosen on synthetic scans of every surface kind with known noise (see
 models/DENOISERS.md, The guard), never on the real samples.
 """
@@ -36,7 +39,9 @@ import numpy as np
 
 from afmwatch.denoise.noise import noise_rms
 
-FAITHFUL, CHANGED = "faithful", "changed"
+FAITHFUL, CHANGED, UNVERIFIED = "faithful", "changed", "unverified"
+# in the name of a copy that is not a measurement, by verdict (afmwatch.denoise.write)
+VERDICT_TAGS = {CHANGED: "SURFACE-CHANGED", UNVERIFIED: "UNVERIFIED"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,8 @@ TILE = 16  # pixels: the patches in which the removed part is searched for singl
 
 @dataclass(frozen=True)
 class GuardReport:
-    """The guard's numbers for one denoised scan and its verdict (`faithful` or `changed`, with reasons)."""
+    """The guard's numbers for one denoised scan and its verdict (`faithful`, `changed` or `unverified`,
+    with reasons)."""
 
     verdict: str
     reasons: list[str]
@@ -116,7 +122,7 @@ class GuardReport:
         )
 
     def summary(self) -> str:
-        """One line: the verdict, the numbers, and for a changed surface the reasons."""
+        """One line: the verdict, the numbers, and unless faithful the reasons."""
         text = f"{self.verdict}: {self.numbers()}"
         return text if self.faithful else f"{text} -- {'; '.join(self.reasons)}"
 
@@ -292,8 +298,15 @@ def check(before: np.ndarray, after: np.ndarray, limits: Limits = LIMITS) -> Gua
                 f"features {first}-{last} rows across strengthened to {band['amplitude_ratio_input']:.2f} "
                 f"x the input's, noise included (limit {high:g})"
             )
+    verdict = CHANGED if reasons else FAITHFUL
+    if not reasons and not judged:
+        verdict = UNVERIFIED
+        reasons.append(
+            f"heights not checked: the surface is only {signal / noise:.2f} x the noise RMS "
+            f"(at least {limits.signal_to_noise:g} needed), so this copy is not a measurement"
+        )
     return GuardReport(
-        verdict=CHANGED if reasons else FAITHFUL,
+        verdict=verdict,
         reasons=reasons,
         noise_rms=noise,
         removed_rms=removed_rms,

@@ -63,7 +63,10 @@ def panel_figure(
     bar.set_label(f"height ({units}); removed: same scale, {centre:.3g} = nothing removed", fontsize=8)
     heading = f"{title}  ({_lateral(pixel_size_nm, before.shape)})".strip()
     if guard is not None:
-        verdict = "faithful: only noise removed" if guard.faithful else "SURFACE CHANGED: not a measurement"
+        verdict = {
+            "faithful": "faithful: only noise removed",
+            "unverified": "UNVERIFIED: mostly noise, heights not checked; not a measurement",
+        }.get(guard.verdict, "SURFACE CHANGED: not a measurement")
         heading += f"\nguard: {verdict}. {guard.numbers()}"
     fig.suptitle(heading, fontsize=9, color="black" if guard is None or guard.faithful else "firebrick")
     return fig

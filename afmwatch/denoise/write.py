@@ -4,7 +4,8 @@ the panel (input / denoised / removed on one colour scale, `afmwatch.denoise.pan
 Outputs are new files named `<scan>.denoised.<ext>`; nothing existing is ever overwritten (a free
 name `<scan>.denoised-1.<ext>` is taken instead) and the original scan is never opened for writing.
 A copy the guard (`afmwatch.denoise.guard`) found to change the surface beyond the noise is named
-`<scan>.denoised.SURFACE-CHANGED.<ext>`, carries the guard's numbers in its TIFF metadata and says so
+`<scan>.denoised.SURFACE-CHANGED.<ext>` (one whose heights it could not check, the input being mostly
+noise, `<scan>.denoised.UNVERIFIED.<ext>`), carries the guard's numbers in its TIFF metadata and says so
 in its preview: it is for looking at, not for measuring.
 """
 
@@ -14,14 +15,13 @@ from pathlib import Path
 
 import structlog
 
-from afmwatch.denoise.guard import GuardReport
+from afmwatch.denoise.guard import VERDICT_TAGS, GuardReport
 from afmwatch.denoise.panel import write_panel
 from afmwatch.render import write_preview
 from afmwatch.scan import HEIGHT_UNITS, Scan
 from afmwatch.writers import write_gwy, write_tiff
 
 FORMATS = ("tiff", "gwy", "png", "panel")
-CHANGED_TAG = "SURFACE-CHANGED"  # in the name of a copy the guard flagged
 # Links to the other scan direction: the denoised file holds one channel, so they would point nowhere.
 DIRECTION_LINKS = ("retrace_channel", "trace_channel", "retrace_file", "trace_file")
 SUFFIXES = {"tiff": ".tiff", "gwy": ".gwy", "png": ".png", "panel": ".panel.png"}
@@ -29,12 +29,12 @@ SUFFIXES = {"tiff": ".tiff", "gwy": ".gwy", "png": ".png", "panel": ".panel.png"
 log = structlog.get_logger(__name__)
 
 
-def denoised_stem(scan: Scan, out_dir: Path, formats: tuple[str, ...], changed: bool = False) -> str:
-    """`<name>.denoised` (frame number added for multi-frame files; `.SURFACE-CHANGED` added when the guard
-    flagged the copy), suffixed until no output exists."""
+def denoised_stem(scan: Scan, out_dir: Path, formats: tuple[str, ...], tag: str | None = None) -> str:
+    """`<name>.denoised` (frame number added for multi-frame files; `.SURFACE-CHANGED` or `.UNVERIFIED`
+    added when the guard says the copy is not a measurement), suffixed until no output exists."""
     base = scan.path.name + (f".frame{scan.frame}" if scan.frame is not None else "") + ".denoised"
-    if changed:
-        base += f".{CHANGED_TAG}"
+    if tag:
+        base += f".{tag}"
     stem, n = base, 0
     while any((out_dir / f"{stem}{SUFFIXES[f]}").exists() for f in formats):
         n += 1
@@ -65,8 +65,8 @@ def write_denoised(
         raise ValueError("the panel needs the scan as it was before denoising")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    changed = guard is not None and not guard.faithful
-    stem = denoised_stem(scan, out_dir, tuple(formats), changed)
+    tag = VERDICT_TAGS.get(guard.verdict) if guard is not None else None
+    stem = denoised_stem(scan, out_dir, tuple(formats), tag)
     denoiser = scan.metadata.get("denoiser", {})
     title = f"{scan.path.name} denoised ({denoiser.get('name', 'denoiser')})"
     written: list[Path] = []
@@ -88,7 +88,7 @@ def write_denoised(
                 continue
             written.append(write_gwy(path, scan.height, scan.pixel_size_nm, title=f"{scan.channel} (denoised)"))
         elif fmt == "png":
-            caption = title + (" - SURFACE CHANGED, not a measurement" if changed else "")
+            caption = title + (f" - {tag.replace('-', ' ')}, not a measurement" if tag else "")
             written.append(write_preview(path, scan.height, scan.pixel_size_nm, caption))
         else:
             assert original is not None  # checked above
