@@ -11,10 +11,13 @@ import numpy as np
 from afmwatch.daemon.sidecar import PREVIEW_SUFFIX, SIDECAR_SUFFIX
 
 
-def write_scan(folder: Path, name: str, lost: bool, rng: np.random.Generator, retrace_root: Path) -> Path:
+def write_scan(
+    folder: Path, name: str, lost: bool, rng: np.random.Generator, retrace_root: Path, absolute: bool = False
+) -> Path:
     """A synthetic scan whose label only its retrace tells: a lost tip (bad) scans another surface on
     the way back, a good one its own (the metrics model sees trace_retrace_mismatch). The retrace lives
-    under `retrace_root` (a hidden folder), named relative to the scan's folder."""
+    under `retrace_root` (a hidden folder), named relative to the scan's folder (`absolute`: by its
+    absolute path, so that a link to the scan elsewhere finds it too)."""
     import os
 
     from afmwatch.synth import synth_scan
@@ -26,7 +29,7 @@ def write_scan(folder: Path, name: str, lost: bool, rng: np.random.Generator, re
     retrace_path = retrace_root / f"{name}.tif"
     write_tiff(retrace_path, retrace, made.pixel_size_nm, channel="Height retrace")
     folder.mkdir(parents=True, exist_ok=True)
-    relative = os.path.relpath(retrace_path, folder)
+    relative = str(retrace_path) if absolute else os.path.relpath(retrace_path, folder)
     return write_tiff(folder / f"{name}.tif", made.trace, made.pixel_size_nm, metadata={"retrace_file": relative})
 
 

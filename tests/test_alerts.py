@@ -244,3 +244,29 @@ def test_the_daemon_announces_bad_scans_in_a_row_and_a_failed_file(tmp_path):
     assert started == {"bad_in_a_row", "file_failed"}
     assert len(daemon.events("alert_started")) == 2
     assert Path(out / "bad" / "s0.tif").exists()
+
+
+def test_the_review_page_shows_the_alerts_the_daemon_announces(tmp_path):
+    import yaml
+
+    from afmwatch.review.alerts import current_alerts
+    from afmwatch.review.context import ReviewContext
+
+    config = tmp_path / "config.yaml"
+    out, state = tmp_path / "out", tmp_path / "state"
+    config.write_text(
+        yaml.safe_dump({"output_root": str(out), "state_folder": str(state), "alerts": {"bad_in_a_row": 2}})
+    )
+    ctx = ReviewContext.open(config, token="t" * 32)
+    assert current_alerts(ctx) == []
+    journal = Journal(state)
+    try:
+        _sorted(journal, "b0.tif", "bad")
+        _sorted(journal, "b1.tif", "bad")
+        _sorted(journal, "broken.nid", "failed")
+    finally:
+        journal.close()
+    banners = {alert["kind"]: alert for alert in current_alerts(ctx)}
+    assert set(banners) == {"bad_in_a_row", "file_failed"}
+    assert banners["bad_in_a_row"]["level"] == "error" and "2 scans in a row" in banners["bad_in_a_row"]["message"]
+    assert banners["file_failed"]["level"] == "warning" and banners["file_failed"]["since"]

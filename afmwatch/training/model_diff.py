@@ -89,11 +89,13 @@ def diff_models(
     policy: Policy = Policy(),
     reading: ReadingConfig | None = None,
     batch_size: int = 16,
+    paths: list[Path] | None = None,
 ) -> dict[str, Any]:
-    """Judge every scan below `data` with both loaded classifiers; the scans whose decision differs,
-    with both decisions, P(bad) and deciding reasons, and counts per change ("good -> bad": n)."""
+    """Judge every scan below `data` (or only `paths`, files below it) with both loaded classifiers; the
+    scans whose decision differs, with both decisions, P(bad) and deciding reasons, and counts per
+    change ("good -> bad": n)."""
     root = Path(data)
-    paths = scan_files(root)
+    paths = scan_files(root) if paths is None else list(paths)
     changes: list[DecisionChange] = []
     for after, before in _pairs(new, old, paths, policy, reading, batch_size):
         old_decision, old_reason = _decision(before)
