@@ -135,3 +135,34 @@ def test_train_a_candidate_compare_promote_and_roll_back(lab):
     ]
     missing = client.post("/api/models/rollback", json={"model": "no-such-model"})
     assert missing.status_code == 409 and "no model of that name" in missing.json()["error"]
+
+
+def test_through_the_page_every_model_change_needs_the_token_and_read_only_refuses_it(lab):
+    from afmwatch.review.app import create_app
+    from afmwatch.review.security import Guard
+
+    ctx = lab["ctx"]
+    base = "http://127.0.0.1:8787"
+    page = TestClient(create_app(ctx, Guard.for_server(ctx.token, "127.0.0.1", 8787)), base_url=base)
+    assert page.get("/api/models").json()["active"]["name"] == "wrong"  # reading needs no token on loopback
+    assert page.get("/api/alerts").status_code == 200
+    before = (lab["models"] / store.ACTIVE_NAME).read_bytes()
+    for path, body in (
+        ("/api/models/rollback", {"model": "wrong"}),
+        ("/api/models/train", {}),
+        ("/api/models/promote", {"model": "wrong"}),
+    ):
+        refused = page.post(path, json=body)
+        assert refused.status_code == 403 and "X-Afmwatch-Token" in refused.json()["error"]
+        forged = page.post(path, json=body, headers={"X-Afmwatch-Token": "x" * 32})
+        assert forged.status_code == 403
+    assert not (ctx.state_folder / models_loop.CANDIDATES / models_loop.JOB_NAME).exists()  # nothing started
+    allowed = page.post("/api/models/rollback", json={"model": "wrong"}, headers={"X-Afmwatch-Token": ctx.token})
+    assert allowed.status_code == 200 and (lab["models"] / store.ACTIVE_NAME).read_bytes() == before
+
+    import dataclasses
+
+    read_only = dataclasses.replace(ctx, read_only=True)
+    viewer = TestClient(create_app(read_only, Guard.for_server(ctx.token, "127.0.0.1", 8787)), base_url=base)
+    refused = viewer.post("/api/models/rollback", json={}, headers={"X-Afmwatch-Token": ctx.token})
+    assert refused.status_code == 403 and "read-only" in refused.json()["error"]
