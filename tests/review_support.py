@@ -38,13 +38,13 @@ class Prediction:
     familiarity: dict[str, Any] | None = None
 
 
-def height_map(seed: int, size: int = 64, scars: int = 0) -> np.ndarray:
+def height_map(seed: int, size: int = 256, scars: int = 0) -> np.ndarray:
     """Particles on a rough tilted plane; `scars` rows jump as a tip that skipped."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     height = 0.2 * rng.standard_normal((size, size)).astype(np.float32) + 0.02 * x + 0.01 * y
-    for cy, cx in rng.uniform(4, size - 4, size=(10, 2)):
-        height += 3.0 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 10.0)
+    for cy, cx in rng.uniform(8, size - 8, size=(40, 2)):
+        height += 3.0 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 30.0)
     for row in rng.choice(np.arange(2, size - 2), size=scars, replace=False):
         start = int(rng.integers(0, size // 3))
         height[row, start : start + size // 2] += 6.0
@@ -69,10 +69,10 @@ def sorted_output(folder: Path, n: int = 12, seed: int = 0, subfolders: tuple[st
             name = f"scan{i:03d}.tif"
             original = inbox / sub / name if sub else inbox / name
             p_bad = float(rng.uniform(0.02, 0.98))
-            scars = 12 if p_bad > 0.8 else 0
+            scars = 40 if p_bad > 0.8 else 0
             staging = folder / "staging" / name
             staging.parent.mkdir(parents=True, exist_ok=True)
-            write_tiff(staging, height_map(seed * 1000 + i, scars=scars), 2.0)
+            write_tiff(staging, height_map(seed * 1000 + i, scars=scars), 4.0)
             scan = read_scan(staging)
             metrics = measure(scan)
             label = "bad" if p_bad >= 0.5 else "good"
@@ -84,7 +84,7 @@ def sorted_output(folder: Path, n: int = 12, seed: int = 0, subfolders: tuple[st
             final.parent.mkdir(parents=True, exist_ok=True)
             staging.replace(final)
             preview = preview_path(final)
-            preview.write_bytes(png_bytes(preview_image(level(scan).height, 2.0, caption(verdict))))
+            preview.write_bytes(png_bytes(preview_image(level(scan).height, 4.0, caption(verdict))))
             seen = now - (n - i) * 600.0
             entry = journal.add(str(original), final.stat().st_size, final.stat().st_mtime_ns)
             sidecar = plain(
@@ -132,3 +132,70 @@ def sorted_output(folder: Path, n: int = 12, seed: int = 0, subfolders: tuple[st
     finally:
         journal.close()
     return config_path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`afmwatch review` in its own process (uvicorn, as an operator runs it), on a free port."""
+
+    def __init__(self, config: Path, *, pause: str | None = None, read_only: bool = False):
+        import os
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        env.pop("AFMWATCH_REVIEW_TEST_PAUSE", None)
+        if pause:
+            env["AFMWATCH_REVIEW_TEST_PAUSE"] = pause
+        command = [sys.executable, "-m", "afmwatch", "review", "--config", str(config), "--port", str(self.port)]
+        if read_only:
+            command.append("--read-only")
+        self.log = open(config.parent / f"review-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.token = ""
+        self._wait_ready(config)
+
+    def _wait_ready(self, config: Path) -> None:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"afmwatch review exited: {Path(self.log.name).read_text()}")
+            try:
+                if httpx.get(self.url + "/api/summary", timeout=2).status_code == 200:
+                    self.token = (config.parent / "state" / "review-token").read_text().strip()
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("afmwatch review did not start within 120 s")
+
+    def kill(self) -> None:
+        """kill -9: no cleanup of any kind."""
+        import signal
+
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.log.close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except Exception:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+REPO = Path(__file__).resolve().parents[1]
