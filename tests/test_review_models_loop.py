@@ -166,3 +166,10 @@ def test_through_the_page_every_model_change_needs_the_token_and_read_only_refus
     viewer = TestClient(create_app(read_only, Guard.for_server(ctx.token, "127.0.0.1", 8787)), base_url=base)
     refused = viewer.post("/api/models/rollback", json={}, headers={"X-Afmwatch-Token": ctx.token})
     assert refused.status_code == 403 and "read-only" in refused.json()["error"]
+
+
+def test_the_models_page_shows_the_store_and_the_checked_count(lab):
+    page = lab["client"].get("/models")
+    assert page.status_code == 200
+    assert "Active model: wrong" in page.text and '<strong id="checked-count">11</strong>' in page.text
+    assert "/static/loop_models.js" in page.text and "Train a candidate" in page.text

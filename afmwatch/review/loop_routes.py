@@ -6,6 +6,7 @@
     POST /api/models/train      start a candidate job {"scope": "checked"|"sorted", "arch", "epochs", "folds"}
     POST /api/models/promote    {"model": "candidate" | a name in the store, "force": false}
     POST /api/models/rollback   {"model": a name in the store} (none: the model active before this one)
+    GET  /models                the page for all of it (templates/loop_models.html, static/loop_models.js)
 
 The app's guard checks the Host header, and the `X-Afmwatch-Token` header and read-only mode for every
 POST, before any of these run. Models are loaded and verified in a worker thread (seconds).
@@ -21,10 +22,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.templating import Jinja2Templates
 
 from afmwatch.networks import store
 from afmwatch.networks.model_file import ModelError, read_metadata
 from afmwatch.review import models_loop
+from afmwatch.review.alerts import current_alerts
 from afmwatch.review.context import ReviewContext
 from afmwatch.training.promotion import promote_checked
 
@@ -66,6 +69,12 @@ def models_overview(ctx: ReviewContext) -> dict[str, Any]:
 
 def loop_routes(ctx: ReviewContext) -> list[BaseRoute]:
     """The routes above, bound to `ctx`."""
+    templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+    templates.env.globals.update(token=ctx.token, read_only=ctx.read_only)
+
+    async def page(request: Request) -> Response:
+        values = await run_in_threadpool(lambda: {"overview": models_overview(ctx), "alerts": current_alerts(ctx)})
+        return templates.TemplateResponse(request, "loop_models.html", {**values, "nav": "models"})
 
     def store_folder() -> Path:
         if ctx.config.model_folder is None:
@@ -125,6 +134,7 @@ def loop_routes(ctx: ReviewContext) -> list[BaseRoute]:
         return await _store_action(restore)
 
     return [
+        Route("/models", page, methods=["GET"]),
         Route("/api/models", overview, methods=["GET"]),
         Route("/api/models/training", training, methods=["GET"]),
         Route("/api/models/train", train, methods=["POST"]),
