@@ -162,7 +162,10 @@ def create_app(ctx: ReviewContext, guard: Guard, *, pause: Pause | None = None) 
     if recovered["finished"] or recovered["failed"] or indexed:
         log.info("review_prepared", corrections=recovered, indexed=indexed)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(token=ctx.token, read_only=ctx.read_only, colours=plots.DECISION_COLOURS)
+    loop = _loop_routes(ctx)
+    templates.env.globals.update(
+        token=ctx.token, read_only=ctx.read_only, colours=plots.DECISION_COLOURS, has_models=bool(loop)
+    )
 
     @contextlib.contextmanager
     def db() -> Iterator[Any]:
@@ -428,7 +431,7 @@ def create_app(ctx: ReviewContext, guard: Guard, *, pause: Pause | None = None) 
         Route("/api/facets", api_facets),
         Route("/api/rules/whatif", api_whatif, methods=["POST"]),
         Route("/api/rules", api_rules_save, methods=["POST"]),
-        *_loop_routes(ctx),
+        *loop,
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     return Starlette(
