@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS sidecars (id INTEGER PRIMARY KEY, json TEXT NOT NULL)
 # `reviews` records every correction by a person: the plan first (`moving`), then the result.
 _INDEX_COLUMNS = """
     (SELECT state FROM files WHERE files.id = NEW.id),
+    (SELECT state IN ('done', 'failed') FROM files WHERE files.id = NEW.id),
     coalesce(json_extract(NEW.json, '$.review.to'), json_extract(NEW.json, '$.decision')),
     json_extract(NEW.json, '$.decision'),
     CASE WHEN json_extract(NEW.json, '$.decision') = 'failed' THEN 'failed'
@@ -98,7 +99,7 @@ _INDEX_COLUMNS = """
 # delete + insert, not INSERT OR REPLACE: inside a trigger fired by the journal's upsert, SQLite applies
 # the outer statement's conflict handling, and a REPLACE there would fail on the existing row
 _INDEX_INSERT = (
-    "DELETE FROM scan_index WHERE id = NEW.id; INSERT INTO scan_index (id, state, decision, original_decision, reason, reason_text, folder, "
+    "DELETE FROM scan_index WHERE id = NEW.id; INSERT INTO scan_index (id, state, listed, decision, original_decision, reason, reason_text, folder, "
     "processed_at, p_bad, confidence, uncertainty, reviewed, scar_fraction, tip_change_score, "
     f"line_artefact_ratio, trace_retrace_mismatch, judged) VALUES (NEW.id, {_INDEX_COLUMNS});"
 )
@@ -106,6 +107,7 @@ _REVIEW_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS scan_index (
     id INTEGER PRIMARY KEY,
     state TEXT,
+    listed INTEGER NOT NULL DEFAULT 0,
     decision TEXT,
     original_decision TEXT,
     reason TEXT,
@@ -122,17 +124,21 @@ CREATE TABLE IF NOT EXISTS scan_index (
     trace_retrace_mismatch REAL,
     judged TEXT
 );
-CREATE INDEX IF NOT EXISTS scan_index_uncertain ON scan_index(uncertainty, id);
-CREATE INDEX IF NOT EXISTS scan_index_decision ON scan_index(decision, id);
-CREATE INDEX IF NOT EXISTS scan_index_decision_uncertain ON scan_index(decision, uncertainty, id);
-CREATE INDEX IF NOT EXISTS scan_index_reason ON scan_index(reason, id);
-CREATE INDEX IF NOT EXISTS scan_index_folder ON scan_index(folder, id);
-CREATE INDEX IF NOT EXISTS scan_index_processed ON scan_index(processed_at);
-CREATE INDEX IF NOT EXISTS scan_index_reviewed ON scan_index(reviewed, id);
+-- `listed` (sorted: done or failed) leads every index, so a page and its count are read from the index
+-- alone, also deep into the list (OFFSET steps through index entries, never through the rows)
+CREATE INDEX IF NOT EXISTS scan_index_newest ON scan_index(listed, id);
+CREATE INDEX IF NOT EXISTS scan_index_uncertain ON scan_index(listed, uncertainty, id);
+CREATE INDEX IF NOT EXISTS scan_index_decision ON scan_index(listed, decision, id);
+CREATE INDEX IF NOT EXISTS scan_index_decision_uncertain ON scan_index(listed, decision, uncertainty, id);
+CREATE INDEX IF NOT EXISTS scan_index_reason ON scan_index(listed, reason, id);
+CREATE INDEX IF NOT EXISTS scan_index_folder ON scan_index(listed, folder, id);
+CREATE INDEX IF NOT EXISTS scan_index_reviewed ON scan_index(listed, reviewed, uncertainty, id);
+CREATE INDEX IF NOT EXISTS scan_index_processed ON scan_index(listed, processed_at, decision);
+CREATE INDEX IF NOT EXISTS scan_index_counts ON scan_index(listed, decision, processed_at);
 CREATE TRIGGER IF NOT EXISTS scan_index_on_sidecar_insert AFTER INSERT ON sidecars BEGIN {_INDEX_INSERT} END;
 CREATE TRIGGER IF NOT EXISTS scan_index_on_sidecar_update AFTER UPDATE ON sidecars BEGIN {_INDEX_INSERT} END;
 CREATE TRIGGER IF NOT EXISTS scan_index_on_state AFTER UPDATE OF state ON files BEGIN
-    UPDATE scan_index SET state = NEW.state WHERE id = NEW.id;
+    UPDATE scan_index SET state = NEW.state, listed = NEW.state IN ('done', 'failed') WHERE id = NEW.id;
 END;
 CREATE TABLE IF NOT EXISTS reviews (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -43,8 +43,8 @@ class ScanFilter:
     reviewed: bool | None = None
 
     def where(self) -> tuple[str, list[Any]]:
-        clauses = [f"scan_index.state IN ({', '.join('?' for _ in LISTED_STATES)})"]
-        params: list[Any] = list(LISTED_STATES)
+        clauses = ["scan_index.listed = 1"]
+        params: list[Any] = []
         for column in ("decision", "reason", "folder"):
             value = getattr(self, column)
             if value is not None:
@@ -77,9 +77,11 @@ def list_scans(
     limit = max(1, min(int(limit), MAX_LIMIT))
     offset = max(0, int(offset))
     total = db.execute(f"SELECT COUNT(*) FROM scan_index WHERE {where}", params).fetchone()[0]
+    # the page's ids from an index alone, then only their rows (OFFSET never reads a skipped row)
     rows = db.execute(
-        "SELECT scan_index.*, files.final_path FROM scan_index JOIN files ON files.id = scan_index.id "
-        f"WHERE {where} ORDER BY {_ORDER_SQL[order]} LIMIT ? OFFSET ?",
+        "SELECT scan_index.*, files.final_path FROM "
+        f"(SELECT scan_index.id FROM scan_index WHERE {where} ORDER BY {_ORDER_SQL[order]} LIMIT ? OFFSET ?) AS page "
+        f"JOIN scan_index ON scan_index.id = page.id JOIN files ON files.id = page.id ORDER BY {_ORDER_SQL[order]}",
         (*params, limit, offset),
     ).fetchall()
     return {"total": int(total), "offset": offset, "limit": limit, "order": order, "scans": [_item(r) for r in rows]}
@@ -263,10 +265,10 @@ def summary(db: sqlite3.Connection, now: float | None = None, hours: int = 24) -
     """Counts per decision today / last 7 days / all, scans and share bad per hour, trends per scan."""
     now = time.time() if now is None else now
     local_midnight = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    states = f"state IN ({', '.join('?' for _ in LISTED_STATES)})"
+    states = "listed = 1"
     counts = {}
     for name, since in (("today", local_midnight), ("7 days", now - 7 * 86400), ("all", None)):
-        clause, params = states, list(LISTED_STATES)
+        clause, params = states, []
         if since is not None:
             clause += " AND processed_at >= ?"
             params.append(_utc_iso(since))
@@ -278,7 +280,7 @@ def summary(db: sqlite3.Connection, now: float | None = None, hours: int = 24) -
         "SELECT substr(processed_at, 1, 13) AS hour, COUNT(*) AS n, SUM(decision = 'bad') AS bad "
         f"FROM scan_index WHERE {states} AND processed_at >= ? "
         "GROUP BY hour",
-        (*LISTED_STATES, _utc_iso(start_hour)),
+        (_utc_iso(start_hour),),
     ).fetchall()
     by_hour = {r["hour"]: r for r in rows}
     per_hour = []
@@ -299,7 +301,7 @@ def summary(db: sqlite3.Connection, now: float | None = None, hours: int = 24) -
         )
     trend_rows = db.execute(
         f"SELECT id, decision, {', '.join(TREND_METRICS)} FROM scan_index WHERE {states} ORDER BY id DESC LIMIT ?",
-        (*LISTED_STATES, TREND_SCANS),
+        (TREND_SCANS,),
     ).fetchall()[::-1]
     trends = {
         "ids": [r["id"] for r in trend_rows],
@@ -307,7 +309,7 @@ def summary(db: sqlite3.Connection, now: float | None = None, hours: int = 24) -
         **{m: [r[m] for r in trend_rows] for m in TREND_METRICS},
     }
     reviewed_today = db.execute("SELECT COUNT(*) FROM reviews WHERE state = 'done' AND at >= ?", (local_midnight,))
-    reviewed_all = db.execute("SELECT COUNT(*) FROM scan_index WHERE reviewed = 1")
+    reviewed_all = db.execute("SELECT COUNT(*) FROM scan_index WHERE listed = 1 AND reviewed = 1")
     return {
         "counts": counts,
         "per_hour": per_hour,
