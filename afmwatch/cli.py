@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("afmwatch.commands.inspect", "show what afmwatch reads in scan files: format, channels, size, z range"),
     "run": ("afmwatch.commands.run", "run the watch-folder daemon: settle, classify, sort, write sidecars"),
     "status": ("afmwatch.commands.status", "show the daemon's journal: counts, queue, model, throughput, errors"),
+    "review": (
+        "afmwatch.commands.review",
+        "serve the review page: check and correct decisions in a browser, rules what-if, JSON API",
+    ),
     "demo": ("afmwatch.commands.demo", "run the daemon with the shipped model on a generated inbox (make run)"),
     "train": ("afmwatch.commands.train", "train a good/bad classifier on a folder with good/ and bad/"),
     "classify": ("afmwatch.commands.classify", "classify scan files good/bad with a model"),

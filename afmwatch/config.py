@@ -98,6 +98,41 @@ class DenoiseConfig:
 
 
 @dataclass(frozen=True)
+class EmailConfig:
+    """Alert notifications by e-mail through an SMTP server (off while `smtp_host` is null)."""
+
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    security: Literal["starttls", "ssl", "none"] = "starttls"  # ssl: SMTPS (port 465); none: a local relay
+    username: str | None = None
+    password_file: Path | None = None  # a file holding the password (kept out of the config)
+    sender: str | None = None
+    recipients: tuple[str, ...] = ()
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Alert notifications as a JSON POST `{"text": ...}`, which Slack, Teams and Mattermost incoming
+    webhooks accept (off while `url` is null)."""
+
+    url: str | None = None
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """When the daemon raises an alert (log event, Prometheus, the review page's banner) and whom it tells."""
+
+    bad_in_a_row: int = 5  # this many scans in a row decided bad: the tip is probably broken (0: off)
+    failures: bool = True  # a file that cannot be read or classified
+    failure_window_minutes: float = 60.0  # the failure alert stays active this long after the last failure
+    stall_minutes: float = 10.0  # files waiting and nothing finished for this long (0: off)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the service and the commands need, validated."""
 
@@ -119,6 +154,7 @@ class Config:
     settle: SettleConfig = field(default_factory=SettleConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     rules: tuple[RuleConfig, ...] | None = None
     rules_may_soften: bool = False  # true: a rule that fires decides even when it is milder than the model
 
@@ -244,6 +280,12 @@ _LIMITS = (
     ("workers.drain_timeout_seconds", 0.0, False),
     ("metrics_port", 1, True),
     ("journal_sidecar_days", 0.0, True),
+    ("alerts.bad_in_a_row", 0, True),
+    ("alerts.failure_window_minutes", 0.0, False),
+    ("alerts.stall_minutes", 0.0, True),
+    ("alerts.email.smtp_port", 1, True),
+    ("alerts.email.timeout_seconds", 0.0, False),
+    ("alerts.webhook.timeout_seconds", 0.0, False),
 )
 
 
@@ -256,6 +298,32 @@ def _check_limits(config: Config, errors: list[str]) -> None:
             errors.append(f"{key}: expected {'at least' if inclusive else 'more than'} {lowest}, got {value!r}")
     if config.metrics_port is not None and config.metrics_port > 65535:
         errors.append(f"metrics_port: expected a TCP port (1-65535), got {config.metrics_port}")
+
+
+def _check_alerts(alerts: AlertsConfig, errors: list[str]) -> None:
+    """A notification channel that is switched on has everything it needs to send."""
+    email = alerts.email
+    if email.smtp_port > 65535:
+        errors.append(f"alerts.email.smtp_port: expected a TCP port (1-65535), got {email.smtp_port}")
+    if email.smtp_host is not None:
+        if not email.smtp_host.strip():
+            errors.append("alerts.email.smtp_host: expected a host name, got an empty string")
+        if not email.sender or "@" not in email.sender:
+            errors.append(f"alerts.email.sender: required with smtp_host: an e-mail address, got {email.sender!r}")
+        if not email.recipients:
+            errors.append("alerts.email.recipients: required with smtp_host: a list of e-mail addresses")
+        for i, address in enumerate(email.recipients):
+            if "@" not in address:
+                errors.append(f"alerts.email.recipients[{i}]: expected an e-mail address, got {address!r}")
+    elif email.recipients or email.sender:
+        errors.append("alerts.email.smtp_host: required when sender or recipients are set")
+    if email.username is not None and email.password_file is None:
+        errors.append("alerts.email.password_file: required with username (a file holding the password)")
+    if email.password_file is not None and not email.password_file.is_file():
+        errors.append(f"alerts.email.password_file: file {email.password_file} does not exist")
+    url = alerts.webhook.url
+    if url is not None and not (url.startswith(("http://", "https://")) and len(url.split("://", 1)[1]) > 0):
+        errors.append(f"alerts.webhook.url: expected an http:// or https:// URL, got {url!r}")
 
 
 def _check_rules(config: Config, errors: list[str]) -> None:
@@ -272,6 +340,7 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>", base: Path 
     if config is not None:
         _check_folders(config, errors)
         _check_limits(config, errors)
+        _check_alerts(config.alerts, errors)
         _check_rules(config, errors)
     if errors:
         raise ConfigError(source, errors)

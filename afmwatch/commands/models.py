@@ -1,5 +1,6 @@
-"""`afmwatch models list|show|promote|combine`: the model store of the configured model folder, and one
-model file made from a network and a metrics model."""
+"""`afmwatch models list|show|promote|history|rollback|diff|combine`: the model store of the configured
+model folder (every promoted model kept, any of them made active again), which scans a model would
+decide differently, and one model file made from a network and a metrics model."""
 
 from __future__ import annotations
 
@@ -33,6 +34,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --data: promote even when the model measures worse than the active one",
     )
+    history = sub.add_parser("history", help="every promotion and rollback of the store's active model, oldest first")
+    _store_options(history)
+    rollback = sub.add_parser(
+        "rollback", help="make an earlier model active again (verified like a promotion; default: the previous one)"
+    )
+    rollback.add_argument(
+        "model", nargs="?", default=None, help="a model in the store (default: the model active before this one)"
+    )
+    _store_options(rollback)
+    diff = sub.add_parser(
+        "diff",
+        help="the scans whose decision would change with NEW instead of the active model (nothing is moved)",
+    )
+    diff.add_argument("new", metavar="NEW", help="model file, or a name in the store")
+    diff.add_argument(
+        "--against",
+        default="active",
+        metavar="active|MODEL",
+        help="the model to compare with: the store's active model (default; else the shipped default) or a model",
+    )
+    diff.add_argument(
+        "--data", required=True, metavar="FOLDER", help="the scans to judge (a folder; e.g. the daemon's output_root)"
+    )
+    diff.add_argument("--batch-size", type=int, default=16, help="scans per forward pass")
+    _store_options(diff)
     combine = sub.add_parser(
         "combine",
         help="one model file from a network and a metrics model, their weight "
@@ -58,6 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     combine.add_argument("--name", default=None, help="model name (default: the output file's name)")
 
 
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    """--model-folder, --config and --json also after the action (`models diff NEW --data D --json`);
+    SUPPRESS keeps the value given before the action when they are not repeated."""
+    parser.add_argument("--model-folder", default=argparse.SUPPRESS, help="model store folder")
+    parser.add_argument("--config", default=argparse.SUPPRESS, help="config file (model_folder, reading, rules)")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+
+
 def _folder(args: argparse.Namespace) -> Path | None:
     if args.model_folder:
         return Path(args.model_folder)
@@ -75,11 +109,21 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         folder = _folder(args)
-        if args.action in ("list", "promote") and folder is None:
+        if args.action in ("list", "promote", "history", "rollback") and folder is None:
             print("afmwatch models: give --model-folder DIR or --config FILE with model_folder", file=sys.stderr)
             return 2
         if args.action == "combine":
             return _combine(args)
+        if args.action == "diff":
+            return _diff(args, folder)
+        if args.action == "history":
+            assert folder is not None  # checked above
+            return _history(folder, args.json)
+        if args.action == "rollback":
+            assert folder is not None  # checked above
+            target = store.rollback(folder, args.model)
+            print(f"rolled back: {target.name} is the active model again (verified: loads and classifies a probe scan)")
+            return 0
         if args.action == "list":
             assert folder is not None  # checked above
             rows = store.list_models(folder)
@@ -144,6 +188,55 @@ def _promote(path: Path, folder: Path, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"promoted {path} -> {result['active']} (verified: loads and classifies a probe scan)")
+    return 0
+
+
+def _history(folder: Path, as_json: bool) -> int:
+    from afmwatch.networks.store import history
+
+    entries = history(folder)
+    if as_json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    if not entries:
+        print(f"{folder}: nothing promoted yet")
+    for entry in entries:
+        replaced = (entry.get("replaced") or {}).get("name") or "-"
+        print(f"{entry['at']}  {entry['action']:<8} {entry['name']:<28} replaced {replaced:<28} {entry['file']}")
+    return 0
+
+
+def _diff(args: argparse.Namespace, folder: Path | None) -> int:
+    from afmwatch.config import load_config
+    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.store import resolve_model
+    from afmwatch.training.model_diff import diff_models
+    from afmwatch.verdict import Policy
+
+    config = load_config(args.config) if args.config else None
+    new = load_classifier(resolve_model(args.new, folder), device="cpu")
+    against = None if args.against == "active" else args.against
+    old = load_classifier(resolve_model(against, folder), device="cpu")
+    report = diff_models(
+        new,
+        old,
+        args.data,
+        policy=Policy.from_config(config),
+        reading=config.reading if config else None,
+        batch_size=args.batch_size,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for change in report["changes"]:
+        print(f"{change['before']:>7} -> {change['after']:<7} {change['path']}")
+        print(f"        was: {change['reason_before']}")
+        print(f"        now: {change['reason_after']}")
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(report["counts"].items())) or "none"
+    print(
+        f"{report['changed']} of {report['scans']} scans would change decision with {new.name} "
+        f"instead of {old.name} ({counts}); nothing was moved"
+    )
     return 0
 
 

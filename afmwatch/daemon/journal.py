@@ -62,6 +62,102 @@ CREATE INDEX IF NOT EXISTS files_state ON files(state);
 CREATE TABLE IF NOT EXISTS service (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sidecars (id INTEGER PRIMARY KEY, json TEXT NOT NULL);
 """
+# The review page's tables. `scan_index` holds, per sorted file, the columns the page filters, sorts
+# and plots by, filled by triggers from each sidecar copy as the daemon (or a correction) writes it:
+# parsed once, inside the writer's own transaction, so listing 100,000 scans never parses JSON and
+# no daemon code has to know the page exists. It outlives the sidecar copy (`drop_old_sidecars`).
+# `reviews` records every correction by a person: the plan first (`moving`), then the result.
+_INDEX_COLUMNS = """
+    (SELECT state FROM files WHERE files.id = NEW.id),
+    (SELECT state IN ('done', 'failed') FROM files WHERE files.id = NEW.id),
+    coalesce(json_extract(NEW.json, '$.review.to'), json_extract(NEW.json, '$.decision')),
+    json_extract(NEW.json, '$.decision'),
+    CASE WHEN json_extract(NEW.json, '$.decision') = 'failed' THEN 'failed'
+         WHEN json_extract(NEW.json, '$.duplicate_of') IS NOT NULL THEN 'duplicate'
+         ELSE coalesce(json_extract(NEW.json, '$.rule.metric'), 'model') END,
+    json_extract(NEW.json, '$.reasons[0]'),
+    rtrim(rtrim(json_extract(NEW.json, '$.relative_path'),
+                replace(json_extract(NEW.json, '$.relative_path'), '/', '')), '/'),
+    json_extract(NEW.json, '$.processed_at'),
+    json_extract(NEW.json, '$.probabilities.bad'),
+    json_extract(NEW.json, '$.confidence'),
+    coalesce(abs(json_extract(NEW.json, '$.probabilities.bad') - 0.5), 1.0),
+    json_extract(NEW.json, '$.review') IS NOT NULL,
+    json_extract(NEW.json, '$.quality.scar_fraction'),
+    json_extract(NEW.json, '$.quality.tip_change_score'),
+    json_extract(NEW.json, '$.quality.line_artefact_ratio'),
+    json_extract(NEW.json, '$.quality.trace_retrace_mismatch'),
+    json_object(
+        'quality', json_extract(NEW.json, '$.quality'),
+        'probabilities', json_extract(NEW.json, '$.probabilities'),
+        'network_decision', json_extract(NEW.json, '$.network_decision'),
+        'familiarity', json_extract(NEW.json, '$.familiarity'),
+        'model_parts', json_extract(NEW.json, '$.model_parts'),
+        'frames', json_extract(NEW.json, '$.frames'),
+        'multiframe_rule', json_extract(NEW.json, '$.multiframe_rule'))
+"""
+# delete + insert, not INSERT OR REPLACE: inside a trigger fired by the journal's upsert, SQLite applies
+# the outer statement's conflict handling, and a REPLACE there would fail on the existing row
+_INDEX_INSERT = (
+    "DELETE FROM scan_index WHERE id = NEW.id; INSERT INTO scan_index (id, state, listed, decision, original_decision, reason, reason_text, folder, "
+    "processed_at, p_bad, confidence, uncertainty, reviewed, scar_fraction, tip_change_score, "
+    f"line_artefact_ratio, trace_retrace_mismatch, judged) VALUES (NEW.id, {_INDEX_COLUMNS});"
+)
+_REVIEW_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS scan_index (
+    id INTEGER PRIMARY KEY,
+    state TEXT,
+    listed INTEGER NOT NULL DEFAULT 0,
+    decision TEXT,
+    original_decision TEXT,
+    reason TEXT,
+    reason_text TEXT,
+    folder TEXT,
+    processed_at TEXT,
+    p_bad REAL,
+    confidence REAL,
+    uncertainty REAL NOT NULL,
+    reviewed INTEGER NOT NULL DEFAULT 0,
+    scar_fraction REAL,
+    tip_change_score REAL,
+    line_artefact_ratio REAL,
+    trace_retrace_mismatch REAL,
+    judged TEXT
+);
+-- `listed` (sorted: done or failed) leads every index, so a page and its count are read from the index
+-- alone, also deep into the list (OFFSET steps through index entries, never through the rows)
+CREATE INDEX IF NOT EXISTS scan_index_newest ON scan_index(listed, id);
+CREATE INDEX IF NOT EXISTS scan_index_uncertain ON scan_index(listed, uncertainty, id);
+CREATE INDEX IF NOT EXISTS scan_index_decision ON scan_index(listed, decision, id);
+CREATE INDEX IF NOT EXISTS scan_index_decision_uncertain ON scan_index(listed, decision, uncertainty, id);
+CREATE INDEX IF NOT EXISTS scan_index_reason ON scan_index(listed, reason, id);
+CREATE INDEX IF NOT EXISTS scan_index_folder ON scan_index(listed, folder, id);
+CREATE INDEX IF NOT EXISTS scan_index_reviewed ON scan_index(listed, reviewed, uncertainty, id);
+CREATE INDEX IF NOT EXISTS scan_index_processed ON scan_index(listed, processed_at, decision);
+CREATE INDEX IF NOT EXISTS scan_index_counts ON scan_index(listed, decision, processed_at);
+CREATE TRIGGER IF NOT EXISTS scan_index_on_sidecar_insert AFTER INSERT ON sidecars BEGIN {_INDEX_INSERT} END;
+CREATE TRIGGER IF NOT EXISTS scan_index_on_sidecar_update AFTER UPDATE ON sidecars BEGIN {_INDEX_INSERT} END;
+CREATE TRIGGER IF NOT EXISTS scan_index_on_state AFTER UPDATE OF state ON files BEGIN
+    UPDATE scan_index SET state = NEW.state, listed = NEW.state IN ('done', 'failed') WHERE id = NEW.id;
+END;
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    file_id INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    at REAL NOT NULL,
+    from_decision TEXT NOT NULL,
+    to_decision TEXT NOT NULL,
+    undone INTEGER NOT NULL DEFAULT 0,
+    undoes INTEGER,
+    state TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS reviews_file ON reviews(file_id, id);
+CREATE INDEX IF NOT EXISTS reviews_state ON reviews(state);
+CREATE INDEX IF NOT EXISTS reviews_at ON reviews(at);
+CREATE INDEX IF NOT EXISTS files_updated ON files(updated_at);
+"""
 # The sidecar copies live in their own table (files.sidecar is left from journals before that, and
 # stays empty): deleting the old copies there frees whole pages, which new copies reuse. Emptied
 # in place in `files`, the space would stay inside pages that new rows (higher ids) never use.
@@ -124,6 +220,7 @@ class Journal:
             # redone from the `acting` plan; a lost earlier one leaves the file in the watch folder.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._db.executescript(_REVIEW_SCHEMA)
             self._db.executescript(f"BEGIN; {_MIGRATE} COMMIT;")
         self._db.row_factory = sqlite3.Row
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -23,6 +23,8 @@ class Metrics:
         self._count: dict[str, int] = defaultdict(int)
         self.batches = 0
         self.batched_frames = 0
+        self.alerts_started: dict[str, int] = defaultdict(int)  # alert kind -> times it started
+        self.alerts_active: dict[str, bool] = {}  # alert kind -> active now
 
     def count(self, decision: str) -> None:
         with self._lock:
@@ -41,6 +43,15 @@ class Metrics:
         with self._lock:
             self.batches += 1
             self.batched_frames += size
+
+    def alert_started(self, kind: str) -> None:
+        with self._lock:
+            self.alerts_started[kind] += 1
+
+    def set_alerts(self, active: dict[str, bool]) -> None:
+        """Every alert kind with whether it is active now (all of them, so the gauge shows 0 too)."""
+        with self._lock:
+            self.alerts_active = dict(active)
 
     def exposition(self, gauges: dict[str, float]) -> str:
         """The Prometheus text format (version 0.0.4)."""
@@ -66,6 +77,18 @@ class Metrics:
                 "# TYPE afmwatch_batched_frames_total counter",
                 f"afmwatch_batched_frames_total {self.batched_frames}",
             ]
+            lines += [
+                "# HELP afmwatch_alert_active Whether an alert is active now (1) or not (0), by alert.",
+                "# TYPE afmwatch_alert_active gauge",
+            ]
+            for kind, active in sorted(self.alerts_active.items()):
+                lines.append(f'afmwatch_alert_active{{alert="{kind}"}} {int(active)}')
+            lines += [
+                "# HELP afmwatch_alerts_total Alerts started, by alert.",
+                "# TYPE afmwatch_alerts_total counter",
+            ]
+            for kind in sorted(set(self.alerts_started) | set(self.alerts_active)):
+                lines.append(f'afmwatch_alerts_total{{alert="{kind}"}} {self.alerts_started.get(kind, 0)}')
         for name, value in sorted(gauges.items()):
             lines += [f"# TYPE afmwatch_{name} gauge", f"afmwatch_{name} {value}"]
         return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ import structlog
 
 from afmwatch.config import Config
 from afmwatch.daemon.act import ActError, carry_out, final_state
+from afmwatch.daemon.correct import recover_corrections
 from afmwatch.daemon.journal import OPEN_STATES, Journal, State
 from afmwatch.daemon.sidecar import preview_path
 
@@ -40,7 +41,7 @@ def remove_temp_files(folder: Path, pattern: re.Pattern = TEMP_FILE) -> int:
 
 def reconcile(journal: Journal, config: Config) -> dict[str, int]:
     """Finish or undo what a crash interrupted; returns counts of what was done."""
-    counts = {"temp_files_removed": 0, "finished": 0, "vanished": 0, "stuck": 0}
+    counts = {"temp_files_removed": 0, "finished": 0, "vanished": 0, "stuck": 0, "corrections_finished": 0}
     if config.output_root is not None:
         counts["temp_files_removed"] += remove_temp_files(config.output_root)
     if config.sort == "none" and config.watch_folder is not None:  # sidecars live beside the originals
@@ -66,6 +67,9 @@ def reconcile(journal: Journal, config: Config) -> dict[str, int]:
         )
         counts["finished"] += 1
         log.info("reconcile_finished", file=entry.path, decision=written["decision"], to=written["final_path"])
+    if config.output_root is not None:  # a person's correction that a crash interrupted (the review page)
+        corrected = recover_corrections(journal.path.parent, config.output_root)
+        counts["corrections_finished"] = corrected["finished"]
     for entry in list(journal.in_states(OPEN_STATES)):
         if not Path(entry.path).exists():
             journal.update(entry.id, state=State.VANISHED, error="the file disappeared before it was processed")

@@ -25,6 +25,7 @@ import structlog
 from afmwatch import __version__
 from afmwatch.config import Config, ConfigError, WorkersConfig, load_config
 from afmwatch.daemon.act import DECISION_FOLDERS, Actor
+from afmwatch.daemon.alert_monitor import AlertMonitor
 from afmwatch.daemon.journal import FINAL_STATES, Journal, state_folder
 from afmwatch.daemon.metrics import Metrics, serve_metrics
 from afmwatch.daemon.notify import Notifier
@@ -130,6 +131,7 @@ class Service:
         self._reload = threading.Event()
         self.observer: Any = None
         self.metrics_server: Any = None
+        self.alerts: AlertMonitor | None = None
         self._next_compaction = 0.0
 
     @property
@@ -172,6 +174,7 @@ class Service:
         journal = Journal(state_folder(config))
         reconcile(journal, config)
         self.runtime = Runtime(config, classifier, journal, self.metrics, self.notifier, device)
+        self.alerts = AlertMonitor(journal, self.metrics)
         self.compact_journal()
         self.settler = Settler(self.runtime)
         self.pool = ReaderPool(self.runtime, self.settler)
@@ -272,9 +275,15 @@ class Service:
                 self.reload_config()
             self._write_status()
             self.notifier.status(self.status_line())
+            self.check_alerts()
             if time.monotonic() >= self._next_compaction:
                 self.compact_journal()
         return self.stop()
+
+    def check_alerts(self) -> None:
+        """Announce the alerts that started since the last tick (log, Prometheus, notifications)."""
+        if self.alerts is not None:
+            self.alerts.check(self.config.alerts)
 
     def compact_journal(self) -> int:
         """Drop the journal's sidecar copies older than `journal_sidecar_days` (at start, then hourly)."""
@@ -335,6 +344,8 @@ class Service:
             )
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
+        if self.alerts is not None:
+            self.alerts.join(min(10.0, max(0.0, deadline - time.monotonic())))  # notifications under way
         self._write_status()
         counts = runtime.journal.counts()
         log.info("daemon_stopped", drained=drained, **{k: v for k, v in counts.items() if k in FINAL_STATES})

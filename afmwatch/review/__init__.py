@@ -1,0 +1,1 @@
+"""The review page: operators check and correct the daemon's decisions in a browser (`afmwatch review`)."""
