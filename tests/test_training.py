@@ -25,7 +25,7 @@ from afmwatch.training.metrics import (
 )
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.splits import kfold_splits, validation_split
-from afmwatch.training.train import train_arrays
+from afmwatch.training.train import train_network_arrays
 
 # --- metrics against a hand-computed confusion matrix --------------------------------------------
 
@@ -161,7 +161,7 @@ def test_training_lowers_the_loss_and_beats_chance_on_held_out_scans():
     arrays, labels = _toy_set(48, seed=0)
     options = TrainOptions(**TINY)
     spec = train_module.make_spec(options, None)
-    model, report = train_arrays(
+    model, report = train_network_arrays(
         arrays, labels, [str(i) for i in range(48)], [None] * 48, options, spec, progress=False
     )
     losses = [h["train_loss"] for h in report["history"]]
@@ -191,7 +191,7 @@ def test_ctrl_c_keeps_the_best_model_so_far(monkeypatch):
             self.inner.step()
 
     monkeypatch.setattr(train_module, "_make_scheduler", StopAtEpoch3)
-    model, report = train_arrays(
+    model, report = train_network_arrays(
         arrays, labels, [str(i) for i in range(24)], [None] * 24, options, spec, progress=False
     )
     assert report["interrupted"] is True
