@@ -659,3 +659,13 @@ def test_promote_with_data_refuses_a_worse_model_unless_forced(retrace_folder, t
     assert promote(str(coin), "--data", str(retrace_folder), "--force") == 0
     assert "--force: promoting coin although it measures worse than good" in capsys.readouterr().err
     assert active.read_bytes() == coin.read_bytes()
+
+
+def test_every_family_is_one_record_that_loads_trains_and_cross_validates():
+    from afmwatch.networks.classifier import LOADERS
+    from afmwatch.training.families import FAMILIES
+
+    assert set(FAMILIES) == set(LOADERS)  # a model file of every trainable family loads, and only those
+    for name, family in FAMILIES.items():
+        assert family.name == name and family.load is LOADERS[name]
+        assert callable(family.fit) and callable(family.cross_validate)
