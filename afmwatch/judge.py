@@ -14,6 +14,7 @@ import torch
 
 from afmwatch.config import ReadingConfig
 from afmwatch.examine import ReadResult, ReadTask, read_file
+from afmwatch.networks.protocol import ClassifierModel
 from afmwatch.scan import ScanError
 from afmwatch.verdict import Policy, Verdict, decide
 
@@ -30,7 +31,7 @@ class JudgedFile:
 
 
 def judge_paths(
-    classifier: Any,
+    classifier: ClassifierModel,
     paths: list[Path],
     *,
     policy: Policy = Policy(),

@@ -16,7 +16,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import (
     bench_models,
@@ -33,12 +33,16 @@ from benchmarks.common import (
     work_folder,
 )
 
-_worker_classifier: Any = None
+if TYPE_CHECKING:  # afmwatch itself is imported where timed, not when this module loads
+    from afmwatch.networks.protocol import ClassifierModel
+
+_worker_classifier: ClassifierModel | None = None
 
 
-def _load_tensor(classifier: Any, path: Path) -> Any:
+def _load_tensor(classifier: ClassifierModel | None, path: Path) -> Any:
     from afmwatch.readers import read_scan
 
+    assert classifier is not None, "each reader process loads the model first (_process_init)"
     return classifier.preprocess(read_scan(path, classifier.reading_config()))
 
 

@@ -25,7 +25,7 @@ from afmwatch.training.metrics import (
 )
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.splits import kfold_splits, validation_split
-from afmwatch.training.train import train_arrays
+from afmwatch.training.train import train_network_arrays
 
 # --- metrics against a hand-computed confusion matrix --------------------------------------------
 
@@ -161,7 +161,7 @@ def test_training_lowers_the_loss_and_beats_chance_on_held_out_scans():
     arrays, labels = _toy_set(48, seed=0)
     options = TrainOptions(**TINY)
     spec = train_module.make_spec(options, None)
-    model, report = train_arrays(
+    model, report = train_network_arrays(
         arrays, labels, [str(i) for i in range(48)], [None] * 48, options, spec, progress=False
     )
     losses = [h["train_loss"] for h in report["history"]]
@@ -191,7 +191,7 @@ def test_ctrl_c_keeps_the_best_model_so_far(monkeypatch):
             self.inner.step()
 
     monkeypatch.setattr(train_module, "_make_scheduler", StopAtEpoch3)
-    model, report = train_arrays(
+    model, report = train_network_arrays(
         arrays, labels, [str(i) for i in range(24)], [None] * 24, options, spec, progress=False
     )
     assert report["interrupted"] is True
@@ -659,3 +659,13 @@ def test_promote_with_data_refuses_a_worse_model_unless_forced(retrace_folder, t
     assert promote(str(coin), "--data", str(retrace_folder), "--force") == 0
     assert "--force: promoting coin although it measures worse than good" in capsys.readouterr().err
     assert active.read_bytes() == coin.read_bytes()
+
+
+def test_every_family_is_one_record_that_loads_trains_and_cross_validates():
+    from afmwatch.networks.classifier import LOADERS
+    from afmwatch.training.families import FAMILIES
+
+    assert set(FAMILIES) == set(LOADERS)  # a model file of every trainable family loads, and only those
+    for name, family in FAMILIES.items():
+        assert family.name == name and family.load is LOADERS[name]
+        assert callable(family.fit) and callable(family.cross_validate)

@@ -7,6 +7,7 @@ from typing import Any
 
 from afmwatch.daemon.journal import Entry
 from afmwatch.daemon.settle import Arrival
+from afmwatch.networks.protocol import ClassifierModel
 from afmwatch.scan import Scan
 
 
@@ -17,7 +18,7 @@ class Job:
     size: int | None = None
     frames: list[Scan] = field(default_factory=list)
     inputs: list[Any] = field(default_factory=list)  # preprocessed tensors, one per frame
-    preprocessed_by: Any = None  # the classifier whose pipeline made `inputs`
+    preprocessed_by: ClassifierModel | None = None  # the classifier whose pipeline made `inputs`
     predictions: list[Any] = field(default_factory=list)  # Prediction per frame (filled by the worker)
     model: dict[str, Any] | None = None
     quality: dict[str, float | None] | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import queue
 import time
-from typing import Any
 
 import structlog
 
@@ -23,12 +22,13 @@ from afmwatch.daemon.runtime import Runtime
 from afmwatch.daemon.settle import Arrival, Settler
 from afmwatch.daemon.stage import STOP, Stage
 from afmwatch.durable import sha256_file
+from afmwatch.networks.protocol import ClassifierModel
 from afmwatch.scan import ScanError
 
 log = structlog.get_logger("afmwatch.read")
 
 
-def read_job(job: Job, config: Config, classifier: Any, processes: ReaderProcesses | None = None) -> None:
+def read_job(job: Job, config: Config, classifier: ClassifierModel, processes: ReaderProcesses | None = None) -> None:
     """Read every frame, measure quality and preprocess for `classifier`, in a reader process when
     there are any (else in this thread); raises ScanError, or ReaderCrashed if the process died."""
     import torch
@@ -43,7 +43,7 @@ def read_job(job: Job, config: Config, classifier: Any, processes: ReaderProcess
         job.add_time(stage, seconds)
 
 
-def preprocess(job: Job, classifier: Any) -> None:
+def preprocess(job: Job, classifier: ClassifierModel) -> None:
     """The model's own input pipeline for every frame (again if the model changed meanwhile)."""
     started = time.monotonic()
     job.inputs = [classifier.preprocess(frame) for frame in job.frames]

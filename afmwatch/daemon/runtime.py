@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import queue
 from dataclasses import dataclass, field
-from typing import Any
 
 from afmwatch.config import Config
 from afmwatch.daemon.journal import Journal
 from afmwatch.daemon.metrics import Metrics
 from afmwatch.daemon.notify import Notifier
+from afmwatch.networks.protocol import ClassifierModel
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Runtime:
     """
 
     config: Config
-    classifier: Any  # networks.classifier's loaded model
+    classifier: ClassifierModel  # networks.classifier.load_classifier's model, of any family
     journal: Journal
     metrics: Metrics
     notifier: Notifier

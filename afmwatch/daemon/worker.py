@@ -24,6 +24,7 @@ from afmwatch.daemon.pool import preprocess
 from afmwatch.daemon.runtime import Runtime
 from afmwatch.daemon.stage import STOP, Stage
 from afmwatch.networks.model_file import ModelError
+from afmwatch.networks.protocol import ClassifierModel
 from afmwatch.scan import ScanError
 
 log = structlog.get_logger("afmwatch.worker")
@@ -50,7 +51,7 @@ def model_signature(path: Path | None) -> tuple | None:
     return (str(path), stat.st_size, stat.st_mtime_ns)
 
 
-def load_checked(path: Path, device: str) -> Any:
+def load_checked(path: Path, device: str) -> ClassifierModel:
     """Load a classifier and run it on a probe scan; raises ModelError if anything is wrong."""
     from afmwatch.networks.classifier import load_classifier, probe
 
@@ -64,7 +65,7 @@ def load_checked(path: Path, device: str) -> Any:
     return classifier
 
 
-def model_info(classifier: Any) -> dict[str, Any]:
+def model_info(classifier: ClassifierModel) -> dict[str, Any]:
     return {
         "name": classifier.name,
         "arch": classifier.arch,
@@ -108,7 +109,7 @@ class InferenceWorker(Stage):
                 self._next_model_check = time.monotonic() + MODEL_CHECK_SECONDS
                 self.check_model()
 
-    def _use(self, classifier: Any) -> None:
+    def _use(self, classifier: ClassifierModel) -> None:
         """Classify with `classifier` from now on (the whole daemon: it is the runtime's)."""
         self.runtime.classifier = classifier
         self.on_model_change()

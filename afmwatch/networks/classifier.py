@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -22,12 +22,12 @@ from afmwatch.networks.architectures import ARCHITECTURES, get_architecture
 from afmwatch.networks.metrics_model import (
     METRICS_ARCHS,
     RAW_FUNCTIONS,
-    MetricsClassifier,
     feature_vector,
     load_metrics_classifier,
 )
 from afmwatch.networks.model_file import ModelError, file_sha256, load_model_file, save_model_file
 from afmwatch.networks.prediction import CLASS_NAMES, Prediction, to_predictions
+from afmwatch.networks.protocol import ClassifierModel
 from afmwatch.scan import Scan
 
 REQUIRED_METADATA = ("name", "arch", "pipeline", "class_names", "temperature", "review_band")
@@ -193,12 +193,9 @@ class Classifier:
         return self
 
 
-def load_classifier(path: str | Path, device: str = "cpu") -> Classifier | MetricsClassifier:
-    """Load and check a classifier model file; every problem is a ModelError naming the file."""
-    path = Path(path)
-    tensors, meta = load_model_file(path)
-    if meta.get("arch") in METRICS_ARCHS:  # a classical model over the quality metrics
-        return load_metrics_classifier(path, tensors, meta)
+def load_network(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], device: str) -> Classifier:
+    """The classifier for a network model file already read by `load_model_file` (its weights, and the
+    familiarity check and metrics model stored beside them, if any)."""
     meta = check_metadata(meta, path)
     familiarity = {k: v for k, v in tensors.items() if k.startswith(familiarity_check.TENSOR_PREFIX)}
     companion = {k[len(COMPANION_PREFIX) :]: v for k, v in tensors.items() if k.startswith(COMPANION_PREFIX)}
@@ -210,6 +207,25 @@ def load_classifier(path: str | Path, device: str = "cpu") -> Classifier | Metri
     return Classifier(path, model.to(torch_device), meta, file_sha256(path), torch_device, familiarity, companion)
 
 
+# How a model file is loaded, by the architecture its metadata names: every name in the networks'
+# `ARCHITECTURES` and the metrics models' `METRICS_ARCHS`. `training.families.FAMILIES` pairs each
+# with its fit; a name found in neither goes to `load_network`, whose check says which names exist.
+Loader: TypeAlias = Callable[[Path, dict[str, torch.Tensor], dict[str, Any], str], ClassifierModel]
+LOADERS: dict[str, Loader] = {
+    **dict.fromkeys(ARCHITECTURES, load_network),
+    **dict.fromkeys(METRICS_ARCHS, load_metrics_classifier),
+}
+
+
+def load_classifier(path: str | Path, device: str = "cpu") -> ClassifierModel:
+    """Load and check a classifier model file of any family; every problem is a ModelError naming the file."""
+    path = Path(path)
+    tensors, meta = load_model_file(path)
+    arch = meta.get("arch")
+    load = LOADERS.get(arch, load_network) if isinstance(arch, str) else load_network
+    return load(path, tensors, meta, device)
+
+
 def save_classifier(
     path: str | Path, model: nn.Module, metadata: dict[str, Any], extra_tensors: dict[str, torch.Tensor] | None = None
 ) -> Path:
@@ -219,7 +235,7 @@ def save_classifier(
     return save_model_file(path, {**model.state_dict(), **(extra_tensors or {})}, metadata)
 
 
-def probe(classifier: Classifier | MetricsClassifier) -> Prediction:
+def probe(classifier: ClassifierModel) -> Prediction:
     """Run the classifier on a small synthetic surface: proves the file loads, preprocesses and gives
     finite probabilities before a model is put into service."""
     rng = np.random.default_rng(0)

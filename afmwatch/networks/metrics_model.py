@@ -225,9 +225,10 @@ def check_metrics_metadata(meta: dict[str, Any], tensors: dict[str, np.ndarray],
 
 
 def load_metrics_classifier(
-    path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+    path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], device: str = "cpu"
 ) -> MetricsClassifier:
-    """The classifier for a metrics model file already read by `load_model_file`."""
+    """The classifier for a metrics model file already read by `load_model_file` (on the CPU whatever
+    `device` says: see `MetricsClassifier.to`)."""
     path = Path(path)
     arrays = {k: v.numpy() for k, v in tensors.items()}
     check_metrics_metadata(meta, arrays, path)

@@ -19,15 +19,13 @@ from typing import Any
 
 import structlog
 
-from afmwatch.networks.architectures import ARCHITECTURES
-from afmwatch.networks.metrics_model import METRICS_ARCHS
 from afmwatch.networks.model_file import ModelError
 from afmwatch.training.compare import add_comparison, cross_validate_arch, options_for, summary
 from afmwatch.training.data import count_labelled
-from afmwatch.training.families import train_model
+from afmwatch.training.families import FAMILIES, train_model
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.report import write_json
-from afmwatch.training.train import check_options
+from afmwatch.training.run import check_options
 
 log = structlog.get_logger(__name__)
 
@@ -53,17 +51,13 @@ def _rank(arch: str) -> int:
 
 
 def known_families() -> list[str]:
-    return [*METRICS_ARCHS, *ARCHITECTURES]
+    return list(FAMILIES)
 
 
 def auto_candidates(options: TrainOptions) -> list[str]:
     """Every family, simplest first; the torchvision networks only with --pretrained weights (nothing
     is downloaded, and from scratch they only lose on a few dozen scans)."""
-    usable = [
-        arch
-        for arch in known_families()
-        if arch in METRICS_ARCHS or ARCHITECTURES[arch].torchvision_name is None or options.pretrained
-    ]
+    usable = [arch for arch in known_families() if not FAMILIES[arch].imagenet or options.pretrained]
     return sorted(usable, key=_rank)
 
 

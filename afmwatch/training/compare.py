@@ -13,16 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from afmwatch.config import ReadingConfig
-from afmwatch.networks import pipeline as input_pipeline
-from afmwatch.networks.architectures import ARCHITECTURES
-from afmwatch.networks.metrics_model import METRICS_ARCHS, scan_features
-from afmwatch.training.metrics_training import cross_validate_metrics
+from afmwatch.training.families import FAMILIES
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.report import write_json
-from afmwatch.training.train import check_options, cross_validate, load_training_data, make_spec
+from afmwatch.training.run import check_options
 
 SUMMARY_KEYS = ("folds", "balanced_accuracy", "accuracy", "roc_auc")
 
@@ -30,10 +24,8 @@ SUMMARY_KEYS = ("folds", "balanced_accuracy", "accuracy", "roc_auc")
 def options_for(options: TrainOptions, arch: str) -> TrainOptions:
     """The run's options for another architecture: a fresh model (no base model, no name), ImageNet
     weights only where the architecture takes them."""
-    torchvision = arch in ARCHITECTURES and ARCHITECTURES[arch].torchvision_name is not None
-    return replace(
-        options, arch=arch, base_model=None, name=None, pretrained=options.pretrained if torchvision else None
-    )
+    imagenet = arch in FAMILIES and FAMILIES[arch].imagenet
+    return replace(options, arch=arch, base_model=None, name=None, pretrained=options.pretrained if imagenet else None)
 
 
 def cross_validate_arch(data: str | Path, options: TrainOptions, progress: bool = True) -> dict[str, Any]:
@@ -43,28 +35,10 @@ def cross_validate_arch(data: str | Path, options: TrainOptions, progress: bool 
     if options.folds < 2:
         raise ValueError("comparing architectures needs --folds K (K >= 2)")
     check_options(options)
-    data = Path(data)
     started = time.monotonic()
-    if options.arch in METRICS_ARCHS:
-        files, rows, labels, _, _ = load_training_data(
-            data, options, scan_features, ReadingConfig(data_area=options.data_area), progress
-        )
-        cv = cross_validate_metrics(
-            np.stack(rows), labels, [f.sha256 for f in files], [f.group for f in files], options
-        )
-    else:
-        spec = make_spec(options, None)
-        files, arrays, labels, _, _ = load_training_data(
-            data,
-            options,
-            lambda scan: input_pipeline.prepare(scan, spec),
-            ReadingConfig(data_area=spec["data_area"]),
-            progress,
-        )
-        cv = cross_validate(
-            arrays, labels, [f.sha256 for f in files], [f.group for f in files], options, spec, None, progress
-        )
-    return {"count": len(files), "seconds": round(time.monotonic() - started, 1), **cv}
+    assert options.arch is not None, "options_for names the architecture"
+    count, cv = FAMILIES[options.arch].cross_validate(Path(data), options, progress)
+    return {"count": count, "seconds": round(time.monotonic() - started, 1), **cv}
 
 
 def summary(cross_validation: dict[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,10 @@ import structlog
 from afmwatch import __version__
 from afmwatch.config import ReadingConfig
 from afmwatch.judge import judge_paths
+from afmwatch.networks.prediction import CLASS_NAMES
+from afmwatch.networks.protocol import ClassifierModel
 from afmwatch.rules import rule_to_dict
-from afmwatch.training.data import CLASS_NAMES, collect_files, fingerprint
+from afmwatch.training.data import collect_files, fingerprint
 from afmwatch.training.metrics import bootstrap_interval, classification_metrics
 from afmwatch.training.report import write_json, write_plots
 from afmwatch.verdict import Policy
@@ -24,7 +26,7 @@ log = structlog.get_logger(__name__)
 
 
 def evaluate_folder(
-    classifier: Any,
+    classifier: ClassifierModel,
     data: str | Path,
     *,
     batch_size: int = 16,

@@ -4,7 +4,6 @@ arrays that `afmwatch.networks.metrics_model` walks itself, so nothing is pickle
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from afmwatch import __version__
 from afmwatch.config import ReadingConfig
 from afmwatch.networks.metrics_model import (
     BOOSTED,
-    FEATURES,
     LOG_FEATURES,
     LOGISTIC,
     METRICS_ARCHS,
@@ -27,17 +25,16 @@ from afmwatch.networks.metrics_model import (
     save_metrics_model,
     scan_features,
 )
-from afmwatch.networks.prediction import CLASS_NAMES
-from afmwatch.training.calibration import DEFAULT_REVIEW_BAND, choose_review_band, fit_temperature, softmax
 from afmwatch.training.data import fingerprint
-from afmwatch.training.metrics import classification_metrics
+from afmwatch.training.options import TrainOptions
 from afmwatch.training.report import write_report
-from afmwatch.training.splits import validation_split
-from afmwatch.training.train import (
-    chance_level,
-    cross_validate_folds,
+from afmwatch.training.run import (
+    FitPart,
+    FitResult,
+    cross_validate,
     load_training_data,
     model_metadata,
+    train_arrays,
     validation_files,
 )
 
@@ -109,7 +106,7 @@ def fit_model(arch: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[d
     raise ValueError(f"unknown metrics model {arch!r} (choose {', '.join(METRICS_ARCHS)})")
 
 
-def _fit_and_score(
+def fit_and_score(
     arch: str, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, seed: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Train on `train_idx`; return the arrays and the validation log-odds."""
@@ -120,92 +117,46 @@ def _fit_and_score(
     return tensors, RAW_FUNCTIONS[arch](tensors, x[val_idx])
 
 
-def _logits(log_odds: np.ndarray) -> np.ndarray:
+def two_class_logits(log_odds: np.ndarray) -> np.ndarray:
     """Two-class logits whose softmax is the logistic of the log-odds (for temperature scaling)."""
     return np.stack([np.zeros_like(log_odds), log_odds], axis=1)
 
 
-def cross_validate_metrics(
-    x: np.ndarray, labels: np.ndarray, hashes: list[str], groups: list[str | None], options: Any
-) -> dict[str, Any]:
-    """K-fold cross-validation of `options.arch` on feature rows `x`, on the same folds (and through the
-    same code) as a network trained on the same files with the same seed."""
-
+def metrics_fit_part(x: np.ndarray, labels: np.ndarray, options: TrainOptions) -> FitPart:
+    """The metrics model's fit of one split on feature rows `x`, as `training.run` calls it (no
+    epochs; the validation logits from its log-odds)."""
     labels = np.asarray(labels, dtype=int)
 
-    def fit_fold(k: int, train_idx: np.ndarray, val_idx: np.ndarray) -> tuple[np.ndarray, None]:
-        _, raw = _fit_and_score(options.arch, x, labels, train_idx, val_idx, options.seed)
-        return _logits(raw), None
+    def fit_part(train_idx: np.ndarray, val_idx: np.ndarray, desc: str) -> FitResult:
+        assert options.arch is not None, "a metrics model is only trained under its own name"
+        started = time.monotonic()
+        tensors, raw = fit_and_score(options.arch, x, labels, train_idx, val_idx, options.seed)
+        notes = [f"scikit-learn {options.arch}"]
+        return FitResult(tensors, [], None, two_class_logits(raw), seconds=time.monotonic() - started, notes=notes)
 
-    return cross_validate_folds(labels, hashes, groups, options.folds, options.seed, fit_fold)
+    return fit_part
 
 
-def train_metrics_arrays(
-    x: np.ndarray,
-    labels: np.ndarray,
-    hashes: list[str],
-    groups: list[str | None],
-    options: Any,
-    cross_validation: dict[str, Any] | None = None,
-    features: tuple[str, ...] = FEATURES,
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Cross-validation (when asked, unless `cross_validation` already holds it for these folds), then
-    the final model on the stratified validation split, its temperature and review band."""
-
-    labels = np.asarray(labels, dtype=int)
-    report: dict[str, Any] = {
-        "options": asdict(options),
-        "class_names": list(CLASS_NAMES),
-        "pipeline": {"features": list(features), "log10": sorted(LOG_FEATURES & set(features))},
-    }
-    if cross_validation is not None:  # already run on these folds (`train --arch auto` chose with it)
-        report["cross_validation"] = cross_validation
-    elif options.folds and options.folds >= 2:
-        report["cross_validation"] = cross_validate_metrics(x, labels, hashes, groups, options)
-    if options.val_fraction > 0:
-        train_idx, val_idx = validation_split(labels, hashes, groups, options.val_fraction, options.seed)
-    else:
-        train_idx, val_idx = np.arange(len(labels)), np.arange(0)
-    tensors, raw = _fit_and_score(options.arch, x, labels, train_idx, val_idx, options.seed)
-    notes = []
-    if len(val_idx):
-        temperature = fit_temperature(_logits(raw), labels[val_idx])
-        p_bad = softmax(_logits(raw), temperature)[:, 1]
-        band = tuple(options.review_band) if options.review_band else choose_review_band(p_bad, labels[val_idx])
-        validation = classification_metrics(labels[val_idx], p_bad)
-        validation.update(
-            p_bad=p_bad.round(6).tolist(),
-            labels=labels[val_idx].tolist(),
-            review_fraction=float(np.mean((p_bad >= band[0]) & (p_bad <= band[1]))),
-        )
-    else:
-        temperature, band, validation = 1.0, tuple(options.review_band or DEFAULT_REVIEW_BAND), None
-        notes.append("no validation split (--val-fraction 0): temperature 1, default review band")
-    report.update(
-        split={
-            "train": len(train_idx),
-            "validation": len(val_idx),
-            "train_per_class": np.bincount(labels[train_idx], minlength=2).tolist(),
-            "validation_per_class": np.bincount(labels[val_idx], minlength=2).tolist(),
-        },
-        history=[],
-        best_epoch=None,
-        interrupted=False,
-        weights_origin=f"scikit-learn {options.arch}",
-        notes=notes,
-        temperature=temperature,
-        review_band=list(band),
-        validation=validation,
-        device="cpu",
+def cross_validate_folder(data: Path, options: TrainOptions, progress: bool = True) -> tuple[int, dict[str, Any]]:
+    """K-fold cross-validation of `options.arch` on the labelled folder's quality metrics (every metric
+    in `FEATURES`), no model written: the readable file count and `run.cross_validate`'s results, on the
+    same folds as a network's for the same files and seed."""
+    files, rows, labels, _, _ = load_training_data(
+        data, options, scan_features, ReadingConfig(data_area=options.data_area), progress
     )
-    report["chance_level"] = chance_level(report, options.seed)
-    return tensors, report
+    fit_part = metrics_fit_part(np.stack(rows), labels, options)
+    return len(files), cross_validate(labels, [f.sha256 for f in files], [f.group for f in files], options, fit_part)
+
+
+def metrics_pipeline(features: tuple[str, ...]) -> dict[str, Any]:
+    """What a metrics model sees, as its training report records it."""
+    return {"features": list(features), "log10": sorted(LOG_FEATURES & set(features))}
 
 
 def train_metrics_folder(
     data: str | Path,
     out: str | Path,
-    options: Any,
+    options: TrainOptions,
     command: str = "",
     progress: bool = True,
     cross_validation: dict[str, Any] | None = None,
@@ -221,9 +172,12 @@ def train_metrics_folder(
         data, options, lambda scan: scan_features(scan, features), ReadingConfig(data_area=options.data_area), progress
     )
     started = time.monotonic()
-    tensors, report = train_metrics_arrays(
-        np.stack(rows), labels, [f.sha256 for f in files], [f.group for f in files], options, cross_validation, features
+    fit_part = metrics_fit_part(np.stack(rows), labels, options)
+    hashes, groups = [f.sha256 for f in files], [f.group for f in files]
+    result, report = train_arrays(
+        labels, hashes, groups, options, fit_part, metrics_pipeline(features), cross_validation
     )
+    tensors = result.model
     training_data = fingerprint(files, data)
     name = options.name or out.name.split(".")[0]
     metadata = model_metadata(report, name, training_data, command)
