@@ -28,6 +28,7 @@ class ClassifierModel(Protocol):
     temperature: float
     review_band: tuple[float, float]
     device: torch.device
+    metadata: dict[str, Any]  # the file's JSON metadata (name, created, report, training data, ...)
 
     def preprocess(self, scan: Scan) -> torch.Tensor:
         """One scan as the model's input row, on the CPU (thread-safe: reader threads call it)."""
