@@ -45,7 +45,7 @@ def forward_rate(
 
 def classifier_forward_rate(model_path: Path, batch: int, device: str, min_seconds: float, min_calls: int = 3) -> float:
     """Raw forward images/s of a classifier model file at its own input size (used by daemon_e2e)."""
-    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.families import load_classifier
 
     classifier = load_classifier(model_path, device="cpu")
     pipeline = classifier.pipeline
@@ -56,7 +56,7 @@ def networks(image_size: int = IMAGE_SIZE) -> list[tuple[str, Any, int, int]]:
     """(label, module, input channels, crop) for the default model (when present, at its own input
     size) and every registry entry (at `image_size`)."""
     from afmwatch.networks.architectures import ARCHITECTURES
-    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.families import load_classifier
     from afmwatch.networks.store import default_model_path
 
     found = []

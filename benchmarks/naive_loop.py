@@ -32,7 +32,7 @@ from benchmarks.common import (
 
 def naive_rate(files: list[Path], model_path: Path, out: Path, device: str = "cpu") -> float:
     """Files/s of the one-file-at-a-time loop (the model is loaded before the clock starts)."""
-    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.families import load_classifier
     from afmwatch.readers import read_scan
 
     classifier = load_classifier(model_path, device=device)
@@ -57,7 +57,7 @@ def naive_full_rate(files: list[Path], model_path: Path, out: Path, device: str 
     from afmwatch.durable import atomic_write_bytes, sha256_file
     from afmwatch.examine import ReadTask, read_file
     from afmwatch.level import level
-    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.families import load_classifier
     from afmwatch.render import png_bytes, preview_image
     from afmwatch.verdict import caption, decide
 

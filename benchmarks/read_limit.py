@@ -51,7 +51,7 @@ def _process_init(model_path: str, quick: bool) -> None:
     import torch
 
     from afmwatch.log import configure_logging
-    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.families import load_classifier
 
     configure_logging("warning")
     torch.set_num_threads(1)  # one reader per core; a thread pool inside each would oversubscribe
@@ -64,7 +64,7 @@ def _process_read(path: Path) -> Any:
 
 def read_rate(files: list[Path], model_path: Path, workers: int, mode: str) -> float:
     """Files/s of a warmed-up pool of `workers` threads or processes turning `files` into tensors."""
-    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.families import load_classifier
 
     if mode == "threads":
         classifier = load_classifier(model_path, device="cpu")

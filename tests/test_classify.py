@@ -10,7 +10,7 @@ import pytest
 from afmwatch.cli import main
 from afmwatch.judge import judge_paths
 from afmwatch.networks import classifier as classifier_module
-from afmwatch.networks.classifier import load_classifier
+from afmwatch.networks.families import load_classifier
 from afmwatch.networks.store import default_model_path
 from afmwatch.readers import is_supported, read_scan
 from afmwatch.scan import ScanError

@@ -9,7 +9,7 @@ import pytest
 
 from afmwatch.cli import main
 from afmwatch.judge import judge_paths
-from afmwatch.networks.classifier import load_classifier
+from afmwatch.networks.families import load_classifier
 from afmwatch.synth.sets import generate_classify_set
 from afmwatch.training.combine import mix
 from afmwatch.training.families import train_model

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from afmwatch.networks.classifier import load_classifier
+from afmwatch.networks.families import load_classifier
 from afmwatch.networks.metrics_model import METRICS_ARCHS
 from afmwatch.networks.store import default_model_path
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from afmwatch.networks import familiarity
-from afmwatch.networks.classifier import load_classifier
+from afmwatch.networks.families import load_classifier
 from afmwatch.networks.model_file import read_metadata
 from afmwatch.readers import read_scan
 from afmwatch.synth.sets import generate_classify_set

@@ -19,7 +19,8 @@ from afmwatch.networks.architectures import (
     set_train_mode,
     torchvision_classifier,
 )
-from afmwatch.networks.classifier import load_classifier, probe, save_classifier
+from afmwatch.networks.classifier import save_classifier
+from afmwatch.networks.families import load_classifier, probe
 from afmwatch.networks.model_file import ModelError, load_model_file, read_metadata, save_model_file
 from afmwatch.networks.pipeline import check_pipeline, finish, make_pipeline, prepare, to_tensor
 from afmwatch.networks.prediction import decide

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from afmwatch.networks.classifier import load_classifier
+from afmwatch.networks.families import load_classifier
 from afmwatch.networks.pipeline import finish, make_pipeline, prepare
 from afmwatch.scan import Scan
 from afmwatch.training import train as train_module
@@ -661,11 +661,17 @@ def test_promote_with_data_refuses_a_worse_model_unless_forced(retrace_folder, t
     assert active.read_bytes() == coin.read_bytes()
 
 
-def test_every_family_is_one_record_that_loads_trains_and_cross_validates():
-    from afmwatch.networks.classifier import LOADERS
-    from afmwatch.training.families import FAMILIES
+def test_every_kind_of_model_loads_trains_and_cross_validates_through_one_registry():
+    from afmwatch.networks.architectures import ARCHITECTURES
+    from afmwatch.networks.families import KIND_OF, MODEL_KINDS
+    from afmwatch.networks.metrics_model import METRICS_ARCHS
+    from afmwatch.training.families import FAMILIES, TRAINERS
 
-    assert set(FAMILIES) == set(LOADERS)  # a model file of every trainable family loads, and only those
+    assert set(TRAINERS) == set(MODEL_KINDS)  # every kind that loads trains, and only those
+    names = [arch for kind in MODEL_KINDS.values() for arch in kind.architectures]
+    assert len(names) == len(set(names)) == len(KIND_OF)  # every architecture name belongs to one kind
+    assert set(KIND_OF) == set(ARCHITECTURES) | set(METRICS_ARCHS)
+    assert set(FAMILIES) == set(KIND_OF)  # and every one is trainable
     for name, family in FAMILIES.items():
-        assert family.name == name and family.load is LOADERS[name]
-        assert callable(family.fit) and callable(family.cross_validate)
+        assert family.name == name and family.kind == KIND_OF[name].name
+        assert family.fit is TRAINERS[family.kind].fit and family.cross_validate is TRAINERS[family.kind].cross_validate

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from loop_support import sidecar_for, train_logistic, write_scan
 
-from afmwatch.networks.classifier import load_classifier
+from afmwatch.networks.families import load_classifier
 from afmwatch.training.data import collect_files
 
 

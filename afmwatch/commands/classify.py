@@ -27,7 +27,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def load_from_args(args: argparse.Namespace):
     """(Classifier, Config or None) from the shared arguments; raises ModelError or ConfigError."""
     from afmwatch.config import load_config
-    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.families import load_classifier
     from afmwatch.networks.store import resolve_model
 
     config = load_config(args.config) if args.config else None

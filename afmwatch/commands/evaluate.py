@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_other(model: str, args: argparse.Namespace, reading, policy):
-    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.families import load_classifier
     from afmwatch.networks.store import resolve_model
     from afmwatch.training.evaluate import evaluate_folder
 

@@ -208,7 +208,7 @@ def _history(folder: Path, as_json: bool) -> int:
 
 def _diff(args: argparse.Namespace, folder: Path | None) -> int:
     from afmwatch.config import load_config
-    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.families import load_classifier
     from afmwatch.networks.store import resolve_model
     from afmwatch.training.model_diff import diff_models
     from afmwatch.verdict import Policy

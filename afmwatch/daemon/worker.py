@@ -53,7 +53,7 @@ def model_signature(path: Path | None) -> tuple | None:
 
 def load_checked(path: Path, device: str) -> ClassifierModel:
     """Load a classifier and run it on a probe scan; raises ModelError if anything is wrong."""
-    from afmwatch.networks.classifier import load_classifier, probe
+    from afmwatch.networks.families import load_classifier, probe
 
     classifier = load_classifier(path, device=device)
     try:

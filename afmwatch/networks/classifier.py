@@ -1,7 +1,8 @@
 """A loaded classifier: the network, its stored input pipeline, its temperature and review band.
 
-`load_classifier(path)` never runs code from the file (safetensors + JSON metadata). `preprocess` is
-pure and thread-safe (reader threads call it); `predict` runs one batch on the classifier's device.
+`load_network` builds it from a model file already read (`networks.families.load_classifier` reads any
+file and hands networks here; nothing from the file is run: safetensors + JSON metadata). `preprocess`
+is pure and thread-safe (reader threads call it); `predict` runs one batch on the classifier's device.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeAlias, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -19,15 +20,9 @@ from afmwatch.config import ReadingConfig
 from afmwatch.networks import familiarity as familiarity_check
 from afmwatch.networks import pipeline as input_pipeline
 from afmwatch.networks.architectures import ARCHITECTURES, get_architecture
-from afmwatch.networks.metrics_model import (
-    METRICS_ARCHS,
-    RAW_FUNCTIONS,
-    feature_vector,
-    load_metrics_classifier,
-)
-from afmwatch.networks.model_file import ModelError, file_sha256, load_model_file, save_model_file
+from afmwatch.networks.metrics_model import RAW_FUNCTIONS, feature_vector
+from afmwatch.networks.model_file import ModelError, file_sha256, save_model_file
 from afmwatch.networks.prediction import CLASS_NAMES, Prediction, to_predictions
-from afmwatch.networks.protocol import ClassifierModel
 from afmwatch.scan import Scan
 
 REQUIRED_METADATA = ("name", "arch", "pipeline", "class_names", "temperature", "review_band")
@@ -207,25 +202,6 @@ def load_network(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, A
     return Classifier(path, model.to(torch_device), meta, file_sha256(path), torch_device, familiarity, companion)
 
 
-# How a model file is loaded, by the architecture its metadata names: every name in the networks'
-# `ARCHITECTURES` and the metrics models' `METRICS_ARCHS`. `training.families.FAMILIES` pairs each
-# with its fit; a name found in neither goes to `load_network`, whose check says which names exist.
-Loader: TypeAlias = Callable[[Path, dict[str, torch.Tensor], dict[str, Any], str], ClassifierModel]
-LOADERS: dict[str, Loader] = {
-    **dict.fromkeys(ARCHITECTURES, load_network),
-    **dict.fromkeys(METRICS_ARCHS, load_metrics_classifier),
-}
-
-
-def load_classifier(path: str | Path, device: str = "cpu") -> ClassifierModel:
-    """Load and check a classifier model file of any family; every problem is a ModelError naming the file."""
-    path = Path(path)
-    tensors, meta = load_model_file(path)
-    arch = meta.get("arch")
-    load = LOADERS.get(arch, load_network) if isinstance(arch, str) else load_network
-    return load(path, tensors, meta, device)
-
-
 def save_classifier(
     path: str | Path, model: nn.Module, metadata: dict[str, Any], extra_tensors: dict[str, torch.Tensor] | None = None
 ) -> Path:
@@ -233,15 +209,3 @@ def save_classifier(
     metadata), atomically."""
     check_metadata(metadata, path)
     return save_model_file(path, {**model.state_dict(), **(extra_tensors or {})}, metadata)
-
-
-def probe(classifier: ClassifierModel) -> Prediction:
-    """Run the classifier on a small synthetic surface: proves the file loads, preprocesses and gives
-    finite probabilities before a model is put into service."""
-    rng = np.random.default_rng(0)
-    height = rng.normal(0, 1, (64, 64)).astype(np.float32)
-    scan = Scan(height=height, pixel_size_nm=10.0, channel="probe", path=Path("probe"), format="probe")
-    prediction = classifier.predict_scans([scan])[0]
-    if not all(np.isfinite(p) for p in prediction.probabilities.values()):
-        raise ModelError(classifier.path, "the probe scan gave non-finite probabilities")
-    return prediction

@@ -17,7 +17,7 @@ from afmwatch.scan import Scan
 
 
 class ClassifierModel(Protocol):
-    """A model file loaded for inference (`networks.classifier.load_classifier`)."""
+    """A model file loaded for inference (`networks.families.load_classifier`)."""
 
     path: Path
     name: str

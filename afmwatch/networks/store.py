@@ -125,7 +125,7 @@ def promote(model_path: str | Path, model_folder: str | Path, *, action: str = "
     """Verify a model (load + probe forward pass) and install it as the folder's active model; the
     model is also kept in the folder under its own file name, and the installation is recorded in the
     history (`action`: promote or rollback). Returns the active model's path."""
-    from afmwatch.networks.classifier import load_classifier, probe  # torch only when promoting
+    from afmwatch.networks.families import load_classifier, probe  # torch only when promoting
 
     model_path = Path(model_path)
     folder = Path(model_folder)

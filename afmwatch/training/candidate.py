@@ -56,7 +56,7 @@ def compare_with_active(
     candidate_path: Path, active_path: Path, data: Path, report: dict[str, Any], config_path: Path | None
 ) -> dict[str, Any]:
     """The candidate beside the active model on the labelled scans of `data`."""
-    from afmwatch.networks.classifier import load_classifier
+    from afmwatch.networks.families import load_classifier
     from afmwatch.training.data import collect_files
     from afmwatch.training.model_diff import diff_models
     from afmwatch.training.promotion import measure_model

@@ -21,7 +21,8 @@ import torch
 
 from afmwatch.config import ReadingConfig
 from afmwatch.judge import judge_paths
-from afmwatch.networks.classifier import COMPANION_PREFIX, Classifier, load_classifier
+from afmwatch.networks.classifier import COMPANION_PREFIX, Classifier
+from afmwatch.networks.families import load_classifier
 from afmwatch.networks.metrics_model import MetricsClassifier, feature_vector
 from afmwatch.networks.model_file import ModelError, load_model_file, save_model_file
 from afmwatch.training.calibration import choose_review_band

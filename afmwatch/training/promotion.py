@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from afmwatch.config import ReadingConfig
-from afmwatch.networks.classifier import load_classifier
+from afmwatch.networks.families import load_classifier
 from afmwatch.networks.model_file import ModelError
 from afmwatch.networks.store import active_model_path, promote
 from afmwatch.training.evaluate import evaluate_folder
