@@ -241,3 +241,34 @@ def test_a_metrics_model_can_see_only_the_scale_free_metrics(labelled, tmp_path)
     assert feature_set("sq, scar_fraction") == ("sq", "scar_fraction")
     with pytest.raises(ValueError, match="unknown metrics roughness"):
         feature_set("roughness")
+
+
+def test_compare_and_auto_cross_validate_the_metrics_model_that_is_trained(labelled, tmp_path):
+    """--compare and --arch auto cross-validate a metrics model on the --metrics-features it will be
+    trained on (they once used every metric, so auto reported another model's folds as its own)."""
+    from dataclasses import replace
+
+    from afmwatch.training.auto import train_auto
+    from afmwatch.training.compare import cross_validate_arch
+    from afmwatch.training.families import train_model
+    from afmwatch.training.options import TrainOptions
+    from afmwatch.training.run import check_options
+
+    options = TrainOptions(arch=LOGISTIC, folds=3, val_fraction=0.25, metrics_features="scale-free")
+    own = train_model(labelled, tmp_path / "own.safetensors", options, progress=False)["cross_validation"]
+    every_metric = cross_validate_arch(labelled, replace(options, metrics_features="all"), progress=False)
+    assert every_metric["out_of_fold"] != own["out_of_fold"]  # the feature set matters on these scans
+    compared = cross_validate_arch(labelled, options, progress=False)
+    assert compared["out_of_fold"] == own["out_of_fold"]
+    assert compared["per_fold"] == own["per_fold"]
+    auto = train_auto(
+        labelled, tmp_path / "auto.safetensors", replace(options, arch="auto"), [LOGISTIC], progress=False
+    )
+    assert auto["selection"]["chosen"] == LOGISTIC
+    assert auto["cross_validation"]["out_of_fold"] == own["out_of_fold"]
+    assert (
+        load_classifier(tmp_path / "auto.safetensors").features
+        == load_classifier(tmp_path / "own.safetensors").features
+    )
+    with pytest.raises(ValueError, match="unknown metrics roughness"):  # refused before any candidate runs,
+        check_options(TrainOptions(arch="compact", metrics_features="roughness"))  # not a failed candidate

@@ -4,6 +4,7 @@ arrays that `afmwatch.networks.metrics_model` walks itself, so nothing is pickle
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from afmwatch.networks.metrics_model import (
     save_metrics_model,
     scan_features,
 )
-from afmwatch.training.data import fingerprint
+from afmwatch.training.data import LabelledFile, fingerprint
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.report import write_report
 from afmwatch.training.run import (
@@ -137,14 +138,24 @@ def metrics_fit_part(x: np.ndarray, labels: np.ndarray, options: TrainOptions) -
     return fit_part
 
 
-def cross_validate_folder(data: Path, options: TrainOptions, progress: bool = True) -> tuple[int, dict[str, Any]]:
-    """K-fold cross-validation of `options.arch` on the labelled folder's quality metrics (every metric
-    in `FEATURES`), no model written: the readable file count and `run.cross_validate`'s results, on the
-    same folds as a network's for the same files and seed."""
-    files, rows, labels, _, _ = load_training_data(
-        data, options, scan_features, ReadingConfig(data_area=options.data_area), progress
+def read_folder(
+    data: Path, options: TrainOptions, progress: bool = True
+) -> tuple[tuple[str, ...], list[LabelledFile], np.ndarray, dict[str, Any], list[dict[str, str]], FitPart]:
+    """The labelled folder measured for `options.arch` on the metrics `options.metrics_features` names:
+    the features, the readable files, their labels, the reading notes, the skipped files and the fit of
+    one split. Training and cross-validation both start here, so they fit the same model."""
+    features = feature_set(options.metrics_features)
+    files, rows, labels, notes, skipped = load_training_data(
+        data, options, partial(scan_features, features=features), ReadingConfig(data_area=options.data_area), progress
     )
-    fit_part = metrics_fit_part(np.stack(rows), labels, options)
+    return features, files, labels, notes, skipped, metrics_fit_part(np.stack(rows), labels, options)
+
+
+def cross_validate_folder(data: Path, options: TrainOptions, progress: bool = True) -> tuple[int, dict[str, Any]]:
+    """K-fold cross-validation of `options.arch` on the labelled folder's quality metrics (those
+    `--metrics-features` names, as training uses), no model written: the readable file count and
+    `run.cross_validate`'s results, on the same folds as a network's for the same files and seed."""
+    _, files, labels, _, _, fit_part = read_folder(data, options, progress)
     return len(files), cross_validate(labels, [f.sha256 for f in files], [f.group for f in files], options, fit_part)
 
 
@@ -167,12 +178,8 @@ def train_metrics_folder(
     if options.base_model:
         raise ValueError(f"--base-model does not apply to {options.arch}: it trains in seconds from scratch")
     data, out = Path(data), Path(out)
-    features = feature_set(options.metrics_features)
-    files, rows, labels, notes, skipped = load_training_data(
-        data, options, lambda scan: scan_features(scan, features), ReadingConfig(data_area=options.data_area), progress
-    )
+    features, files, labels, notes, skipped, fit_part = read_folder(data, options, progress)
     started = time.monotonic()
-    fit_part = metrics_fit_part(np.stack(rows), labels, options)
     hashes, groups = [f.sha256 for f in files], [f.group for f in files]
     result, report = train_arrays(
         labels, hashes, groups, options, fit_part, metrics_pipeline(features), cross_validation

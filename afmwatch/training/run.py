@@ -18,6 +18,7 @@ import structlog
 
 from afmwatch import __version__
 from afmwatch.config import ReadingConfig
+from afmwatch.networks.metrics_model import feature_set
 from afmwatch.networks.prediction import CLASS_NAMES
 from afmwatch.training.calibration import DEFAULT_REVIEW_BAND, choose_review_band, fit_temperature, softmax
 from afmwatch.training.data import LabelledFile, collect_files, load_prepared
@@ -63,6 +64,10 @@ def check_options(options: TrainOptions) -> None:
         problems.append(f"--folds must be 0 (none) or at least 2 (got {options.folds})")
     if options.review_band and not 0 <= options.review_band[0] <= options.review_band[1] <= 1:
         problems.append(f"--review-band needs 0 <= LOW <= HIGH <= 1 (got {list(options.review_band)})")
+    try:  # checked for every run: --compare and auto train metrics models beside any network
+        feature_set(options.metrics_features)
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         raise ValueError("; ".join(problems))
 
