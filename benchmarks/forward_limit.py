@@ -44,25 +44,49 @@ def forward_rate(
 
 
 def classifier_forward_rate(model_path: Path, batch: int, device: str, min_seconds: float, min_calls: int = 3) -> float:
-    """Raw forward images/s of a classifier model file at its own input size (used by daemon_e2e)."""
+    """Raw forward images/s of a classifier model file at its own input size (used by daemon_e2e): a
+    network's module alone on a random batch; a model of another kind (a metrics model has no module)
+    through the `ClassifierModel` protocol's `probabilities`, on copies of its own input row for a
+    random surface."""
+    from afmwatch.networks.classifier import Classifier
     from afmwatch.networks.families import load_classifier
 
     classifier = load_classifier(model_path, device="cpu")
-    pipeline = classifier.pipeline
-    return forward_rate(classifier.model, pipeline["channels"], pipeline["crop"], batch, device, min_seconds, min_calls)
+    if isinstance(classifier, Classifier):
+        pipeline = classifier.pipeline
+        return forward_rate(
+            classifier.model, pipeline["channels"], pipeline["crop"], batch, device, min_seconds, min_calls
+        )
+    return protocol_rate(classifier, batch, device, min_seconds, min_calls)
+
+
+def protocol_rate(classifier: Any, batch: int, device: str, min_seconds: float, min_calls: int = 3) -> float:
+    """Images/s of `classifier.probabilities` (any kind of model) on a batch of its own input rows that
+    is already where the model runs (a metrics model stays on the CPU whatever `device` says)."""
+    import numpy as np
+    import torch
+
+    from afmwatch.scan import Scan
+
+    model = classifier.to(device)
+    height = np.random.default_rng(0).normal(0, 1, (64, 64)).astype(np.float32)
+    row = model.preprocess(Scan(height=height, pixel_size_nm=10.0, channel="bench", path=Path("bench"), format="bench"))
+    x = torch.stack([row] * batch).to(model.device)
+    return repeat_rate(lambda: model.probabilities(x), batch, min_seconds, min_calls)  # returns on the CPU: synced
 
 
 def networks(image_size: int = IMAGE_SIZE) -> list[tuple[str, Any, int, int]]:
-    """(label, module, input channels, crop) for the default model (when present, at its own input
-    size) and every registry entry (at `image_size`)."""
+    """(label, module, input channels, crop) for the default model (when present and a network, at its
+    own input size) and every registry entry (at `image_size`)."""
     from afmwatch.networks.architectures import ARCHITECTURES
+    from afmwatch.networks.classifier import Classifier
     from afmwatch.networks.families import load_classifier
     from afmwatch.networks.store import default_model_path
 
     found = []
     default = default_model_path()
-    if default.is_file():
-        classifier = load_classifier(default, device="cpu")
+    classifier = load_classifier(default, device="cpu") if default.is_file() else None
+    if isinstance(classifier, Classifier):  # a default of another kind has no network to time here
         found.append(
             (
                 f"shipped default ({classifier.arch})",

@@ -272,3 +272,26 @@ def test_compare_and_auto_cross_validate_the_metrics_model_that_is_trained(label
     )
     with pytest.raises(ValueError, match="unknown metrics roughness"):  # refused before any candidate runs,
         check_options(TrainOptions(arch="compact", metrics_features="roughness"))  # not a failed candidate
+
+
+def test_forward_limit_times_a_model_file_of_either_kind(rng, tmp_path, make_classifier_file):
+    """daemon_e2e's forward limit of a metrics model file (no network module: it once raised
+    AttributeError on `classifier.model`) goes through the protocol's probabilities."""
+    from afmwatch.networks.metrics_model import save_metrics_model
+    from benchmarks.forward_limit import classifier_forward_rate
+
+    x, y = _rows(rng, 40)
+    tensors, _ = fit_model(LOGISTIC, x, y)
+    meta = {
+        "name": "metrics",
+        "arch": LOGISTIC,
+        "features": list(FEATURES),
+        "pipeline": {"data_area": "auto", "features": list(FEATURES)},
+        "class_names": ["good", "bad"],
+        "temperature": 1.0,
+        "review_band": [0.4, 0.6],
+    }
+    metrics_file = save_metrics_model(tmp_path / "metrics.safetensors", tensors, meta)
+    network_file = make_classifier_file(tmp_path / "network.safetensors")
+    for path in (metrics_file, network_file):
+        assert classifier_forward_rate(path, 2, "cpu", 0.0, 1) > 0
