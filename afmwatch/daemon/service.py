@@ -26,6 +26,7 @@ from afmwatch import __version__
 from afmwatch.config import Config, ConfigError, WorkersConfig, load_config
 from afmwatch.daemon.act import DECISION_FOLDERS, Actor
 from afmwatch.daemon.journal import FINAL_STATES, Journal, state_folder
+from afmwatch.daemon.lock import StateLock
 from afmwatch.daemon.metrics import Metrics, serve_metrics
 from afmwatch.daemon.notify import Notifier
 from afmwatch.daemon.pool import ReaderPool
@@ -123,6 +124,7 @@ class Service:
         self.observer: Any = None
         self.metrics_server: Any = None
         self._next_compaction = 0.0
+        self.lock: StateLock | None = None
 
     @property
     def config(self) -> Config:
@@ -146,6 +148,8 @@ class Service:
         errors = startup_errors(config)
         if errors:
             raise ConfigError(str(self.config_path or "<config>"), errors)
+        self.lock = StateLock(state_folder(config))
+        self.lock.acquire()  # AlreadyRunning: another service has this journal; before anything is touched
         from afmwatch.networks.classifier import resolve_device
 
         try:
@@ -331,5 +335,7 @@ class Service:
         counts = runtime.journal.counts()
         log.info("daemon_stopped", drained=drained, **{k: v for k, v in counts.items() if k in FINAL_STATES})
         runtime.journal.close()
+        if self.lock is not None:
+            self.lock.release()
         self.notifier.close()
         return 0
