@@ -70,11 +70,13 @@ class ReaderPool(Stage):
         super().start()
 
     def join(self, timeout: float) -> bool:
-        """Wait for the threads; once all have ended, shut the reader processes down (a thread still
-        waiting on one keeps them: daemon threads end with the service)."""
+        """Wait for the threads; then shut the reader processes down: after the reads in hand once
+        every thread has ended, else (a read still going when the time is up) killed, so that no
+        reader outlives the service and SIGTERM ends it within the drain timeout."""
         ended = super().join(timeout)
-        if ended and self.processes is not None:
-            self.processes.close()
+        if self.processes is not None and (ended or timeout <= 0):
+            self.processes.close(wait=ended)
+            self.processes = None
         return ended
 
     def run(self) -> None:

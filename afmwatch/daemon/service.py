@@ -323,6 +323,7 @@ class Service:
             stage.stop(deadline)
             stage.join(max(0.0, deadline - time.monotonic()))
         drained = self.actor.join(0.0)  # the last stage has ended: every file handed on was sorted
+        self.pool.join(0.0)  # reader processes still busy when the time is up are killed: none outlives us
         if not drained:
             log.warning(
                 "drain_timeout",
