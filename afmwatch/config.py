@@ -51,6 +51,7 @@ class ReadingConfig:
     data_area: Literal["auto", "crop-right-30", "whole"] = "auto"
     level_polynomial: int = 0
     max_pixels: int = 64_000_000
+    max_image_bytes: int = 256 * 1024 * 1024  # PNG/JPEG/TIFF: decoded size allowed, checked from the header
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class SettleConfig:
     settle_seconds: float = 2.0
     max_attempts: int = 5
     backoff_seconds: float = 1.0
+    incomplete_seconds: float = 600.0  # a file whose structure says incomplete waits this long, then fails
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,8 @@ _LIMITS = (
     ("settle.settle_seconds", 0.0, True),
     ("settle.max_attempts", 1, True),
     ("settle.backoff_seconds", 0.0, True),
+    ("settle.incomplete_seconds", 0.0, True),
+    ("reading.max_image_bytes", 1, True),
     ("watch.polling_interval_seconds", 0.0, False),
     ("workers.read_workers", 1, True),
     ("workers.act_workers", 1, True),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from afmwatch.config import Config
+from afmwatch.names import clean
 
 JOURNAL_NAME = "journal.sqlite3"
 STATE_FOLDER_NAME = ".afmwatch-state"
@@ -158,6 +159,7 @@ class Journal:
         synced WAL (survives a power cut)."""
         has_sidecar = "sidecar" in fields
         sidecar = fields.pop("sidecar", None)
+        fields = {name: clean(value) if isinstance(value, str) else value for name, value in fields.items()}
         fields["updated_at"] = time.time()
         columns = ", ".join(f"{name} = ?" for name in fields)
         with self._lock:
@@ -206,6 +208,15 @@ class Journal:
         rows = self._rows(
             f"{self._select} WHERE sha256 = ? AND state = ? AND files.id != ? ORDER BY files.id LIMIT 1",
             (sha256, State.DONE, exclude_id),
+        )
+        return _entry(rows[0]) if rows else None
+
+    def in_flight_with_hash(self, sha256: str, entry_id: int) -> Entry | None:
+        """An earlier entry with this content that is still being read or sorted (identical files
+        that arrive together: the later one waits for it, then is a duplicate like any later copy)."""
+        rows = self._rows(
+            f"{self._select} WHERE sha256 = ? AND state IN (?, ?) AND files.id < ? ORDER BY files.id LIMIT 1",
+            (sha256, State.PROCESSING, State.ACTING, entry_id),
         )
         return _entry(rows[0]) if rows else None
 

@@ -18,6 +18,7 @@ from afmwatch.config import Config
 from afmwatch.daemon.act import ActError, carry_out, final_state
 from afmwatch.daemon.journal import OPEN_STATES, Journal, State
 from afmwatch.daemon.sidecar import preview_path
+from afmwatch.names import text_path
 
 log = structlog.get_logger("afmwatch.reconcile")
 
@@ -50,7 +51,7 @@ def reconcile(journal: Journal, config: Config) -> dict[str, int]:
         try:
             written = carry_out(sidecar, verify=True)
         except ActError as exc:
-            final = Path(sidecar.get("final_path", ""))
+            final = text_path(sidecar.get("final_path", ""))
             if sidecar.get("sort") != "none" and not final.exists():
                 preview_path(final).unlink(missing_ok=True)  # a preview for a scan that never arrived there
             journal.update(entry.id, state=State.VANISHED, error=f"{exc}; processed again if it is still there")
@@ -67,7 +68,7 @@ def reconcile(journal: Journal, config: Config) -> dict[str, int]:
         counts["finished"] += 1
         log.info("reconcile_finished", file=entry.path, decision=written["decision"], to=written["final_path"])
     for entry in list(journal.in_states(OPEN_STATES)):
-        if not Path(entry.path).exists():
+        if not os.path.lexists(text_path(entry.path)):
             journal.update(entry.id, state=State.VANISHED, error="the file disappeared before it was processed")
             counts["vanished"] += 1
     if any(counts.values()):

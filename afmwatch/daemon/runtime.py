@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from afmwatch.config import Config
+from afmwatch.daemon.faults import Faults
 from afmwatch.daemon.journal import Journal
 from afmwatch.daemon.metrics import Metrics
 from afmwatch.daemon.notify import Notifier
@@ -31,6 +32,7 @@ class Runtime:
     notifier: Notifier
     device: str
     read_queue: queue.Queue = field(init=False)  # settler -> reader pool: Arrival
+    faults: Faults = field(default_factory=Faults)  # test seams, off unless the environment sets them
     infer_queue: queue.Queue = field(init=False)  # reader pool -> inference worker: Job
     act_queue: queue.Queue = field(init=False)  # reader pool, inference worker -> actor: Job
 

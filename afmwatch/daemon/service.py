@@ -25,6 +25,7 @@ import structlog
 from afmwatch import __version__
 from afmwatch.config import Config, ConfigError, WorkersConfig, load_config
 from afmwatch.daemon.act import DECISION_FOLDERS, Actor
+from afmwatch.daemon.faults import Faults
 from afmwatch.daemon.journal import FINAL_STATES, Journal, state_folder
 from afmwatch.daemon.lock import StateLock
 from afmwatch.daemon.metrics import Metrics, serve_metrics
@@ -167,7 +168,9 @@ class Service:
         log.info("model_loaded", model=classifier.name, arch=classifier.arch, sha256=classifier.sha256, device=device)
         journal = Journal(state_folder(config))
         reconcile(journal, config)
-        self.runtime = Runtime(config, classifier, journal, self.metrics, self.notifier, device)
+        self.runtime = Runtime(
+            config, classifier, journal, self.metrics, self.notifier, device, faults=Faults.from_environ(os.environ)
+        )
         self.compact_journal()
         self.settler = Settler(self.runtime)
         self.pool = ReaderPool(self.runtime, self.settler)
