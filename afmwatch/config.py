@@ -76,6 +76,15 @@ class SettleConfig:
 
 
 @dataclass(frozen=True)
+class SortRetryConfig:
+    """Sorting that failed (output folder full or read-only, no permission, a name clash) is tried again."""
+
+    backoff_seconds: float = 0.5  # the first wait, then twice as long each time, up to max_backoff_seconds
+    max_backoff_seconds: float = 5.0
+    max_attempts: int = 10  # a cause of the scan's own (no permission); a full or read-only folder: no cap
+
+
+@dataclass(frozen=True)
 class WorkersConfig:
     """Queue sizes, reader pool and batching."""
 
@@ -119,6 +128,7 @@ class Config:
     reading: ReadingConfig = field(default_factory=ReadingConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     settle: SettleConfig = field(default_factory=SettleConfig)
+    sort_retry: SortRetryConfig = field(default_factory=SortRetryConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
     rules: tuple[RuleConfig, ...] | None = None
@@ -234,6 +244,9 @@ _LIMITS = (
     ("settle.incomplete_seconds", 0.0, True),
     ("reading.max_image_bytes", 1, True),
     ("watch.polling_interval_seconds", 0.0, False),
+    ("sort_retry.backoff_seconds", 0.0, False),
+    ("sort_retry.max_backoff_seconds", 0.0, False),
+    ("sort_retry.max_attempts", 1, True),
     ("workers.read_workers", 1, True),
     ("workers.act_workers", 1, True),
     ("workers.torch_threads", 1, True),

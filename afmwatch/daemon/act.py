@@ -35,6 +35,7 @@ from afmwatch.daemon.sidecar import (
     write_sidecar,
 )
 from afmwatch.daemon.stage import STOP, Stage
+from afmwatch.daemon.waiting import cause_of
 from afmwatch.durable import SourceChanged, atomic_write_bytes, free_folders, fsync_dir, safe_move, sha256_file
 from afmwatch.errors import AfmwatchError
 from afmwatch.level import level
@@ -174,13 +175,32 @@ class Actor(Stage):
                 return
             try:
                 self.act(job)
-            except Exception:  # disk full, permissions: the plan stays in the journal for the next start
-                log.exception("act_failed", file=str(job.path))
-                self.runtime.journal.update(
-                    job.arrival.entry_id, error="could not sort the file; retried at the next start"
-                )
+            except Exception as exc:  # output full or read-only, no permission, the journal full, a bug
+                self._postpone(job, exc)
             finally:
                 self.settler.finished(job.path)
+
+    def _postpone(self, job: Job, exc: Exception) -> None:
+        """Sorting this scan failed: a committed plan (`acting`) waits for the retrier
+        (`afmwatch.daemon.retry`) and this thread goes on with the next scan; a scan that failed
+        before its plan was committed goes back to settle and is read again after a pause."""
+        config = self.runtime.config
+        cause, lasting = cause_of(exc, config)
+        if not isinstance(exc, OSError | AfmwatchError):  # a bug: with its traceback
+            log.exception("act_failed", file=str(job.path))
+        try:
+            entry = self.runtime.journal.get(job.arrival.entry_id)
+        except Exception:  # the journal cannot even be read: the scan stays in the watch folder
+            log.exception("act_failed", file=str(job.path))
+            return
+        if entry is not None and entry.state == State.ACTING:
+            waiting = self.runtime.sort_waiting.add(entry.id, entry.path, cause, lasting, str(exc), config.sort_retry)
+            log.warning("sort_waiting", file=str(job.path), cause=cause, error=str(exc), attempts=waiting.attempts)
+            return
+        backoff = config.sort_retry.max_backoff_seconds
+        log.warning("act_postponed", file=str(job.path), cause=cause, error=str(exc), retry_in_s=backoff)
+        job.arrival.attempts = max(0, job.arrival.attempts - 1)  # not the file's fault: no attempt counted
+        self.settler.retry(job.arrival, backoff)
 
     def act(self, job: Job) -> None:
         config = self.runtime.config

@@ -66,8 +66,13 @@ class Metrics:
                 "# TYPE afmwatch_batched_frames_total counter",
                 f"afmwatch_batched_frames_total {self.batched_frames}",
             ]
-        for name, value in sorted(gauges.items()):
-            lines += [f"# TYPE afmwatch_{name} gauge", f"afmwatch_{name} {value}"]
+        typed: set[str] = set()
+        for name, value in sorted(gauges.items()):  # a name may carry labels: 'sort_waiting{cause="..."}'
+            base = name.partition("{")[0]
+            if base not in typed:
+                typed.add(base)
+                lines.append(f"# TYPE afmwatch_{base} gauge")
+            lines.append(f"afmwatch_{name} {value}")
         return "\n".join(lines) + "\n"
 
 

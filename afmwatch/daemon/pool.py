@@ -21,7 +21,7 @@ import structlog
 from afmwatch.config import Config
 from afmwatch.daemon.identity import ContentChanged, NotRegularFile, clear_folder, copy_hashed, open_below
 from afmwatch.daemon.job import Job
-from afmwatch.daemon.journal import State, state_folder
+from afmwatch.daemon.journal import FULL_RETRY_SECONDS, JournalFull, State, state_folder
 from afmwatch.daemon.reading import ReaderCrashed, ReaderProcesses, ReadTask, read_file
 from afmwatch.daemon.runtime import Runtime
 from afmwatch.daemon.settle import Arrival, Settler
@@ -99,7 +99,22 @@ class ReaderPool(Stage):
                 continue
             if arrival is STOP:
                 return
+            self.process_one(arrival)
+
+    def process_one(self, arrival: Arrival) -> None:
+        """`process`, and what it cannot handle costs this file, never the reader thread: the journal
+        full pauses it (read again later, no attempt counted), a bug costs it one attempt."""
+        try:
             self.process(arrival)
+        except JournalFull:
+            arrival.attempts = max(0, arrival.attempts - 1)
+            self.settler.retry(arrival, FULL_RETRY_SECONDS)
+        except Exception as exc:
+            log.exception("read_failed", file=str(arrival.path))
+            try:
+                self._failed_attempt(Job(arrival=arrival), self.runtime.config, f"unexpected error ({exc})")
+            except JournalFull:
+                self.settler.retry(arrival, FULL_RETRY_SECONDS)
 
     def process(self, arrival: Arrival) -> None:
         job = Job(arrival=arrival)

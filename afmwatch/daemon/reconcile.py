@@ -3,7 +3,9 @@
 Runs before the watcher starts. A file whose plan was committed (`acting`) is finished exactly as
 planned, after checking by hash that what is on disk is what was planned; temp files of interrupted
 atomic writes are removed; open entries whose file has gone are recorded as vanished. Files that
-were still being read simply stay in the watch folder and are found again by the folder scan.
+were still being read simply stay in the watch folder and are found again by the folder scan. A plan
+that cannot be carried out now (output folder full or read-only, no permission) stays `acting` and is
+tried again while the service runs (`afmwatch.daemon.retry`), never a failure at every start.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def remove_temp_files(folder: Path, pattern: re.Pattern = TEMP_FILE) -> int:
 
 def reconcile(journal: Journal, config: Config) -> dict[str, int]:
     """Finish or undo what a crash interrupted; returns counts of what was done."""
-    counts = {"temp_files_removed": 0, "finished": 0, "vanished": 0, "stuck": 0}
+    counts = {"temp_files_removed": 0, "finished": 0, "vanished": 0, "waiting": 0}
     if config.output_root is not None:
         counts["temp_files_removed"] += remove_temp_files(config.output_root)
     if config.sort == "none" and config.watch_folder is not None:  # sidecars live beside the originals
@@ -58,9 +60,9 @@ def reconcile(journal: Journal, config: Config) -> dict[str, int]:
             counts["vanished"] += 1
             log.warning("reconcile_replanned", file=entry.path, reason=str(exc))
             continue
-        except OSError as exc:
-            counts["stuck"] += 1
-            log.error("reconcile_failed", file=entry.path, error=str(exc))
+        except Exception as exc:  # full, read-only, no permission (or a bug): never a failure at every start
+            counts["waiting"] += 1
+            log.warning("reconcile_waiting", file=entry.path, error=str(exc), note="tried again while the service runs")
             continue
         journal.update(
             entry.id, state=final_state(written["decision"]), final_path=written["final_path"], sidecar=written

@@ -10,6 +10,7 @@ SIGHUP reloads the configuration file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import faulthandler
 import os
@@ -26,12 +27,13 @@ from afmwatch import __version__
 from afmwatch.config import Config, ConfigError, WorkersConfig, load_config
 from afmwatch.daemon.act import DECISION_FOLDERS, Actor
 from afmwatch.daemon.faults import Faults
-from afmwatch.daemon.journal import FINAL_STATES, Journal, state_folder
+from afmwatch.daemon.journal import FINAL_STATES, Journal, JournalFull, state_folder
 from afmwatch.daemon.lock import StateLock
 from afmwatch.daemon.metrics import Metrics, serve_metrics
 from afmwatch.daemon.notify import Notifier
 from afmwatch.daemon.pool import ReaderPool
 from afmwatch.daemon.reconcile import reconcile
+from afmwatch.daemon.retry import SortRetrier
 from afmwatch.daemon.runtime import Runtime
 from afmwatch.daemon.settle import Settler
 from afmwatch.daemon.stage import Stage
@@ -176,10 +178,12 @@ class Service:
         self.pool = ReaderPool(self.runtime, self.settler)
         self.worker = InferenceWorker(self.runtime, on_model_change=self._write_status, healthy=self._stages_alive)
         self.actor = Actor(self.runtime, self.settler)
-        self.stages = [self.settler, self.pool, self.worker, self.actor]  # in the order the work flows
+        self.retrier = SortRetrier(self.runtime, self.settler)
+        # in the order the work flows
+        self.stages = [self.settler, self.pool, self.worker, self.actor, self.retrier]
         if config.metrics_port:
             try:
-                self.metrics_server = serve_metrics(config.metrics_port, self.metrics, self.gauges)
+                self.metrics_server = serve_metrics(config.metrics_port, self.metrics, self.metric_gauges)
             except OSError as exc:
                 raise ConfigError(
                     str(self.config_path or "<config>"),
@@ -223,6 +227,30 @@ class Service:
             "act_queue_depth": runtime.act_queue.qsize(),
         }
 
+    def metric_gauges(self) -> dict[str, float]:
+        """The queue gauges, the scans waiting to be sorted again by cause, and whether the journal
+        can be written (what Prometheus scrapes)."""
+        runtime = self.runtime
+        assert runtime is not None, "the service has not started"
+        waiting = {f'sort_waiting{{cause="{cause}"}}': n for cause, n in runtime.sort_waiting.counts().items()}
+        return {
+            **self.gauges(),
+            "sort_waiting": sum(waiting.values()),
+            **waiting,
+            "journal_unavailable": float(runtime.journal.unavailable is not None),
+        }
+
+    def trouble(self) -> str:
+        """What holds scans up now, in words ('' when nothing does): the STATUS line and the log say it."""
+        runtime = self.runtime
+        assert runtime is not None, "the service has not started"
+        parts = []
+        if runtime.journal.unavailable is not None:
+            parts.append(f"journal cannot be written ({runtime.journal.unavailable}): intake paused")
+        if waiting := runtime.sort_waiting.describe():
+            parts.append(waiting)
+        return "; ".join(parts)
+
     def status_line(self) -> str:
         runtime = self.runtime
         assert runtime is not None, "the service has not started"
@@ -230,11 +258,21 @@ class Service:
         done = sum(counts.values())
         parts = ", ".join(f"{d} {counts.get(d, 0)}" for d in DECISION_FOLDERS)
         waiting = self.settler.pending() + runtime.read_queue.qsize() + runtime.infer_queue.qsize()
-        return f"{done} scans sorted ({parts}); {waiting} waiting; model {runtime.classifier.name}"
+        trouble = self.trouble()
+        return f"{done} scans sorted ({parts}); {waiting} waiting; model {runtime.classifier.name}" + (
+            f"; {trouble}" if trouble else ""
+        )
 
     def _write_status(self) -> None:
+        """The service record `afmwatch status` reads; skipped while the journal cannot be written
+        (the STATUS line and the log say so, and `status` sees the state folder's free space)."""
         assert self.runtime is not None, "the service has not started"
         config, classifier = self.runtime.config, self.runtime.classifier
+        with contextlib.suppress(JournalFull):
+            self._set_service(config, classifier)
+
+    def _set_service(self, config: Config, classifier: Any) -> None:
+        assert self.runtime is not None, "the service has not started"
         self.runtime.journal.set_service(
             {
                 "pid": os.getpid(),
@@ -252,6 +290,8 @@ class Service:
                     "device": str(classifier.device),
                 },
                 "queues": self.gauges(),
+                "sort_waiting": self.runtime.sort_waiting.counts(),
+                "trouble": self.trouble(),
             }
         )
 
@@ -279,7 +319,10 @@ class Service:
         """Drop the journal's sidecar copies older than `journal_sidecar_days` (at start, then hourly)."""
         self._next_compaction = time.monotonic() + COMPACTION_SECONDS
         days = self.config.journal_sidecar_days
-        dropped = self.journal.drop_old_sidecars(time.time() - days * 86400)
+        try:
+            dropped = self.journal.drop_old_sidecars(time.time() - days * 86400)
+        except JournalFull:
+            return 0  # tried again in an hour
         if dropped:
             log.info("journal_compacted", sidecar_copies_dropped=dropped, older_than_days=days)
         return dropped

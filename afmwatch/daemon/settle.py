@@ -19,7 +19,7 @@ from pathlib import Path
 import structlog
 
 from afmwatch.daemon.identity import NotRegularFile, kind, open_below
-from afmwatch.daemon.journal import OPEN_STATES, SORTED_STATES, State
+from afmwatch.daemon.journal import FULL_RETRY_SECONDS, OPEN_STATES, SORTED_STATES, JournalFull, State
 from afmwatch.daemon.runtime import Runtime
 from afmwatch.daemon.stage import Stage
 from afmwatch.names import path_text
@@ -121,8 +121,11 @@ class Settler(Stage):
         tick = max(0.02, min(0.25, self.runtime.config.settle.settle_seconds / 4))
         while not self._stop.is_set():
             self.beat()
-            self._take_touched()
-            self._check_waiting()
+            try:
+                self._take_touched()
+                self._check_waiting()
+            except JournalFull:  # intake paused (the journal logs it); tried again after a pause
+                self._wake.wait(FULL_RETRY_SECONDS)
             self._wake.wait(tick)
             self._wake.clear()
 
@@ -141,7 +144,15 @@ class Settler(Stage):
                 if not stat_mode.S_ISDIR(stat.st_mode):
                     log.info("not_a_regular_file", file=str(path), kind=kind(stat.st_mode), note="ignored")
                 continue
-            entry_id = self._admit(path, stat)
+            try:
+                entry_id = self._admit(path, stat)
+            except JournalFull:  # intake pauses: this path and the rest wait until the journal takes a write
+                with self._lock:
+                    self._touched |= {p for p in touched if p >= path}
+                raise
+            except Exception:  # costs this path (logged with the traceback), not the settle thread
+                log.exception("settle_failed", file=str(path))
+                continue
             if entry_id is None:
                 continue
             now = time.monotonic()
@@ -249,5 +260,12 @@ class Settler(Stage):
         return journal.add(text, stat.st_size, stat.st_mtime_ns)
 
     def _ready(self, arrival: Arrival) -> None:
-        self.runtime.journal.update(arrival.entry_id, state=State.SETTLED, size=arrival.size, mtime_ns=arrival.mtime_ns)
+        try:
+            self.runtime.journal.update(
+                arrival.entry_id, state=State.SETTLED, size=arrival.size, mtime_ns=arrival.mtime_ns
+            )
+        except JournalFull:  # it settles again once the journal takes a write; not an attempt
+            arrival.attempts -= 1
+            self.retry(arrival, FULL_RETRY_SECONDS)
+            raise
         self.runtime.read_queue.put(arrival)
