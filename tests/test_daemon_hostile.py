@@ -103,6 +103,7 @@ def test_names_of_any_bytes_and_250_bytes_are_sorted_once_and_a_restart_is_clean
     finally:
         assert again.terminate() == 0
     assert "reconcile_failed" not in again.log() and "Traceback" not in again.log() + daemon.log()
+    assert r"/bad\\xff\\xfe.tif" in daemon.log()  # logged escaped: the JSON of the text bad\xff\xfe.tif
     assert_each_input_exactly_once(out, inbox, {**expected, "after.tif": after})
 
 
