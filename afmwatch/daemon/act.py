@@ -150,7 +150,7 @@ class Actor(Stage):
     """
 
     inbox: queue.Queue  # always the runtime's act queue
-    stall_seconds = 60.0  # no act thread came round for a minute: hung (one scan takes seconds)
+    stall_seconds = 300.0  # one scan takes seconds (a verified copy of a large file across file systems: minutes)
 
     def __init__(self, runtime: Runtime, settler: Settler):
         workers = runtime.config.workers

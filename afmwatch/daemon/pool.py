@@ -9,6 +9,7 @@ while the file may still be growing sends it back to settle, with exponential ba
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import shutil
@@ -65,6 +66,7 @@ class ReaderPool(Stage):
     reader processes they hand the reading to (`workers.reader_processes`), which end with them."""
 
     inbox: queue.Queue  # always the runtime's read queue
+    stall_seconds = 600.0  # one file (hash, private copy, read in a reader process): seconds, a huge one a minute
 
     def __init__(self, runtime: Runtime, settler: Settler):
         super().__init__(runtime, "afmwatch-read", count=runtime.config.workers.read_workers, inbox=runtime.read_queue)
@@ -150,6 +152,8 @@ class ReaderPool(Stage):
             self._failed_attempt(job, config, _no_permission(arrival.path), permanent=True)
             return False
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # no room for the private copy: the state disk is full
+                raise JournalFull(f"state folder full ({exc.strerror})") from None
             self._failed_attempt(job, config, f"cannot read the file: {exc.strerror or exc}")
             return False
         job.size, job.identity = identity.size, identity
@@ -177,7 +181,7 @@ class ReaderPool(Stage):
             earlier = journal.finished_with_hash(job.sha256, arrival.entry_id)
             if earlier is not None:
                 job.duplicate_of = earlier
-                self.runtime.act_queue.put(job)
+                self.hand_on(self.runtime.act_queue, job)
                 return
         classifier = self.runtime.classifier
         try:
@@ -197,7 +201,7 @@ class ReaderPool(Stage):
             self._failed_attempt(job, config, f"unexpected error while reading ({type(exc).__name__}: {exc})")
             return
         job.queued_at = time.monotonic()
-        self.runtime.infer_queue.put(job)
+        self.hand_on(self.runtime.infer_queue, job)
 
     def _failed_attempt(self, job: Job, config: Config, reason: str, *, permanent: bool = False) -> None:
         """Another attempt later for an error that may pass (truncated, still being written); failed/
@@ -212,7 +216,7 @@ class ReaderPool(Stage):
             return
         job.failure = reason
         job.frames, job.inputs = [], []
-        self.runtime.act_queue.put(job)
+        self.hand_on(self.runtime.act_queue, job)
 
 
 def _no_permission(path: Path) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import faulthandler
 import os
 import signal
@@ -45,6 +46,7 @@ from afmwatch.system import available_cores
 log = structlog.get_logger("afmwatch.service")
 
 STATUS_SECONDS = 5.0
+EX_SOFTWARE = 70  # sysexits: a stage died of a bug; systemd restarts the service (Restart=on-failure)
 COMPACTION_SECONDS = 3600.0
 # settings that need a restart to change (SIGHUP keeps the running values and says so)
 RESTART_ONLY = ("watch_folder", "output_root", "state_folder", "watch", "device", "metrics_port")
@@ -56,12 +58,17 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _writable(folder: Path) -> str | None:
-    """None if we can create files in `folder` (creating it if needed), else why not."""
+    """None if we can create files in `folder` (creating it if needed), else why not. A folder that is
+    full or read-only just now is no reason to refuse (exit 78 would keep systemd from restarting us):
+    sorting waits for it while the service runs (`afmwatch.daemon.retry`)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+            log.warning("folder_not_writable_now", folder=str(folder), error=str(exc), note="sorting waits for it")
+            return None
         return exc.strerror or str(exc)
     return None
 
@@ -128,6 +135,8 @@ class Service:
         self.metrics_server: Any = None
         self._next_compaction = 0.0
         self.lock: StateLock | None = None
+        self.died: str | None = None  # the stage whose loop raised: the service stops, exit EX_SOFTWARE
+        self._stalled: set[str] = set()
 
     @property
     def config(self) -> Config:
@@ -190,6 +199,7 @@ class Service:
                     [f"metrics_port: cannot serve on 127.0.0.1:{config.metrics_port} ({exc.strerror})"],
                 ) from None
         for stage in self.stages:
+            stage.on_died = self._stage_died
             stage.start()
         assert config.watch_folder is not None  # startup_errors refuses a config without one
         self.observer = start_observer(config.watch_folder, config.watch, self.settler.touch)
@@ -210,11 +220,22 @@ class Service:
         self.notifier.ready(self.status_line())
 
     def _stages_alive(self) -> bool:
-        """Every stage is alive (else the worker stops the systemd watchdog pings).
-        While draining, stages end one by one on purpose; TimeoutStopSec bounds that."""
+        """Every stage is alive: each thread running and coming round its loop (else the worker stops
+        the systemd watchdog pings, and systemd restarts the service). While draining, stages end one
+        by one on purpose; TimeoutStopSec bounds that."""
         if self._stop.is_set():
             return True
-        return all(stage.alive() for stage in self.stages)
+        stalled = {stage.name for stage in self.stages if not stage.alive()}
+        for name in stalled - self._stalled:
+            log.error("stage_stalled", stage=name, note="watchdog pings stop: systemd restarts the service")
+        self._stalled = stalled
+        return not stalled
+
+    def _stage_died(self, name: str) -> None:
+        """A stage's loop raised (logged as stage_died): stop, drain what the others can, exit non-zero."""
+        self.died = name
+        log.critical("service_stopping", reason=f"stage {name} died", exit_status=EX_SOFTWARE)
+        self._stop.set()
 
     # -- health -----------------------------------------------------------------------------------
     def gauges(self) -> dict[str, float]:
@@ -304,7 +325,8 @@ class Service:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def serve(self) -> int:
-        """Run until SIGTERM/SIGINT (or `request_stop`); then drain and return 0."""
+        """Run until SIGTERM/SIGINT (or `request_stop`); then drain and return 0 (EX_SOFTWARE when a
+        stage died)."""
         while not self._stop.wait(STATUS_SECONDS if not self._reload.is_set() else 0):
             if self._reload.is_set():
                 self._reload.clear()
@@ -313,7 +335,8 @@ class Service:
             self.notifier.status(self.status_line())
             if time.monotonic() >= self._next_compaction:
                 self.compact_journal()
-        return self.stop()
+        code = self.stop()
+        return EX_SOFTWARE if self.died is not None else code
 
     def compact_journal(self) -> int:
         """Drop the journal's sidecar copies older than `journal_sidecar_days` (at start, then hourly)."""

@@ -50,6 +50,8 @@ class Settler(Stage):
     """Owns the set of paths that are waiting to stop changing; one thread, no file reading. It admits
     a path only when the journal says it needs processing, and hands a settled file to the read queue."""
 
+    stall_seconds = 120.0  # its loop only stats files: two minutes without coming round is a hung file system
+
     def __init__(self, runtime: Runtime):
         super().__init__(runtime, "afmwatch-settle")
         self._lock = threading.Lock()
@@ -268,4 +270,4 @@ class Settler(Stage):
             arrival.attempts -= 1
             self.retry(arrival, FULL_RETRY_SECONDS)
             raise
-        self.runtime.read_queue.put(arrival)
+        self.hand_on(self.runtime.read_queue, arrival)
