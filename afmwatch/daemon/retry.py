@@ -27,6 +27,7 @@ from afmwatch.daemon.sidecar import preview_path, sidecar_path
 from afmwatch.daemon.stage import Stage
 from afmwatch.daemon.waiting import Waiting, cause_of
 from afmwatch.durable import sha256_file
+from afmwatch.names import path_text, text_path
 from afmwatch.verdict import Decision
 
 log = structlog.get_logger("afmwatch.retry")
@@ -129,7 +130,7 @@ class SortRetrier(Stage):
     def _replan(self, entry: Entry, reason: str) -> None:
         """The plan no longer fits what is on disk: forget it; the scan, if still there, is read again."""
         sidecar = entry.sidecar or {}
-        final = Path(sidecar.get("final_path", ""))
+        final = text_path(sidecar.get("final_path", ""))
         if sidecar.get("sort") != "none" and not final.exists():
             preview_path(final).unlink(missing_ok=True)  # a preview for a scan that never arrived there
         self.runtime.journal.update(
@@ -137,13 +138,14 @@ class SortRetrier(Stage):
         )
         self.runtime.sort_waiting.remove(entry.id)
         log.warning("sort_replanned", file=entry.path, reason=reason)
-        self.settler.touch(Path(entry.path))
+        self.settler.touch(text_path(entry.path))
 
     def _fail_in_place(self, entry: Entry, item: Waiting, cause: str, exc: BaseException) -> None:
         """Tried `max_attempts` times: the scan stays where it is now, recorded as failed with the reason.
         A copy (or link) already made at the destination is removed, so the scan is in one place only."""
         sidecar: dict[str, Any] = entry.sidecar or {}
-        original, final = Path(sidecar.get("original_path", entry.path)), Path(sidecar.get("final_path", ""))
+        original = text_path(sidecar.get("original_path", entry.path))
+        final = text_path(sidecar.get("final_path", ""))
         where = original
         if sidecar.get("sort") != "none" and final != original:
             if original.exists() and final.exists() and _same_content(original, final, sidecar.get("sha256")):
@@ -155,7 +157,7 @@ class SortRetrier(Stage):
                 where = final  # it was moved; only its sidecar could not be written
         reason = f"{cause} ({exc}); tried {item.attempts} times; the scan stays in {where.parent}"
         self.runtime.journal.update(
-            entry.id, state=State.FAILED, decision=Decision.FAILED, final_path=str(where), error=reason
+            entry.id, state=State.FAILED, decision=Decision.FAILED, final_path=path_text(where), error=reason
         )
         self.runtime.sort_waiting.remove(entry.id)
         self.runtime.metrics.count(Decision.FAILED)
