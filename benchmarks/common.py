@@ -28,7 +28,7 @@ QUICK_NOTE = "**Quick smoke run (`--quick`)**: proves the script works; the numb
 
 # The sections of BENCHMARKS.md these scripts own, in the order they appear. `## Denoising` belongs to
 # benchmarks/denoise_quality.py and is never touched here.
-SECTIONS = ("summary", "machine", "forward", "read", "naive", "e2e", "latency", "memory", "readers", "profile")
+SECTIONS = ("summary", "machine", "forward", "read", "naive", "e2e", "latency", "memory", "readers", "profile", "soak")
 HEADER = """# afmwatch benchmarks
 
 Measured on the machine named in each section by the committed scripts in `benchmarks/`; rerun them
