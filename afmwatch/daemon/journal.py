@@ -255,10 +255,10 @@ class Journal:
         return _entry(rows[0]) if rows else None
 
     def in_flight_with_hash(self, sha256: str, entry_id: int) -> Entry | None:
-        """An earlier entry with this content that is still being read or sorted (identical files
-        that arrive together: the later one waits for it, then is a duplicate like any later copy)."""
+        """Another entry with this content that is being read or sorted (identical files that arrive
+        together: the one that looks second waits for it, then is a duplicate like any later copy)."""
         rows = self._rows(
-            f"{self._select} WHERE sha256 = ? AND state IN (?, ?) AND files.id < ? ORDER BY files.id LIMIT 1",
+            f"{self._select} WHERE sha256 = ? AND state IN (?, ?) AND files.id != ? ORDER BY files.id LIMIT 1",
             (sha256, State.PROCESSING, State.ACTING, entry_id),
         )
         return _entry(rows[0]) if rows else None

@@ -13,6 +13,7 @@ import errno
 import os
 import queue
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class ReaderPool(Stage):
         self.settler = settler
         self.processes: ReaderProcesses | None = None
         self.copies = state_folder(runtime.config) / COPIES_FOLDER
+        self._claiming = threading.Lock()
 
     def start(self) -> None:
         """Start (and warm up) the reader processes, if any, then the threads."""
@@ -168,16 +170,23 @@ class ReaderPool(Stage):
         if arrival.incomplete:  # its structure said incomplete for longer than settle.incomplete_seconds
             self._failed_attempt(job, config, arrival.incomplete, permanent=True)
             return
-        journal.update(
-            arrival.entry_id, state=State.PROCESSING, attempts=arrival.attempts, sha256=job.sha256, size=job.size
-        )
+        with self._claiming:  # look and mark at once: of identical files arriving together one goes first
+            first = journal.in_flight_with_hash(job.sha256, arrival.entry_id) if config.duplicates == "skip" else None
+            if first is None:
+                journal.update(
+                    arrival.entry_id,
+                    state=State.PROCESSING,
+                    attempts=arrival.attempts,
+                    sha256=job.sha256,
+                    size=job.size,
+                )
+        if first is not None:  # an identical file is on its way: wait for it, then be its duplicate
+            log.info("duplicate_waits", file=str(arrival.path), first=first.path)
+            arrival.attempts -= 1  # waiting is not a failed attempt
+            journal.update(arrival.entry_id, state=State.SEEN)
+            self.settler.retry(arrival, max(0.1, config.settle.backoff_seconds))
+            return
         if config.duplicates == "skip":
-            first = journal.in_flight_with_hash(job.sha256, arrival.entry_id)
-            if first is not None:  # an identical file that arrived first is still on its way: wait for it
-                log.info("duplicate_waits", file=str(arrival.path), first=first.path)
-                arrival.attempts -= 1  # waiting is not a failed attempt
-                self.settler.changed(arrival, max(0.1, config.settle.backoff_seconds))
-                return
             earlier = journal.finished_with_hash(job.sha256, arrival.entry_id)
             if earlier is not None:
                 job.duplicate_of = earlier
