@@ -51,6 +51,7 @@ class ReadingConfig:
     data_area: Literal["auto", "crop-right-30", "whole"] = "auto"
     level_polynomial: int = 0
     max_pixels: int = 64_000_000
+    max_image_bytes: int = 256 * 1024 * 1024  # PNG/JPEG/TIFF: decoded size allowed, checked from the header
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,16 @@ class SettleConfig:
     settle_seconds: float = 2.0
     max_attempts: int = 5
     backoff_seconds: float = 1.0
+    incomplete_seconds: float = 600.0  # a file whose structure says incomplete waits this long, then fails
+
+
+@dataclass(frozen=True)
+class SortRetryConfig:
+    """Sorting that failed (output folder full or read-only, no permission, a name clash) is tried again."""
+
+    backoff_seconds: float = 0.5  # the first wait, then twice as long each time, up to max_backoff_seconds
+    max_backoff_seconds: float = 5.0
+    max_attempts: int = 10  # a cause of the scan's own (no permission); a full or read-only folder: no cap
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,7 @@ class Config:
     reading: ReadingConfig = field(default_factory=ReadingConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     settle: SettleConfig = field(default_factory=SettleConfig)
+    sort_retry: SortRetryConfig = field(default_factory=SortRetryConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
@@ -270,7 +282,12 @@ _LIMITS = (
     ("settle.settle_seconds", 0.0, True),
     ("settle.max_attempts", 1, True),
     ("settle.backoff_seconds", 0.0, True),
+    ("settle.incomplete_seconds", 0.0, True),
+    ("reading.max_image_bytes", 1, True),
     ("watch.polling_interval_seconds", 0.0, False),
+    ("sort_retry.backoff_seconds", 0.0, False),
+    ("sort_retry.max_backoff_seconds", 0.0, False),
+    ("sort_retry.max_attempts", 1, True),
     ("workers.read_workers", 1, True),
     ("workers.act_workers", 1, True),
     ("workers.torch_threads", 1, True),

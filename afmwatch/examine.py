@@ -6,6 +6,7 @@ processes (`afmwatch.daemon.reading`) and `afmwatch classify` in threads, with i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class ReadTask:
     reading: ReadingConfig
     prepare: Callable[[Scan, Any], np.ndarray]  # e.g. pipeline.to_array (picklable by name)
     prepare_arg: Any
+    source: Path | None = None  # the bytes to parse, when not `path` itself (the daemon's private copy)
 
 
 @dataclass
@@ -42,10 +44,12 @@ def read_file(task: ReadTask) -> ReadResult:
     """Read every frame, measure the first, preprocess all; raises ScanError for a bad file."""
     seconds = {}
     started = time.monotonic()
-    frames = read_frames(task.path, task.reading)
+    frames = read_frames(task.source or task.path, task.reading)
     if not frames:
         raise ScanError(task.path, "the file holds no image frames")
-    retrace = read_retrace(frames[0], task.reading)
+    retrace = read_retrace(frames[0], task.reading, beside=task.path.parent)
+    if task.source is not None:  # the scans name the file, not the copy they were parsed from
+        frames = [dataclasses.replace(frame, path=task.path) for frame in frames]
     seconds["read"] = time.monotonic() - started
     started = time.monotonic()
     quality = measure(frames[0], retrace)

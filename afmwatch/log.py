@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO, cast
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO, cast
 
 import structlog
+
+from afmwatch.names import clean
 
 
 class _CurrentStderr:
@@ -20,6 +23,11 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+def _escaped_names(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    """A file name that is not UTF-8 shows its odd bytes as `\\xNN` (a log line is text)."""
+    return {key: clean(value) if isinstance(value, str) else value for key, value in event.items()}
+
+
 def configure_logging(level: str = "info", json_lines: bool | None = None) -> None:
     """Configure structlog once, at the program's edge."""
     if json_lines is None:
@@ -31,6 +39,7 @@ def configure_logging(level: str = "info", json_lines: bool | None = None) -> No
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _escaped_names,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

@@ -27,6 +27,13 @@ class ScanError(AfmwatchError):
         return (type(self), (self.path, self.reason))
 
 
+class PermanentScanError(ScanError):
+    """A file that will never become a Scan however often it is read: a wrong or unknown format, a
+    valid file without an image (a thermal tune), an image over the size limits, no permission. The
+    daemon sends it to failed/ at once; a plain ScanError (truncated, damaged, still being written)
+    may pass and is tried again."""
+
+
 @dataclass(frozen=True)
 class Scan:
     """A height map (float32, rows x cols, fast-scan axis horizontal) with what is known about it.

@@ -40,6 +40,7 @@ SECTIONS = (
     "readers",
     "profile",
     "review",
+    "soak",
 )
 HEADER = """# afmwatch benchmarks
 

@@ -102,12 +102,13 @@ def wait_until(predicate, timeout: float = WAIT, interval: float = 0.1, what: st
 class Daemon:
     """`afmwatch run --config FILE` as a real child process, its log in a file."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None):
+    def __init__(self, config: Path, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()):
+        """`prefix`: a command to run the service under (e.g. setpriv, to drop root's file-permission override)."""
         self.config = config
         self.log_path = config.parent / f"daemon-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 (open while the daemon runs)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "afmwatch", "run", "--config", str(config)],
+            [*prefix, sys.executable, "-m", "afmwatch", "run", "--config", str(config)],
             cwd=REPO,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -169,3 +170,32 @@ def sidecars(out_root: Path) -> list[Path]:
 
 def processed_count(out_root: Path) -> int:
     return len(sidecars(out_root)) if out_root.exists() else 0
+
+
+def stage_scans(staging: Path, names: list[str], first_seed: int) -> dict[str, str]:
+    """Write one distinct scan per name into `staging`; returns name -> sha256."""
+    return {name: sha256(scan_bytes_file(staging / name, first_seed + i)) for i, name in enumerate(names)}
+
+
+def assert_each_input_exactly_once(out: Path, inbox: Path, expected: dict[str, str]) -> None:
+    """Every input sorted once, byte-identical, with one valid sidecar naming its sha256; nothing left over."""
+    from afmwatch.daemon.sidecar import sidecar_path, validate
+    from afmwatch.names import path_text
+
+    files = sorted_files(out)
+    assert sorted(f.name for f in files) == sorted(expected), "every input in exactly one place, none twice, none lost"
+    for path in files:
+        assert sha256(path) == expected[path.name], f"{path} was modified"
+        sidecar = json.loads(sidecar_path(path).read_text())
+        validate(sidecar)
+        assert sidecar["sha256"] == expected[path.name] and sidecar["final_path"] == path_text(path)
+    assert len(sidecars(out)) == len(expected), "exactly one sidecar per input"
+    assert not [p for p in inbox.rglob("*") if p.is_file()], "nothing left behind in the watch folder"
+    assert not list(out.rglob("*.part")), "no temp files left behind"
+
+
+def journal_states(state: Path) -> dict[str, int]:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(state / "journal.sqlite3")) as db:
+        return dict(db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())

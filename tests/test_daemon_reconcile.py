@@ -65,7 +65,7 @@ def test_interrupted_moves_are_finished_exactly_as_planned(tmp_path):
 
     counts = reconcile(journal, config)
 
-    assert counts == {"temp_files_removed": 1, "finished": 3, "vanished": 2, "stuck": 0, "corrections_finished": 0}
+    assert counts == {"temp_files_removed": 1, "finished": 3, "vanished": 2, "waiting": 0, "corrections_finished": 0}
     for entry, sidecar in ((e1, s1), (e2, s2), (e3, s3)):
         final = Path(sidecar["final_path"])
         assert not Path(sidecar["original_path"]).exists() and sha256(final) == sidecar["sha256"]
@@ -79,7 +79,7 @@ def test_interrupted_moves_are_finished_exactly_as_planned(tmp_path):
         "temp_files_removed": 0,
         "finished": 0,
         "vanished": 0,
-        "stuck": 0,
+        "waiting": 0,
         "corrections_finished": 0,
     }
 

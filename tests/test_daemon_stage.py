@@ -90,3 +90,71 @@ def test_a_stage_with_a_stall_limit_is_alive_only_while_its_loop_comes_round():
     finally:
         stage.release.set()
         assert stage.join(30)
+
+
+def test_a_dying_stage_tells_the_service_by_name():
+    stage = Broken(None, "afmwatch-broken")
+    told: list[str] = []
+    stage.on_died = told.append
+    with capture_logs():
+        stage.start()
+        assert stage.join(30)
+    assert told == ["afmwatch-broken"]
+
+
+class Pair(Stage):
+    """Two threads: one keeps coming round, the other takes one item and hangs on it."""
+
+    stall_seconds = 0.3
+
+    def __init__(self, inbox: queue.Queue):
+        super().__init__(None, "afmwatch-pair", count=2, inbox=inbox)
+        self.release = threading.Event()
+
+    def run(self) -> None:
+        while not self.release.is_set():
+            self.beat()
+            try:
+                self.inbox.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            self.release.wait(30)  # the hung one
+
+
+def test_one_hung_thread_makes_its_stage_not_alive_though_the_other_keeps_coming_round():
+    inbox: queue.Queue = queue.Queue()
+    stage = Pair(inbox)
+    stage.start()
+    try:
+        time.sleep(0.5)
+        assert stage.alive(), "both threads waiting for work: nothing to do is not a stall"
+        inbox.put(1)
+        deadline = time.monotonic() + 30
+        while stage.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not stage.alive()
+    finally:
+        stage.release.set()
+        assert stage.join(30)
+
+
+class Feeder(Stage):
+    stall_seconds = 0.6
+
+    def __init__(self, target: queue.Queue):
+        super().__init__(None, "afmwatch-feed")
+        self.target = target
+
+    def run(self) -> None:
+        for n in range(3):
+            self.hand_on(self.target, n)
+
+
+def test_waiting_for_room_on_the_next_queue_is_not_a_stall():
+    target: queue.Queue = queue.Queue(maxsize=1)
+    stage = Feeder(target)
+    stage.start()
+    time.sleep(1.5)  # blocked on the full queue for five times its stall limit
+    assert stage.alive()
+    assert [target.get(timeout=30) for _ in range(3)] == [0, 1, 2]
+    assert stage.join(30)

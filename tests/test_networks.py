@@ -320,3 +320,31 @@ def test_missing_lines_stand_out_instead_of_looking_flat(rng):
     prepared = prepare(scan_of(height), make_pipeline(1, "standardise", resize=64, crop=64))
     assert np.isfinite(prepared).all()
     assert prepared[56:].mean() < np.percentile(prepared[:40], 1)
+
+
+def test_a_model_asking_for_inputs_over_the_cap_is_refused_at_load_and_at_promote(tmp_path, make_classifier_file):
+    """A pipeline asking for 8192-px inputs would cost about 1 GiB per scan in every reader and batch."""
+    import torch
+
+    from afmwatch.networks.architectures import get_architecture
+    from afmwatch.networks.classifier import load_classifier, save_classifier
+    from afmwatch.networks.pipeline import MAX_INPUT_EDGE
+
+    assert check_pipeline(dict(make_pipeline(1, "standardise"), resize=MAX_INPUT_EDGE, crop=MAX_INPUT_EDGE), "m")
+    with pytest.raises(ModelError, match=f"more than the {MAX_INPUT_EDGE} px per side"):
+        make_pipeline(1, "standardise", resize=8192, crop=8192)
+    folder = tmp_path / "models"
+    store.promote(make_classifier_file(tmp_path / "good.safetensors"), folder)
+    architecture = get_architecture("convnet")
+    spec = dict(make_pipeline(architecture.channels, architecture.normalise), resize=8192, crop=8192)
+    meta = {"name": "huge", "arch": "convnet", "pipeline": spec, "class_names": ["good", "bad"]}
+    meta.update(temperature=1.0, review_band=[0.4, 0.6])
+    with pytest.raises(ModelError, match="8192"):  # never written by afmwatch itself
+        save_classifier(tmp_path / "huge.safetensors", architecture.build(2, 32, None), meta)
+    torch.manual_seed(0)  # a file from elsewhere (or an older afmwatch): refused when it loads
+    huge = save_model_file(tmp_path / "huge.safetensors", architecture.build(2, 32, None).state_dict(), meta)
+    with pytest.raises(ModelError, match="8192"):
+        load_classifier(huge, device="cpu")
+    with pytest.raises(ModelError, match="8192"):
+        store.promote(huge, folder)
+    assert store.active_model_path(folder).read_bytes() == (tmp_path / "good.safetensors").read_bytes()

@@ -9,6 +9,7 @@ import sys
 from afmwatch.config import ConfigError, load_config
 
 EX_CONFIG = 78  # sysexits: configuration error (the unit's RestartPreventExitStatus)
+EX_TEMPFAIL = 75  # sysexits: another service already runs on this state folder (try again later)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,7 @@ def print_config_errors(exc: ConfigError) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from afmwatch.daemon.lock import AlreadyRunning
     from afmwatch.daemon.notify import Notifier
     from afmwatch.daemon.service import Service
     from afmwatch.log import configure_logging
@@ -37,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     service.install_signal_handlers()
     try:
         service.start()
+    except AlreadyRunning as exc:
+        print(f"afmwatch cannot start: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     except ConfigError as exc:
         print_config_errors(exc)
         return EX_CONFIG

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from typing import Any
 
 from afmwatch.config import ConfigError, load_config
+
+STATE_FOLDER_LOW_BYTES = 1 << 20  # below this the journal's next writes are likely to fail
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +43,12 @@ def collect(config: Any, errors: int = 5) -> dict[str, Any]:
         journal.close()
     updated = service.get("updated_at")
     running = bool(service.get("running")) and updated is not None and now - updated < 30
+    trouble = service.get("trouble", "") if running else ""
+    free = shutil.disk_usage(folder).free
+    if free < STATE_FOLDER_LOW_BYTES:  # the service cannot record its status either: say it from here
+        running = bool(service.get("running")) and _alive(service.get("pid"))
+        note = f"state folder {folder} full ({free} bytes free): the journal cannot be written, intake paused"
+        trouble = f"{note}; {trouble}" if trouble else note
     return {
         "running": running,
         "pid": service.get("pid"),
@@ -51,6 +61,9 @@ def collect(config: Any, errors: int = 5) -> dict[str, Any]:
         "decisions": {k: v for k, v in decisions.items() if k != "none"},
         "in_progress": sum(counts.get(s, 0) for s in (*OPEN_STATES, State.ACTING)),
         "queues": service.get("queues", {}),
+        "sort_waiting": service.get("sort_waiting", {}) if running else {},
+        "trouble": trouble,
+        "state_folder_free_bytes": free,
         "model": service.get("model"),
         "throughput": {
             "last_minute": last_minute,
@@ -61,12 +74,26 @@ def collect(config: Any, errors: int = 5) -> dict[str, Any]:
     }
 
 
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
 def _print(status: dict[str, Any]) -> None:
     from afmwatch.daemon.sidecar import iso_utc
     from afmwatch.verdict import Decision
 
     state = "running" if status["running"] else "not running"
     print(f"afmwatch: {state}" + (f" (pid {status['pid']})" if status["running"] else ""))
+    if status["trouble"]:
+        print(f"  held up    {status['trouble']}")
     print(f"  watching   {status['watch_folder']}")
     print(f"  sorting to {status['output_root']}")
     model = status["model"] or {}

@@ -20,15 +20,26 @@ import structlog
 
 from afmwatch import __version__
 from afmwatch.config import Config
+from afmwatch.daemon.identity import Identity, still_same
 from afmwatch.daemon.job import Job
 from afmwatch.daemon.journal import State
 from afmwatch.daemon.runtime import Runtime
 from afmwatch.daemon.settle import Settler
-from afmwatch.daemon.sidecar import SCHEMA_VERSION, iso_utc, plain, preview_path, sidecar_path, write_sidecar
+from afmwatch.daemon.sidecar import (
+    SCHEMA_VERSION,
+    iso_utc,
+    plain,
+    preview_path,
+    sidecar_bytes,
+    sidecar_path,
+    write_sidecar,
+)
 from afmwatch.daemon.stage import STOP, Stage
-from afmwatch.durable import atomic_write_bytes, fsync_dir, safe_move, sha256_file
+from afmwatch.daemon.waiting import cause_of
+from afmwatch.durable import SourceChanged, atomic_write_bytes, free_folders, fsync_dir, safe_move, sha256_file
 from afmwatch.errors import AfmwatchError
 from afmwatch.level import level
+from afmwatch.names import fitted, path_text, text_path
 from afmwatch.render import png_bytes, preview_image
 from afmwatch.scan import ScanError
 from afmwatch.verdict import Decision, Policy, caption, decide, failed
@@ -58,14 +69,17 @@ def destination(path: Path, config: Config, decision: str) -> Path:
     return config.output_root / decision / relative_path(path, config.watch_folder)
 
 
-def free_destination(dest: Path, reserved: AbstractSet[Path] = frozenset()) -> Path:
+def free_destination(dest: Path, reserved: AbstractSet[Path] = frozenset(), base: Path | None = None) -> Path:
     """`dest`, or `name-1.ext`, `name-2.ext`, ...: the first where neither the scan nor its sidecar
-    exists and that no other act thread has `reserved`."""
+    exists and that no other act thread has `reserved`; a folder below `base` on the way that is
+    taken by a file gets a numbered name too."""
+    if base is not None:
+        dest = free_folders(dest, base)
     stem, dot, suffix = dest.name.partition(".")
     candidate, n = dest, 0
-    while candidate in reserved or candidate.exists() or sidecar_path(candidate).exists():
+    while candidate in reserved or os.path.lexists(candidate) or sidecar_path(candidate).exists():
         n += 1
-        candidate = dest.with_name(f"{stem}-{n}{dot}{suffix}")
+        candidate = dest.with_name(fitted(f"{stem}-{n}", f"{dot}{suffix}"))
     return candidate
 
 
@@ -81,14 +95,16 @@ def _same_file(original: Path, final: Path, sha256: str | None) -> bool:
         return False
 
 
-def carry_out(sidecar: dict[str, Any], *, verify: bool) -> dict[str, Any]:
+def carry_out(sidecar: dict[str, Any], *, verify: bool, expected: Identity | None = None) -> dict[str, Any]:
     """Make the folders match the plan in `sidecar` and write the sidecar; safe to repeat.
 
-    `verify` (after a crash) checks content by hash before trusting what is on disk. Returns the
-    sidecar as written (its final path changes only if the planned name was taken meanwhile).
+    `verify` (after a crash) checks content by hash before trusting what is on disk. `expected` is
+    the file that was hashed and read: the original must still be that file when it moves, else
+    SourceChanged and nothing moves. Returns the sidecar as written (its final and sidecar paths
+    change only if the planned name was taken meanwhile).
     """
-    original = Path(sidecar["original_path"])
-    final = Path(sidecar["final_path"])
+    original = text_path(sidecar["original_path"])
+    final = text_path(sidecar["final_path"])
     sort, sha256 = sidecar["sort"], sidecar["sha256"]
     if sort != "none":
         if final.exists():
@@ -102,9 +118,17 @@ def carry_out(sidecar: dict[str, Any], *, verify: bool) -> dict[str, Any]:
                 raise ActError(f"{original.name} vanished before it could be sorted")
             if verify and sha256 is not None and sha256_file(original) != sha256:
                 raise ActError(f"{original.name} changed before it could be sorted")
-            placed = safe_move(original, final, copy_only=sort == "copy")
+            if expected is not None and not still_same(original, expected):
+                raise SourceChanged(f"{path_text(original.name)} changed after it was read")
+            placed = safe_move(
+                original,
+                final,
+                copy_only=sort == "copy",
+                expect=expected.matches if expected is not None else None,
+                sha256=sha256 if expected is not None else None,
+            )
             if placed != final:
-                sidecar = dict(sidecar, final_path=str(placed))
+                sidecar = dict(sidecar, final_path=path_text(placed), sidecar_path=path_text(sidecar_path(placed)))
                 final = placed
     elif not original.exists():
         raise ActError(f"{original.name} vanished before its sidecar was written")
@@ -126,7 +150,7 @@ class Actor(Stage):
     """
 
     inbox: queue.Queue  # always the runtime's act queue
-    stall_seconds = 60.0  # no act thread came round for a minute: hung (one scan takes seconds)
+    stall_seconds = 300.0  # one scan takes seconds (a verified copy of a large file across file systems: minutes)
 
     def __init__(self, runtime: Runtime, settler: Settler):
         workers = runtime.config.workers
@@ -151,13 +175,32 @@ class Actor(Stage):
                 return
             try:
                 self.act(job)
-            except Exception:  # disk full, permissions: the plan stays in the journal for the next start
-                log.exception("act_failed", file=str(job.path))
-                self.runtime.journal.update(
-                    job.arrival.entry_id, error="could not sort the file; retried at the next start"
-                )
+            except Exception as exc:  # output full or read-only, no permission, the journal full, a bug
+                self._postpone(job, exc)
             finally:
                 self.settler.finished(job.path)
+
+    def _postpone(self, job: Job, exc: Exception) -> None:
+        """Sorting this scan failed: a committed plan (`acting`) waits for the retrier
+        (`afmwatch.daemon.retry`) and this thread goes on with the next scan; a scan that failed
+        before its plan was committed goes back to settle and is read again after a pause."""
+        config = self.runtime.config
+        cause, lasting = cause_of(exc, config)
+        if not isinstance(exc, OSError | AfmwatchError):  # a bug: with its traceback
+            log.exception("act_failed", file=str(job.path))
+        try:
+            entry = self.runtime.journal.get(job.arrival.entry_id)
+        except Exception:  # the journal cannot even be read: the scan stays in the watch folder
+            log.exception("act_failed", file=str(job.path))
+            return
+        if entry is not None and entry.state == State.ACTING:
+            waiting = self.runtime.sort_waiting.add(entry.id, entry.path, cause, lasting, str(exc), config.sort_retry)
+            log.warning("sort_waiting", file=str(job.path), cause=cause, error=str(exc), attempts=waiting.attempts)
+            return
+        backoff = config.sort_retry.max_backoff_seconds
+        log.warning("act_postponed", file=str(job.path), cause=cause, error=str(exc), retry_in_s=backoff)
+        job.arrival.attempts = max(0, job.arrival.attempts - 1)  # not the file's fault: no attempt counted
+        self.settler.retry(job.arrival, backoff)
 
     def act(self, job: Job) -> None:
         config = self.runtime.config
@@ -170,7 +213,10 @@ class Actor(Stage):
         final = job.path
         if config.sort != "none":
             with self._naming:
-                final = free_destination(destination(job.path, config, decision), self._reserved)
+                assert config.output_root is not None  # sort: move or copy needs one
+                final = free_destination(
+                    destination(job.path, config, decision), self._reserved, config.output_root / decision
+                )
                 self._reserved.add(final)
         try:
             self._finish(job, config, result, final, errors, started)
@@ -199,9 +245,10 @@ class Actor(Stage):
             {
                 "schema_version": SCHEMA_VERSION,
                 "afmwatch_version": __version__,
-                "original_path": str(job.path),
-                "final_path": str(final),
-                "relative_path": relative_path(job.path, watch_folder).as_posix(),
+                "original_path": path_text(job.path),
+                "final_path": path_text(final),
+                "sidecar_path": path_text(sidecar_path(final)),
+                "relative_path": path_text(relative_path(job.path, watch_folder).as_posix()),
                 "sort": config.sort,
                 "sha256": job.sha256,
                 "size_bytes": job.size,
@@ -210,7 +257,7 @@ class Actor(Stage):
                 "quality": job.quality,
                 "denoised": denoised,
                 "duplicate_of": job.duplicate_of.final_path if job.duplicate_of else None,
-                "preview": str(preview) if preview else None,
+                "preview": path_text(preview) if preview else None,
                 "timings_ms": dict(job.timings_ms),
                 "settle_attempts": job.arrival.attempts,
                 "errors": errors + ([job.failure] if job.failure and job.failure not in " ".join(errors) else []),
@@ -222,10 +269,21 @@ class Actor(Stage):
         journal = self.runtime.journal
         entry_id = job.arrival.entry_id
         journal.update(
-            entry_id, durable=True, state=State.ACTING, final_path=str(final), sidecar=sidecar, decision=decision
+            entry_id, durable=True, state=State.ACTING, final_path=path_text(final), sidecar=sidecar, decision=decision
         )
+        self.runtime.faults.before_move(job.path)
         try:
-            written = carry_out(sidecar, verify=False)
+            written = carry_out(sidecar, verify=False, expected=job.identity)
+        except SourceChanged:  # rewritten or replaced after it was read: nothing moved; read it again
+            if preview is not None:
+                preview.unlink(missing_ok=True)
+            journal.update(entry_id, final_path=None, sidecar=None, decision=None)
+            self.settler.changed(job.arrival)
+            return
+        except PermissionError as exc:
+            if decision != Decision.FAILED:
+                raise
+            written = self._failed_in_place(job, sidecar, exc)
         except ActError as exc:
             log.info("scan_vanished", file=str(job.path), reason=str(exc))
             journal.update(entry_id, state=State.VANISHED, error=str(exc))
@@ -248,8 +306,35 @@ class Actor(Stage):
             error=job.failure,
         )
 
+    def _failed_in_place(self, job: Job, sidecar: dict[str, Any], exc: PermissionError) -> dict[str, Any]:
+        """A scan that failed and that the service may not move (nor copy) stays where it is, recorded
+        as failed there; its sidecar goes where the scan would have gone, if that can be written."""
+        reason = f"no permission to move the file ({exc.strerror or exc}); it stays where it is"
+        log.warning("scan_failed_in_place", file=str(job.path), reason=reason)
+        planned = text_path(sidecar["final_path"])
+        written = dict(sidecar, final_path=sidecar["original_path"], errors=[*sidecar["errors"], reason])
+        written["sidecar_path"] = path_text(sidecar_path(planned))
+        try:
+            atomic_write_bytes(sidecar_path(planned), sidecar_bytes(written))
+        except OSError as write_error:
+            written["sidecar_path"] = None
+            log.warning("sidecar_not_written", file=str(job.path), error=str(write_error))
+        return written
+
     def _changed_since_settled(self, job: Job) -> bool:
-        """A file that grew or changed while it was read (the instrument was not done) settles again."""
+        """A file that grew or changed while it was read (the instrument was not done), or that the path
+        no longer names (replaced, swapped for a link or FIFO), settles again."""
+        if job.identity is not None:
+            if still_same(job.path, job.identity):
+                return False
+            if not os.path.lexists(job.path):
+                log.info("scan_vanished", file=str(job.path))
+                self.runtime.journal.update(
+                    job.arrival.entry_id, state=State.VANISHED, error="the file disappeared while it was processed"
+                )
+                return True
+            self.settler.changed(job.arrival)
+            return True
         try:
             stat = job.path.stat()
         except FileNotFoundError:

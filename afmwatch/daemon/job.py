@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from afmwatch.daemon.identity import Identity
 from afmwatch.daemon.journal import Entry
 from afmwatch.daemon.settle import Arrival
 from afmwatch.networks.protocol import ClassifierModel
@@ -16,6 +17,7 @@ class Job:
     arrival: Arrival
     sha256: str | None = None
     size: int | None = None
+    identity: Identity | None = None  # the file hashed and read (checked again before the move)
     frames: list[Scan] = field(default_factory=list)
     inputs: list[Any] = field(default_factory=list)  # preprocessed tensors, one per frame
     preprocessed_by: ClassifierModel | None = None  # the classifier whose pipeline made `inputs`

@@ -8,6 +8,7 @@ moved, so that a restart after a crash or power cut can finish the move exactly 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import sqlite3
@@ -18,10 +19,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from afmwatch.config import Config
+from afmwatch.errors import AfmwatchError
+from afmwatch.names import clean
 
 JOURNAL_NAME = "journal.sqlite3"
 STATE_FOLDER_NAME = ".afmwatch-state"
+
+log = structlog.get_logger("afmwatch.journal")
+
+FULL_RETRY_SECONDS = 1.0  # after JournalFull, what could not be recorded is tried again this much later
+
+# SQLite's messages for a state folder that cannot take a write now (disk full, I/O error, remounted
+# read-only): the service pauses intake and tries again, it does not exit
+_UNAVAILABLE = ("full", "disk i/o error", "unable to open", "readonly database", "read-only")
+
+
+class JournalFull(AfmwatchError):
+    """The journal cannot be written now (its disk is full or failing); nothing was changed."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(f"the journal cannot be written: {reason}")
 
 
 class State(enum.StrEnum):
@@ -227,13 +248,35 @@ class Journal:
         self._select = _ENTRY if "sidecars" in tables else _ENTRY_BEFORE_SIDECARS_TABLE
         self._lock = threading.Lock()
         self.path = path
+        self.unavailable: str | None = None  # why the last write failed (disk full ...); None once one succeeds
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write under the lock; a full or failing disk becomes JournalFull (rolled back, nothing
+        changed), and `unavailable` says so until a write succeeds again."""
         with self._lock:
+            try:
+                yield
+            except sqlite3.OperationalError as exc:
+                if not any(part in str(exc).lower() for part in _UNAVAILABLE):
+                    raise
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                if self.unavailable is None:
+                    log.error("journal_unavailable", journal=str(self.path), reason=str(exc), note="intake paused")
+                self.unavailable = str(exc)
+                raise JournalFull(str(exc)) from None
+            if self.unavailable is not None:
+                log.info("journal_available", journal=str(self.path), note="intake resumed")
+                self.unavailable = None
+
+    def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with self._writing():
             return self._db.execute(sql, params)
 
     def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
@@ -255,9 +298,10 @@ class Journal:
         synced WAL (survives a power cut)."""
         has_sidecar = "sidecar" in fields
         sidecar = fields.pop("sidecar", None)
+        fields = {name: clean(value) if isinstance(value, str) else value for name, value in fields.items()}
         fields["updated_at"] = time.time()
         columns = ", ".join(f"{name} = ?" for name in fields)
-        with self._lock:
+        with self._writing():
             if durable:
                 self._db.execute("PRAGMA synchronous=FULL")
             try:
@@ -273,7 +317,8 @@ class Journal:
                         self._db.execute("DELETE FROM sidecars WHERE id = ?", (entry_id,))
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     raise
             finally:
                 if durable:
@@ -306,6 +351,15 @@ class Journal:
         )
         return _entry(rows[0]) if rows else None
 
+    def in_flight_with_hash(self, sha256: str, entry_id: int) -> Entry | None:
+        """Another entry with this content that is being read or sorted (identical files that arrive
+        together: the one that looks second waits for it, then is a duplicate like any later copy)."""
+        rows = self._rows(
+            f"{self._select} WHERE sha256 = ? AND state IN (?, ?) AND files.id != ? ORDER BY files.id LIMIT 1",
+            (sha256, State.PROCESSING, State.ACTING, entry_id),
+        )
+        return _entry(rows[0]) if rows else None
+
     def in_states(self, states: tuple[State, ...]) -> Iterator[Entry]:
         marks = ", ".join("?" for _ in states)
         for row in self._rows(f"{self._select} WHERE state IN ({marks}) ORDER BY files.id", states):
@@ -333,7 +387,7 @@ class Journal:
         return [_entry(row) for row in rows]
 
     def set_service(self, values: dict[str, Any]) -> None:
-        with self._lock:
+        with self._writing():
             self._db.execute("BEGIN")
             for key, value in values.items():
                 self._db.execute(

@@ -89,8 +89,13 @@ class Metrics:
             ]
             for kind in sorted(set(self.alerts_started) | set(self.alerts_active)):
                 lines.append(f'afmwatch_alerts_total{{alert="{kind}"}} {self.alerts_started.get(kind, 0)}')
-        for name, value in sorted(gauges.items()):
-            lines += [f"# TYPE afmwatch_{name} gauge", f"afmwatch_{name} {value}"]
+        typed: set[str] = set()
+        for name, value in sorted(gauges.items()):  # a name may carry labels: 'sort_waiting{cause="..."}'
+            base = name.partition("{")[0]
+            if base not in typed:
+                typed.add(base)
+                lines.append(f"# TYPE afmwatch_{base} gauge")
+            lines.append(f"afmwatch_{name} {value}")
         return "\n".join(lines) + "\n"
 
 

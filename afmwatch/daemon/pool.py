@@ -9,32 +9,47 @@ while the file may still be growing sends it back to settle, with exponential ba
 
 from __future__ import annotations
 
+import errno
+import os
 import queue
+import shutil
+import threading
 import time
+from pathlib import Path
 
 import structlog
 
 from afmwatch.config import Config
+from afmwatch.daemon.identity import ContentChanged, NotRegularFile, clear_folder, copy_hashed, open_below
 from afmwatch.daemon.job import Job
-from afmwatch.daemon.journal import State
+from afmwatch.daemon.journal import FULL_RETRY_SECONDS, JournalFull, State, state_folder
 from afmwatch.daemon.reading import ReaderCrashed, ReaderProcesses, ReadTask, read_file
 from afmwatch.daemon.runtime import Runtime
 from afmwatch.daemon.settle import Arrival, Settler
 from afmwatch.daemon.stage import STOP, Stage
-from afmwatch.durable import sha256_file
 from afmwatch.networks.protocol import ClassifierModel
-from afmwatch.scan import ScanError
+from afmwatch.scan import PermanentScanError, ScanError
 
 log = structlog.get_logger("afmwatch.read")
 
 
-def read_job(job: Job, config: Config, classifier: ClassifierModel, processes: ReaderProcesses | None = None) -> None:
-    """Read every frame, measure quality and preprocess for `classifier`, in a reader process when
-    there are any (else in this thread); raises ScanError, or ReaderCrashed if the process died."""
+COPIES_FOLDER = "reading"  # in the state folder: the private copies the readers parse
+
+
+def read_job(
+    job: Job,
+    config: Config,
+    classifier: ClassifierModel,
+    processes: ReaderProcesses | None = None,
+    source: Path | None = None,
+) -> None:
+    """Read every frame (from `source`, the private copy, when given), measure quality and preprocess
+    for `classifier`, in a reader process when there are any (else in this thread); raises ScanError,
+    or ReaderCrashed if the process died."""
     import torch
 
     prepare, argument = classifier.preprocess_task()
-    task = ReadTask(job.path, classifier.reading_config(config.reading), prepare, argument)
+    task = ReadTask(job.path, classifier.reading_config(config.reading), prepare, argument, source)
     result = processes.read(task) if processes is not None else read_file(task)
     job.frames, job.quality = result.frames, result.quality
     job.inputs = [torch.from_numpy(array) for array in result.inputs]
@@ -56,25 +71,31 @@ class ReaderPool(Stage):
     reader processes they hand the reading to (`workers.reader_processes`), which end with them."""
 
     inbox: queue.Queue  # always the runtime's read queue
+    stall_seconds = 600.0  # one file (hash, private copy, read in a reader process): seconds, a huge one a minute
 
     def __init__(self, runtime: Runtime, settler: Settler):
         super().__init__(runtime, "afmwatch-read", count=runtime.config.workers.read_workers, inbox=runtime.read_queue)
         self.settler = settler
         self.processes: ReaderProcesses | None = None
+        self.copies = state_folder(runtime.config) / COPIES_FOLDER
+        self._claiming = threading.Lock()
 
     def start(self) -> None:
         """Start (and warm up) the reader processes, if any, then the threads."""
+        clear_folder(self.copies)
         workers = self.runtime.config.workers
         if workers.reader_processes:
             self.processes = ReaderProcesses(workers.read_workers, self.runtime.config.log_level)
         super().start()
 
     def join(self, timeout: float) -> bool:
-        """Wait for the threads; once all have ended, shut the reader processes down (a thread still
-        waiting on one keeps them: daemon threads end with the service)."""
+        """Wait for the threads; then shut the reader processes down: after the reads in hand once
+        every thread has ended, else (a read still going when the time is up) killed, so that no
+        reader outlives the service and SIGTERM ends it within the drain timeout."""
         ended = super().join(timeout)
-        if ended and self.processes is not None:
-            self.processes.close()
+        if self.processes is not None and (ended or timeout <= 0):
+            self.processes.close(wait=ended)
+            self.processes = None
         return ended
 
     def run(self) -> None:
@@ -86,38 +107,100 @@ class ReaderPool(Stage):
                 continue
             if arrival is STOP:
                 return
+            self.process_one(arrival)
+
+    def process_one(self, arrival: Arrival) -> None:
+        """`process`, and what it cannot handle costs this file, never the reader thread: the journal
+        full pauses it (read again later, no attempt counted), a bug costs it one attempt."""
+        try:
             self.process(arrival)
+        except JournalFull:
+            arrival.attempts = max(0, arrival.attempts - 1)
+            self.settler.retry(arrival, FULL_RETRY_SECONDS)
+        except Exception as exc:
+            log.exception("read_failed", file=str(arrival.path))
+            try:
+                self._failed_attempt(Job(arrival=arrival), self.runtime.config, f"unexpected error ({exc})")
+            except JournalFull:
+                self.settler.retry(arrival, FULL_RETRY_SECONDS)
 
     def process(self, arrival: Arrival) -> None:
-        config = self.runtime.config
-        journal = self.runtime.journal
         job = Job(arrival=arrival)
         job.add_time("settle", max(0.0, (arrival.settled_at or time.time()) - arrival.seen_at))
+        copy = self.copies / str(arrival.entry_id) / arrival.path.name
         try:
-            started = time.monotonic()
-            job.size = arrival.path.stat().st_size
-            job.sha256 = sha256_file(arrival.path)
-            job.add_time("hash", time.monotonic() - started)
+            self._read(job, copy)
+        finally:
+            shutil.rmtree(copy.parent, ignore_errors=True)
+
+    def _open(self, job: Job, copy: Path) -> bool:
+        """Open the file once (no link followed, nothing but a regular file), hash it and copy it for
+        the readers; False when it is not to be read now (gone, not a file, changed, no permission)."""
+        arrival, config = job.arrival, self.runtime.config
+        assert config.watch_folder is not None  # the service does not start without one
+        started = time.monotonic()
+        try:
+            fd, identity = open_below(config.watch_folder, arrival.path)
+            try:
+                job.sha256 = copy_hashed(fd, identity, copy)
+            finally:
+                os.close(fd)
+        except NotRegularFile as exc:
+            self.settler.not_regular(arrival, exc.what)
+            return False
         except FileNotFoundError:
             self.settler.vanished(arrival)
-            return
+            return False
+        except ContentChanged:
+            self.settler.changed(arrival)
+            return False
+        except PermissionError:
+            self._failed_attempt(job, config, _no_permission(arrival.path), permanent=True)
+            return False
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # no room for the private copy: the state disk is full
+                raise JournalFull(f"state folder full ({exc.strerror})") from None
             self._failed_attempt(job, config, f"cannot read the file: {exc.strerror or exc}")
+            return False
+        job.size, job.identity = identity.size, identity
+        job.add_time("hash", time.monotonic() - started)
+        return True
+
+    def _read(self, job: Job, copy: Path) -> None:
+        arrival, config, journal = job.arrival, self.runtime.config, self.runtime.journal
+        if not self._open(job, copy):
             return
-        journal.update(
-            arrival.entry_id, state=State.PROCESSING, attempts=arrival.attempts, sha256=job.sha256, size=job.size
-        )
+        assert job.sha256 is not None  # set by _open
+        if arrival.incomplete:  # its structure said incomplete for longer than settle.incomplete_seconds
+            self._failed_attempt(job, config, arrival.incomplete, permanent=True)
+            return
+        with self._claiming:  # look and mark at once: of identical files arriving together one goes first
+            first = journal.in_flight_with_hash(job.sha256, arrival.entry_id) if config.duplicates == "skip" else None
+            if first is None:
+                journal.update(
+                    arrival.entry_id,
+                    state=State.PROCESSING,
+                    attempts=arrival.attempts,
+                    sha256=job.sha256,
+                    size=job.size,
+                )
+        if first is not None:  # an identical file is on its way: wait for it, then be its duplicate
+            log.info("duplicate_waits", file=str(arrival.path), first=first.path)
+            arrival.attempts -= 1  # waiting is not a failed attempt
+            journal.update(arrival.entry_id, state=State.SEEN)
+            self.settler.retry(arrival, max(0.1, config.settle.backoff_seconds))
+            return
         if config.duplicates == "skip":
             earlier = journal.finished_with_hash(job.sha256, arrival.entry_id)
             if earlier is not None:
                 job.duplicate_of = earlier
-                self.runtime.act_queue.put(job)
+                self.hand_on(self.runtime.act_queue, job)
                 return
         classifier = self.runtime.classifier
         try:
-            read_job(job, config, classifier, self.processes)
+            read_job(job, config, classifier, self.processes, source=copy)
         except ScanError as exc:
-            self._failed_attempt(job, config, exc.reason)
+            self._failed_attempt(job, config, exc.reason, permanent=isinstance(exc, PermanentScanError))
             return
         except ReaderCrashed as exc:
             log.error("reader_process_died", file=str(arrival.path), note="a fresh reader process takes over")
@@ -131,12 +214,14 @@ class ReaderPool(Stage):
             self._failed_attempt(job, config, f"unexpected error while reading ({type(exc).__name__}: {exc})")
             return
         job.queued_at = time.monotonic()
-        self.runtime.infer_queue.put(job)
+        self.hand_on(self.runtime.infer_queue, job)
 
-    def _failed_attempt(self, job: Job, config: Config, reason: str) -> None:
+    def _failed_attempt(self, job: Job, config: Config, reason: str, *, permanent: bool = False) -> None:
+        """Another attempt later for an error that may pass (truncated, still being written); failed/
+        at once for one that never will (wrong format, no image, too large, no permission)."""
         arrival = job.arrival
         arrival.errors.append(f"attempt {arrival.attempts}: {reason}")
-        if arrival.attempts < config.settle.max_attempts:
+        if not permanent and arrival.attempts < config.settle.max_attempts:
             backoff = config.settle.backoff_seconds * 2 ** (arrival.attempts - 1)
             log.info("read_retry", file=str(arrival.path), attempt=arrival.attempts, backoff_s=backoff, reason=reason)
             self.runtime.journal.update(arrival.entry_id, state=State.SEEN, attempts=arrival.attempts, error=reason)
@@ -144,4 +229,16 @@ class ReaderPool(Stage):
             return
         job.failure = reason
         job.frames, job.inputs = [], []
-        self.runtime.act_queue.put(job)
+        self.hand_on(self.runtime.act_queue, job)
+
+
+def _no_permission(path: Path) -> str:
+    """Why a file cannot be read, with what an operator needs to fix it."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return "no permission to read the file"
+    return (
+        f"no permission to read the file (mode {info.st_mode & 0o7777:03o}, owner uid {info.st_uid}; "
+        f"the service runs as uid {os.geteuid()})"
+    )

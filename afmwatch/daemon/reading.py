@@ -89,13 +89,32 @@ class ReaderProcesses:
         except BrokenProcessPool:
             with self._lock:
                 if self._pool is pool:  # the first thread to notice replaces it
+                    _end(pool)
                     self._pool = self._new_pool()
-                    pool.shutdown(wait=False, cancel_futures=True)
             raise ReaderCrashed(
                 "the reader process died while reading the file (a crash in a reader "
                 "library, or the system ran out of memory)"
             ) from None
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """Shut the workers down after the reads in hand (`wait`), or kill them now (a read that
+        never ends, say a FIFO, must not keep the service from exiting)."""
         with self._lock:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if wait:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            else:
+                _end(self._pool)
+
+
+def _end(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's workers and shut it down without waiting. The executor's own clean-up of a broken
+    pool only sends SIGTERM, which the workers ignore (the service drains first), and then waits for
+    them forever: one leaked worker per crash, and a service that never exits (at exit Python joins
+    the executor's thread)."""
+    workers = list((pool._processes or {}).values())  # the executor keeps no public list
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.join(5.0)  # reaped: no zombie left

@@ -7,9 +7,11 @@ import queue
 from dataclasses import dataclass, field
 
 from afmwatch.config import Config
+from afmwatch.daemon.faults import Faults
 from afmwatch.daemon.journal import Journal
 from afmwatch.daemon.metrics import Metrics
 from afmwatch.daemon.notify import Notifier
+from afmwatch.daemon.waiting import SortWaiting
 from afmwatch.networks.protocol import ClassifierModel
 
 
@@ -30,6 +32,8 @@ class Runtime:
     metrics: Metrics
     notifier: Notifier
     device: str
+    faults: Faults = field(default_factory=Faults)  # test seams, off unless the environment sets them
+    sort_waiting: SortWaiting = field(default_factory=SortWaiting)  # act threads -> retrier: plans to carry out again
     read_queue: queue.Queue = field(init=False)  # settler -> reader pool: Arrival
     infer_queue: queue.Queue = field(init=False)  # reader pool -> inference worker: Job
     act_queue: queue.Queue = field(init=False)  # reader pool, inference worker -> actor: Job

@@ -10,7 +10,9 @@ SIGHUP reloads the configuration file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import faulthandler
 import os
 import signal
@@ -26,11 +28,14 @@ from afmwatch import __version__
 from afmwatch.config import Config, ConfigError, WorkersConfig, load_config
 from afmwatch.daemon.act import DECISION_FOLDERS, Actor
 from afmwatch.daemon.alert_monitor import AlertMonitor
-from afmwatch.daemon.journal import FINAL_STATES, Journal, state_folder
+from afmwatch.daemon.faults import Faults
+from afmwatch.daemon.journal import FINAL_STATES, Journal, JournalFull, state_folder
+from afmwatch.daemon.lock import StateLock
 from afmwatch.daemon.metrics import Metrics, serve_metrics
 from afmwatch.daemon.notify import Notifier
 from afmwatch.daemon.pool import ReaderPool
 from afmwatch.daemon.reconcile import reconcile
+from afmwatch.daemon.retry import SortRetrier
 from afmwatch.daemon.runtime import Runtime
 from afmwatch.daemon.settle import Settler
 from afmwatch.daemon.stage import Stage
@@ -42,6 +47,7 @@ from afmwatch.system import available_cores
 log = structlog.get_logger("afmwatch.service")
 
 STATUS_SECONDS = 5.0
+EX_SOFTWARE = 70  # sysexits: a stage died of a bug; systemd restarts the service (Restart=on-failure)
 COMPACTION_SECONDS = 3600.0
 # settings that need a restart to change (SIGHUP keeps the running values and says so)
 RESTART_ONLY = ("watch_folder", "output_root", "state_folder", "watch", "device", "metrics_port")
@@ -53,9 +59,11 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _writable(folder: Path, create: bool = True) -> str | None:
-    """None if we can create files in `folder` (creating it if needed), else why not. With `create`
-    false (`afmwatch check-config`) nothing is created: a missing folder is judged by the nearest
-    folder above it that exists, where `run` would create it."""
+    """None if we can create files in `folder` (creating it if needed), else why not. A folder that is
+    full or read-only just now is no reason to refuse (exit 78 would keep systemd from restarting us):
+    sorting waits for it while the service runs (`afmwatch.daemon.retry`). With `create` false
+    (`afmwatch check-config`) nothing is created: a missing folder is judged by the nearest folder above
+    it that exists, where `run` would create it."""
     if not create:
         existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
         if not existing.is_dir():
@@ -66,6 +74,9 @@ def _writable(folder: Path, create: bool = True) -> str | None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+            log.warning("folder_not_writable_now", folder=str(folder), error=str(exc), note="sorting waits for it")
+            return None
         return exc.strerror or str(exc)
     return None
 
@@ -133,6 +144,9 @@ class Service:
         self.metrics_server: Any = None
         self.alerts: AlertMonitor | None = None
         self._next_compaction = 0.0
+        self.lock: StateLock | None = None
+        self.died: str | None = None  # the stage whose loop raised: the service stops, exit EX_SOFTWARE
+        self._stalled: set[str] = set()
 
     @property
     def config(self) -> Config:
@@ -156,6 +170,8 @@ class Service:
         errors = startup_errors(config)
         if errors:
             raise ConfigError(str(self.config_path or "<config>"), errors)
+        self.lock = StateLock(state_folder(config))
+        self.lock.acquire()  # AlreadyRunning: another service has this journal; before anything is touched
         from afmwatch.networks.classifier import resolve_device
 
         try:
@@ -173,23 +189,28 @@ class Service:
         log.info("model_loaded", model=classifier.name, arch=classifier.arch, sha256=classifier.sha256, device=device)
         journal = Journal(state_folder(config))
         reconcile(journal, config)
-        self.runtime = Runtime(config, classifier, journal, self.metrics, self.notifier, device)
+        self.runtime = Runtime(
+            config, classifier, journal, self.metrics, self.notifier, device, faults=Faults.from_environ(os.environ)
+        )
         self.alerts = AlertMonitor(journal, self.metrics)
         self.compact_journal()
         self.settler = Settler(self.runtime)
         self.pool = ReaderPool(self.runtime, self.settler)
         self.worker = InferenceWorker(self.runtime, on_model_change=self._write_status, healthy=self._stages_alive)
         self.actor = Actor(self.runtime, self.settler)
-        self.stages = [self.settler, self.pool, self.worker, self.actor]  # in the order the work flows
+        self.retrier = SortRetrier(self.runtime, self.settler)
+        # in the order the work flows
+        self.stages = [self.settler, self.pool, self.worker, self.actor, self.retrier]
         if config.metrics_port:
             try:
-                self.metrics_server = serve_metrics(config.metrics_port, self.metrics, self.gauges)
+                self.metrics_server = serve_metrics(config.metrics_port, self.metrics, self.metric_gauges)
             except OSError as exc:
                 raise ConfigError(
                     str(self.config_path or "<config>"),
                     [f"metrics_port: cannot serve on 127.0.0.1:{config.metrics_port} ({exc.strerror})"],
                 ) from None
         for stage in self.stages:
+            stage.on_died = self._stage_died
             stage.start()
         assert config.watch_folder is not None  # startup_errors refuses a config without one
         self.observer = start_observer(config.watch_folder, config.watch, self.settler.touch)
@@ -210,11 +231,22 @@ class Service:
         self.notifier.ready(self.status_line())
 
     def _stages_alive(self) -> bool:
-        """Every stage is alive (else the worker stops the systemd watchdog pings).
-        While draining, stages end one by one on purpose; TimeoutStopSec bounds that."""
+        """Every stage is alive: each thread running and coming round its loop (else the worker stops
+        the systemd watchdog pings, and systemd restarts the service). While draining, stages end one
+        by one on purpose; TimeoutStopSec bounds that."""
         if self._stop.is_set():
             return True
-        return all(stage.alive() for stage in self.stages)
+        stalled = {stage.name for stage in self.stages if not stage.alive()}
+        for name in stalled - self._stalled:
+            log.error("stage_stalled", stage=name, note="watchdog pings stop: systemd restarts the service")
+        self._stalled = stalled
+        return not stalled
+
+    def _stage_died(self, name: str) -> None:
+        """A stage's loop raised (logged as stage_died): stop, drain what the others can, exit non-zero."""
+        self.died = name
+        log.critical("service_stopping", reason=f"stage {name} died", exit_status=EX_SOFTWARE)
+        self._stop.set()
 
     # -- health -----------------------------------------------------------------------------------
     def gauges(self) -> dict[str, float]:
@@ -227,6 +259,30 @@ class Service:
             "act_queue_depth": runtime.act_queue.qsize(),
         }
 
+    def metric_gauges(self) -> dict[str, float]:
+        """The queue gauges, the scans waiting to be sorted again by cause, and whether the journal
+        can be written (what Prometheus scrapes)."""
+        runtime = self.runtime
+        assert runtime is not None, "the service has not started"
+        waiting = {f'sort_waiting{{cause="{cause}"}}': n for cause, n in runtime.sort_waiting.counts().items()}
+        return {
+            **self.gauges(),
+            "sort_waiting": sum(waiting.values()),
+            **waiting,
+            "journal_unavailable": float(runtime.journal.unavailable is not None),
+        }
+
+    def trouble(self) -> str:
+        """What holds scans up now, in words ('' when nothing does): the STATUS line and the log say it."""
+        runtime = self.runtime
+        assert runtime is not None, "the service has not started"
+        parts = []
+        if runtime.journal.unavailable is not None:
+            parts.append(f"journal cannot be written ({runtime.journal.unavailable}): intake paused")
+        if waiting := runtime.sort_waiting.describe():
+            parts.append(waiting)
+        return "; ".join(parts)
+
     def status_line(self) -> str:
         runtime = self.runtime
         assert runtime is not None, "the service has not started"
@@ -234,11 +290,21 @@ class Service:
         done = sum(counts.values())
         parts = ", ".join(f"{d} {counts.get(d, 0)}" for d in DECISION_FOLDERS)
         waiting = self.settler.pending() + runtime.read_queue.qsize() + runtime.infer_queue.qsize()
-        return f"{done} scans sorted ({parts}); {waiting} waiting; model {runtime.classifier.name}"
+        trouble = self.trouble()
+        return f"{done} scans sorted ({parts}); {waiting} waiting; model {runtime.classifier.name}" + (
+            f"; {trouble}" if trouble else ""
+        )
 
     def _write_status(self) -> None:
+        """The service record `afmwatch status` reads; skipped while the journal cannot be written
+        (the STATUS line and the log say so, and `status` sees the state folder's free space)."""
         assert self.runtime is not None, "the service has not started"
         config, classifier = self.runtime.config, self.runtime.classifier
+        with contextlib.suppress(JournalFull):
+            self._set_service(config, classifier)
+
+    def _set_service(self, config: Config, classifier: Any) -> None:
+        assert self.runtime is not None, "the service has not started"
         self.runtime.journal.set_service(
             {
                 "pid": os.getpid(),
@@ -256,6 +322,8 @@ class Service:
                     "device": str(classifier.device),
                 },
                 "queues": self.gauges(),
+                "sort_waiting": self.runtime.sort_waiting.counts(),
+                "trouble": self.trouble(),
             }
         )
 
@@ -268,7 +336,8 @@ class Service:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def serve(self) -> int:
-        """Run until SIGTERM/SIGINT (or `request_stop`); then drain and return 0."""
+        """Run until SIGTERM/SIGINT (or `request_stop`); then drain and return 0 (EX_SOFTWARE when a
+        stage died)."""
         while not self._stop.wait(STATUS_SECONDS if not self._reload.is_set() else 0):
             if self._reload.is_set():
                 self._reload.clear()
@@ -278,18 +347,23 @@ class Service:
             self.check_alerts()
             if time.monotonic() >= self._next_compaction:
                 self.compact_journal()
-        return self.stop()
+        code = self.stop()
+        return EX_SOFTWARE if self.died is not None else code
 
     def check_alerts(self) -> None:
         """Announce the alerts that started since the last tick (log, Prometheus, notifications)."""
         if self.alerts is not None:
-            self.alerts.check(self.config.alerts)
+            with contextlib.suppress(JournalFull):  # announced alerts live in the journal: next tick
+                self.alerts.check(self.config.alerts)
 
     def compact_journal(self) -> int:
         """Drop the journal's sidecar copies older than `journal_sidecar_days` (at start, then hourly)."""
         self._next_compaction = time.monotonic() + COMPACTION_SECONDS
         days = self.config.journal_sidecar_days
-        dropped = self.journal.drop_old_sidecars(time.time() - days * 86400)
+        try:
+            dropped = self.journal.drop_old_sidecars(time.time() - days * 86400)
+        except JournalFull:
+            return 0  # tried again in an hour
         if dropped:
             log.info("journal_compacted", sidecar_copies_dropped=dropped, older_than_days=days)
         return dropped
@@ -336,6 +410,7 @@ class Service:
             stage.stop(deadline)
             stage.join(max(0.0, deadline - time.monotonic()))
         drained = self.actor.join(0.0)  # the last stage has ended: every file handed on was sorted
+        self.pool.join(0.0)  # reader processes still busy when the time is up are killed: none outlives us
         if not drained:
             log.warning(
                 "drain_timeout",
@@ -350,5 +425,7 @@ class Service:
         counts = runtime.journal.counts()
         log.info("daemon_stopped", drained=drained, **{k: v for k, v in counts.items() if k in FINAL_STATES})
         runtime.journal.close()
+        if self.lock is not None:
+            self.lock.release()
         self.notifier.close()
         return 0

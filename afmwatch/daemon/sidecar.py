@@ -11,18 +11,26 @@ from pathlib import Path
 from typing import Any
 
 from afmwatch.durable import atomic_write_bytes
+from afmwatch.names import clean, fitted, split_tail
 
 SCHEMA_VERSION = 2
 SIDECAR_SUFFIX = ".afmwatch.json"
 PREVIEW_SUFFIX = ".afmwatch.png"
 
 
+def _beside(scan_path: Path, suffix: str) -> Path:
+    """`NAME` + `suffix` beside the scan; a name too long for that (over 255 bytes) is cut short and
+    marked with its hash, keeping its own suffix (`long~1a2b3c4d.tif.afmwatch.json`)."""
+    stem, own_suffix = split_tail(scan_path.name)
+    return scan_path.with_name(fitted(stem, own_suffix + suffix))
+
+
 def sidecar_path(scan_path: Path) -> Path:
-    return scan_path.with_name(scan_path.name + SIDECAR_SUFFIX)
+    return _beside(scan_path, SIDECAR_SUFFIX)
 
 
 def preview_path(scan_path: Path) -> Path:
-    return scan_path.with_name(scan_path.name + PREVIEW_SUFFIX)
+    return _beside(scan_path, PREVIEW_SUFFIX)
 
 
 def iso_utc(timestamp: float | None) -> str | None:
@@ -48,9 +56,12 @@ def validate(sidecar: dict[str, Any]) -> None:
 
 
 def plain(value: Any) -> Any:
-    """JSON-ready data: numpy scalars as Python numbers, NaN/inf as null, tuples as lists, paths as text."""
+    """JSON-ready data: numpy scalars as Python numbers, NaN/inf as null, tuples as lists, paths as text,
+    undecodable bytes of a file name in a message as `\\xNN` (JSON text must be valid Unicode)."""
+    if isinstance(value, str):
+        return clean(value)
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {clean(str(k)): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
@@ -58,7 +69,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Path):
-        return str(value)
+        return clean(str(value))
     return value
 
 

@@ -1,6 +1,12 @@
-"""One lifecycle for every daemon stage (settler, reader pool, inference worker, actor), as watchdog's
-`BaseThread` and huey's consumer give each of theirs: `start`, `stop`, `alive`, `join`, and the same
-`stage_died` log line, with the traceback, when a stage's loop raises.
+"""One lifecycle for every daemon stage (settler, reader pool, inference worker, actor, retrier), as
+watchdog's `BaseThread` and huey's consumer give each of theirs: `start`, `stop`, `alive`, `join`, and
+the same `stage_died` log line, with the traceback, when a stage's loop raises; the service then stops
+with a non-zero exit status (`on_died`), so that systemd restarts it. A stage's own loop handles what
+goes wrong with one file; only a bug in the loop itself gets here.
+
+`alive` is what the systemd watchdog pings depend on: every thread of the stage is running and has
+come round its loop (`beat`) within `stall_seconds`. A thread waiting for work, or for room on the
+next queue (`hand_on`), keeps beating: waiting is not a stall, a read or a batch that never ends is.
 
 A stage is one or more threads running the same loop (`run`) over the shared `Runtime`. A stage fed
 by a queue ends when a thread takes STOP from it, so that what was queued before is finished first;
@@ -12,6 +18,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -48,13 +55,16 @@ class Stage:
         self.count = count
         self.inbox = inbox
         self.threads: list[threading.Thread] = []
-        self.heartbeat = time.monotonic()
+        self.heartbeat = time.monotonic()  # the latest beat of any thread
+        self._beats: dict[int, float] = {}  # thread ident -> its latest beat
+        self.on_died: Callable[[str], None] | None = None  # the service: stop, exit non-zero
 
     def run(self) -> None:
         """One thread's loop; returns when the stage is stopped."""
         raise NotImplementedError
 
     def start(self) -> None:
+        self.heartbeat = time.monotonic()
         names = [self.name] if self.count is None else [f"{self.name}-{n}" for n in range(self.count)]
         for name in names:
             thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -76,18 +86,36 @@ class Stage:
         return not any(thread.is_alive() for thread in self.threads)
 
     def alive(self, within_seconds: float | None = None) -> bool:
-        """A thread is running and, with a limit (`within_seconds`, else `stall_seconds`), a loop came
-        round within it; the service stops the systemd watchdog pings when a stage is not alive."""
+        """Every thread is running and, with a limit (`within_seconds`, else `stall_seconds`), each came
+        round its loop within it; the service stops the systemd watchdog pings when a stage is not alive."""
         limit = within_seconds if within_seconds is not None else self.stall_seconds
-        running = any(thread.is_alive() for thread in self.threads)
-        return running and (limit is None or time.monotonic() - self.heartbeat < limit)
+        if not self.threads or not all(thread.is_alive() for thread in self.threads):
+            return False
+        if limit is None:
+            return True
+        now = time.monotonic()
+        return all(now - self._beats.get(thread.ident or 0, self.heartbeat) < limit for thread in self.threads)
 
     def beat(self) -> None:
-        """A loop came round (called by `run` each time)."""
-        self.heartbeat = time.monotonic()
+        """This thread's loop came round (called by `run` each time, and while it waits)."""
+        self.heartbeat = now = time.monotonic()
+        self._beats[threading.get_ident()] = now
+
+    def hand_on(self, target: queue.Queue, item: Any) -> None:
+        """Put `item` on the next stage's bounded queue, beating while it waits for room (back-pressure
+        from a slower stage is waiting, not a stall; that stage's own `alive` says if it hangs)."""
+        while True:
+            self.beat()
+            try:
+                target.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     def _main(self) -> None:
         try:
             self.run()
-        except Exception:  # a bug in a stage's loop: said once, loudly, and the watchdog pings stop
+        except Exception:  # a bug in a stage's loop: said once, loudly; the service stops, exit non-zero
             log.exception("stage_died", stage=self.name, thread=threading.current_thread().name)
+            if self.on_died is not None:
+                self.on_died(self.name)

@@ -29,7 +29,7 @@ def wanted(path: Path, root: Path, watch: WatchConfig) -> bool:
         parts = path.relative_to(root).parts
     except ValueError:
         return False
-    if path.is_symlink() or not path.resolve().is_relative_to(root.resolve()):  # a link, or under a linked folder
+    if _through_link(root, parts):  # a link, or anything under a linked folder, at any depth
         return False
     if not parts or (len(parts) > 1 and not watch.recursive):
         return False
@@ -42,6 +42,17 @@ def wanted(path: Path, root: Path, watch: WatchConfig) -> bool:
     from afmwatch.readers import is_supported
 
     return is_supported(path)
+
+
+def _through_link(root: Path, parts: tuple[str, ...]) -> bool:
+    """Whether any step from `root` down to the file is a symbolic link (a link to a folder inside the
+    watch folder too: following it would see the same scans twice, or loop)."""
+    here = root
+    for part in parts:
+        here = here / part
+        if here.is_symlink():
+            return True
+    return False
 
 
 def scan_folder(root: Path, watch: WatchConfig) -> Iterator[Path]:

@@ -81,6 +81,7 @@ class InferenceWorker(Stage):
     the systemd watchdog while `healthy()` (every stage alive)."""
 
     inbox: queue.Queue  # always the runtime's infer queue
+    stall_seconds = 600.0  # one batch, or loading and probing a promoted model: seconds
 
     def __init__(self, runtime: Runtime, *, on_model_change: Callable[[], None], healthy: Callable[[], bool]):
         super().__init__(runtime, "afmwatch-infer", inbox=runtime.infer_queue)
@@ -155,7 +156,7 @@ class InferenceWorker(Stage):
         except Exception as exc:  # the new model's pipeline fails on this scan: costs the scan only
             log.exception("preprocess_failed", file=str(job.path))
             job.failure = f"preprocessing failed ({type(exc).__name__}: {exc})"
-        self.runtime.act_queue.put(job)
+        self.hand_on(self.runtime.act_queue, job)
         return False
 
     # -- inference --------------------------------------------------------------------------------
@@ -183,9 +184,9 @@ class InferenceWorker(Stage):
             job.add_time("inference", elapsed)
             if job.failure:
                 self._backlog = deque(item for item in self._backlog if item[0] is not job)
-                self.runtime.act_queue.put(job)
+                self.hand_on(self.runtime.act_queue, job)
             elif all(p is not None for p in job.predictions):
-                self.runtime.act_queue.put(job)
+                self.hand_on(self.runtime.act_queue, job)
 
     def _predict(self, x: Any, metrics: list[Any]) -> list[Any]:
         import torch

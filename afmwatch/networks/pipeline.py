@@ -32,6 +32,10 @@ IMAGENET_GREY = (0.449, 0.226)
 STANDARDISED_CLIP = 10.0  # standard deviations; keeps a saturated stripe from swamping the input
 EXPORT_FORMATS = ("png", "jpg", "bmp", "gif")
 MAX_ASPECT = 4  # a longer side is cut to its centre first: only a centre square is used anyway
+# The largest short edge (resize) and input (crop) a model may ask for. A prepared scan is at most
+# MAX_INPUT_EDGE x MAX_ASPECT * MAX_INPUT_EDGE float32 (16 MiB) and an input 3 x 1024 x 1024 (12 MiB);
+# a pipeline asking for 8192 px would cost about 1 GiB per scan in every reader and batch.
+MAX_INPUT_EDGE = 1024
 
 
 def make_pipeline(
@@ -80,6 +84,11 @@ def check_pipeline(spec: Any, path: str | Path) -> dict[str, Any]:
     resize, crop = spec.get("resize"), spec.get("crop")
     if not (isinstance(crop, int) and isinstance(resize, int) and 8 <= crop <= resize):
         problems.append(f"resize {resize!r} / crop {crop!r} (need whole numbers, 8 <= crop <= resize)")
+    elif resize > MAX_INPUT_EDGE:
+        problems.append(
+            f"resize {resize} / crop {crop} px: more than the {MAX_INPUT_EDGE} px per side afmwatch allows "
+            f"(about {MAX_ASPECT * resize * resize * 4 / 2**20:.0f} MiB per prepared scan)"
+        )
     if not isinstance(spec.get("level_polynomial"), int) or not isinstance(spec.get("jitter"), (int, float)):
         problems.append("levelling order or jitter")
     if problems:

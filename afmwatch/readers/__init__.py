@@ -10,15 +10,18 @@ or anywhere else.
 
 from __future__ import annotations
 
+import os
 import re
+import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import structlog
 
 from afmwatch.config import ReadingConfig
 from afmwatch.readers import asd, asylum, bruker, gwyddion, images, jpk, nanosurf, wsxm
 from afmwatch.readers.common import CONTAINERS, FileFormat, preflight
-from afmwatch.scan import Scan, ScanError
+from afmwatch.scan import PermanentScanError, Scan, ScanError
 
 log = structlog.get_logger(__name__)
 
@@ -91,15 +94,28 @@ def file_format(path: Path) -> FileFormat:
     """The record for a file, once the file is there and its content is what its suffix promises."""
     record = _BY_SUFFIX.get(path.suffix.lower())
     if record is None:
-        raise ScanError(
+        raise PermanentScanError(
             path,
             f"unsupported file type {path.suffix or '(no extension)'!r}; afmwatch reads "
             + ", ".join(supported_suffixes()),
         )
     head = preflight(path)
     if record.signatures and not head.startswith(record.signatures):
-        raise ScanError(path, f"not {record.expected}: the content looks like {describe_content(head)}")
+        raise PermanentScanError(path, f"not {record.expected}: the content looks like {describe_content(head)}")
     return record
+
+
+def is_complete(path: Path, handle: BinaryIO) -> bool | None:
+    """Whether the open file `handle` (named `path`) holds all the data its own structure declares:
+    the format's `complete` check; None for a format without one, or when the check cannot tell."""
+    record = _BY_SUFFIX.get(path.suffix.lower())
+    if record is None or record.complete is None:
+        return None
+    try:
+        size = os.fstat(handle.fileno()).st_size
+        return record.complete(handle, size) if size else None  # empty: nothing to tell (the reader says so)
+    except (OSError, struct.error, ValueError, OverflowError):
+        return None
 
 
 def read_frames(path: str | Path, reading: ReadingConfig | None = None, *, channel: str | None = None) -> list[Scan]:
@@ -134,6 +150,7 @@ __all__ = [
     "FORMATS",
     "FORMAT_NAMES",
     "FileFormat",
+    "is_complete",
     "is_supported",
     "list_channels",
     "read_frames",
@@ -142,19 +159,19 @@ __all__ = [
 ]
 
 
-def read_retrace(scan: Scan, reading: ReadingConfig | None = None) -> Scan | None:
+def read_retrace(scan: Scan, reading: ReadingConfig | None = None, *, beside: Path | None = None) -> Scan | None:
     """The retrace (backward) scan of the same area, else None: the channel the reader named in
-    `retrace_channel`, or the file named in `retrace_file` (relative to the scan's folder, as the
-    synthetic generator writes trace and retrace side by side), read with the same `reading` settings
-    as the trace (channels, `max_pixels`).
+    `retrace_channel`, or the file named in `retrace_file` (relative to the scan's folder, or to
+    `beside` when the scan was parsed from a copy elsewhere, as the synthetic generator writes trace
+    and retrace side by side), read with the same `reading` settings as the trace (channels, `max_pixels`).
 
     A retrace that cannot be read is logged and skipped: the trace's own metrics still stand."""
     channel = scan.metadata.get("retrace_channel")
     other_file = scan.metadata.get("retrace_file")
     if channel and channel != scan.channel:
         source, kwargs = scan.path, {"channel": channel}
-    elif isinstance(other_file, str) and (scan.path.parent / other_file).is_file():
-        source, kwargs = scan.path.parent / other_file, {}
+    elif isinstance(other_file, str) and ((beside or scan.path.parent) / other_file).is_file():
+        source, kwargs = (beside or scan.path.parent) / other_file, {}
     else:
         return None
     try:

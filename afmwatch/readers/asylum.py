@@ -4,8 +4,9 @@ uses, with AFMReader's orientation and scaling (tested equal to AFMReader) from 
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -102,6 +103,38 @@ def read_ibw(path: Path, reading: ReadingConfig, channel: str | None = None) -> 
     )
 
 
+# Igor binary wave headers by version: their layout (after the version) and which of their sizes add
+# up to the whole file (the wave with its data, then note, formula, units, labels, string indices)
+_IBW_HEADERS = {
+    1: ("iH", 8, (0,)),
+    2: ("iiiH", 16, (0, 1)),
+    3: ("iiiiH", 20, (0, 1, 2)),
+    5: ("Hiiii4i4iiii", 64, tuple(range(1, 14))),
+}
+
+
+def ibw_complete(handle: BinaryIO, size: int) -> bool | None:
+    """Complete when the file holds at least the header plus every part its binary header declares
+    (wave header and data, note, formula, units, dimension labels); Asylum appends more after them."""
+    handle.seek(0)
+    head = handle.read(64)
+    if len(head) < 2:
+        return False
+    for order in ("<", ">"):
+        version = struct.unpack(order + "h", head[:2])[0]
+        if version in _IBW_HEADERS:
+            break
+    else:
+        return None  # not a version igor2 reads: the reader will say so
+    layout, header_size, parts = _IBW_HEADERS[version]
+    if len(head) < header_size:
+        return False
+    fields = struct.unpack(order + layout, head[2:header_size])
+    if any(fields[i] < 0 for i in parts):
+        return None
+    return size >= header_size + sum(fields[i] for i in parts)
+
+
 IBW = FileFormat(
     key="ibw",
     name="Asylum Research .ibw",
@@ -110,4 +143,5 @@ IBW = FileFormat(
     signatures=(),  # the first bytes are a version number; igor2 judges the rest
     read=read_ibw,
     list_channels=channels_ibw,
+    complete=ibw_complete,
 )

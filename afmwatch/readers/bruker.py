@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -105,6 +105,25 @@ def read_bruker(path: Path, reading: ReadingConfig, channel: str | None = None) 
     )
 
 
+_MAX_HEADER = 16 * 1024 * 1024
+
+
+def nanoscope_complete(handle: BinaryIO, size: int) -> bool | None:
+    """Complete when the text header has ended ('*File list end') and every image's data (its
+    'Data offset' plus 'Data length') lies inside the file."""
+    handle.seek(0)
+    header = handle.read(min(size, _MAX_HEADER))
+    end = header.find(b"*File list end")
+    if end < 0:
+        return False if size < _MAX_HEADER else None
+    ends = [
+        int(offset) + int(length)
+        for section in header[:end].split(b"\\*")
+        for offset, length in re.findall(rb"\\Data offset: (\d+).*?\\Data length: (\d+)", section, flags=re.S)
+    ]
+    return all(stop <= size for stop in ends)
+
+
 NANOSCOPE = FileFormat(
     key="spm",
     name="Bruker Nanoscope",
@@ -113,4 +132,5 @@ NANOSCOPE = FileFormat(
     signatures=(b"\\*File list",),
     read=read_bruker,
     list_channels=channels_bruker,
+    complete=nanoscope_complete,
 )

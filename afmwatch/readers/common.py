@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from afmwatch.config import ReadingConfig
-from afmwatch.scan import HEIGHT_UNITS, INTENSITY_UNITS, Scan, ScanError
+from afmwatch.scan import HEIGHT_UNITS, INTENSITY_UNITS, PermanentScanError, Scan, ScanError
 
 # These libraries report damaged files through `logging` (igor2 with whole data buffers); without a
 # handler Python prints that to stderr. We report the failure ourselves, as a ScanError.
@@ -78,6 +78,10 @@ class FileFormat:
     signatures: tuple[bytes, ...]  # a file starts with one of these; () when only the library can tell
     read: Reader  # (path, reading, channel) -> every frame of the chosen channel
     list_channels: Callable[[Path], list[str]]  # the names `channel=` accepts
+    # (open file, its size) -> False when the file's own structure says data is still missing
+    # (the daemon then waits, however long the file has been quiet), True when all is there, None
+    # when this file cannot tell. Reads only headers; must not raise on a damaged file.
+    complete: Callable[[BinaryIO, int], bool | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,9 +103,9 @@ def preflight(path: Path) -> bytes:
     except OSError as exc:
         raise ScanError(path, f"cannot look at the file: {exc.strerror or exc}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ScanError(path, "this is a folder, not a scan file")
+        raise PermanentScanError(path, "this is a folder, not a scan file")
     if not stat.S_ISREG(info.st_mode):
-        raise ScanError(path, "not a regular file")
+        raise PermanentScanError(path, "not a regular file")
     if info.st_size == 0:
         raise ScanError(path, "the file is empty (0 bytes); the export may have failed")
     try:
@@ -110,7 +114,7 @@ def preflight(path: Path) -> bytes:
     except FileNotFoundError:
         raise ScanError(path, "the file vanished before it could be read") from None
     except PermissionError:
-        raise ScanError(path, "no permission to read the file") from None
+        raise PermanentScanError(path, "no permission to read the file") from None
     except OSError as exc:
         raise ScanError(path, f"cannot read the file: {exc.strerror or exc}") from None
 
@@ -159,7 +163,7 @@ def library_call(path: Path, library: str, expected: str) -> Iterator[None]:
     except FileNotFoundError:
         raise ScanError(path, "the file vanished while it was being read") from None
     except PermissionError:
-        raise ScanError(path, "no permission to read the file") from None
+        raise PermanentScanError(path, "no permission to read the file") from None
     except MemoryError:
         raise ScanError(path, "the file is too large to read into memory") from None
     except Exception as exc:
@@ -192,6 +196,60 @@ def check_tiff_complete(path: Path) -> None:
             offset = struct.unpack(order + "I", handle.read(4))[0]
 
 
+_TIFF_DATA_TAGS = {273: 279, 324: 325}  # StripOffsets -> StripByteCounts, TileOffsets -> TileByteCounts
+_TIFF_TYPES = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8: the types offsets and counts come in
+
+
+def tiff_complete(handle: BinaryIO, size: int) -> bool | None:
+    """A classic TIFF is complete when every image directory and every strip or tile of pixel data
+    it declares lies inside the file (BigTIFF: None, not checked)."""
+    handle.seek(0)
+    order = {b"II": "<", b"MM": ">"}.get(handle.read(2))
+    if order is None or struct.unpack(order + "H", handle.read(2))[0] != 42:
+        return None
+    offset: int = struct.unpack(order + "I", handle.read(4))[0]
+    seen: set[int] = set()
+    while offset and offset not in seen and len(seen) < 10_000:
+        seen.add(offset)
+        if offset + 2 > size:
+            return False
+        handle.seek(offset)
+        count = struct.unpack(order + "H", handle.read(2))[0]
+        if offset + 2 + 12 * count + 4 > size:
+            return False
+        entries = {}
+        for _ in range(count):
+            tag, kind, n, value = struct.unpack(order + "HHI4s", handle.read(12))
+            entries[tag] = (kind, n, value)
+        next_offset = struct.unpack(order + "I", handle.read(4))[0]
+        for offsets_tag, counts_tag in _TIFF_DATA_TAGS.items():
+            if offsets_tag in entries and counts_tag in entries:
+                starts = _tiff_values(handle, order, size, *entries[offsets_tag])
+                lengths = _tiff_values(handle, order, size, *entries[counts_tag])
+                if starts is None or lengths is None:
+                    return False
+                if any(start + length > size for start, length in zip(starts, lengths)):
+                    return False
+        offset = next_offset
+    return True
+
+
+def _tiff_values(handle: BinaryIO, order: str, size: int, kind: int, count: int, value: bytes) -> list[int] | None:
+    """An offsets or counts entry's numbers (inline, or at the offset it names); None when they lie
+    beyond the end of the file."""
+    code = _TIFF_TYPES.get(kind)
+    if code is None or count > 10_000_000:
+        return []
+    width = struct.calcsize(code) * count
+    if width <= 4:
+        return list(struct.unpack(order + code * count, value[:width]))
+    where = struct.unpack(order + "I", value)[0]
+    if where + width > size:
+        return None
+    handle.seek(where)
+    return list(struct.unpack(order + code * count, handle.read(width)))
+
+
 def check_tiff_data(path: Path, pages: Sequence[Any]) -> None:
     """Every page's pixel data lies inside the file (a truncated file cuts off the last pages' data)."""
     size = path.stat().st_size
@@ -204,15 +262,29 @@ def check_tiff_data(path: Path, pages: Sequence[Any]) -> None:
 def check_pixels(path: Path, rows: int, cols: int, reading: ReadingConfig, frames: int = 1) -> None:
     """Refuse absurd dimensions before anything allocates memory for them."""
     if rows <= 0 or cols <= 0:
-        raise ScanError(path, f"the file declares an image of {rows} x {cols} pixels, which is impossible")
+        raise PermanentScanError(path, f"the file declares an image of {rows} x {cols} pixels, which is impossible")
     if rows * cols > reading.max_pixels:
-        raise ScanError(
+        raise PermanentScanError(
             path,
             f"the image is {rows} x {cols} pixels, more than reading.max_pixels = {reading.max_pixels}; "
             "refusing it as a likely corrupt or malicious file",
         )
     if frames * rows * cols > 4 * reading.max_pixels:
-        raise ScanError(path, f"{frames} frames of {rows} x {cols} pixels are too many to read safely")
+        raise PermanentScanError(path, f"{frames} frames of {rows} x {cols} pixels are too many to read safely")
+
+
+def check_decoded_bytes(path: Path, shape: Sequence[int], sample_bytes: int, reading: ReadingConfig) -> None:
+    """Refuse an image that would decode to more than `reading.max_image_bytes` (rows x columns x
+    channels x bytes per sample, from the header), before anything decodes it."""
+    decoded = sample_bytes
+    for length in shape:
+        decoded *= int(length)
+    if decoded > reading.max_image_bytes:
+        raise PermanentScanError(
+            path,
+            f"the image would decode to {decoded / 2**20:.0f} MiB ({' x '.join(str(int(n)) for n in shape)} x "
+            f"{sample_bytes} bytes), more than reading.max_image_bytes = {reading.max_image_bytes / 2**20:.0f} MiB",
+        )
 
 
 def header_int(path: Path, text: str, pattern: str, what: str) -> int:
@@ -247,7 +319,7 @@ def choose_channel(
         for candidate in channels:
             if _normalised(candidate.name) == _normalised(forced):
                 return candidate
-        raise ScanError(path, f"no channel named {forced!r}; channels found: {names}")
+        raise PermanentScanError(path, f"no channel named {forced!r}; channels found: {names}")
     for preference in preferences:
         wanted = _normalised(preference)
         matches = [c for c in channels if wanted in (_normalised(c.name), _normalised(c.quantity))]
@@ -255,7 +327,9 @@ def choose_channel(
             return min(matches, key=lambda c: c.direction != FORWARD)
     if len(channels) == 1:
         return channels[0]  # a file with one channel (e.g. a Gwyddion export) holds the scan itself
-    raise ScanError(path, f"no height channel; channels found: {names} (reading.channels lists the names tried)")
+    raise PermanentScanError(
+        path, f"no height channel; channels found: {names} (reading.channels lists the names tried)"
+    )
 
 
 def direction_metadata(chosen: Channel, channels: Sequence[Channel]) -> dict[str, str]:

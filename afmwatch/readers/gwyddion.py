@@ -24,7 +24,7 @@ from afmwatch.readers.common import (
     nm_factor,
     preflight,
 )
-from afmwatch.scan import HEIGHT_UNITS, INTENSITY_UNITS, Scan, ScanError
+from afmwatch.scan import HEIGHT_UNITS, INTENSITY_UNITS, PermanentScanError, Scan, ScanError
 
 EXPECTED = "a Gwyddion .gwy file"
 _BACKWARD_WORDS = re.compile(r"[\s_-]*\b(retrace|backward|bwd|reverse)\b[\s_-]*|(Retrace|Backward)$", re.I)
@@ -57,7 +57,7 @@ def _load(path: Path, reading: ReadingConfig) -> tuple[dict[str, Any], list[Chan
         fields = gwyfile.util.get_datafields(container)
         shapes = {title: (int(f["yres"]), int(f["xres"])) for title, f in fields.items()}
     if not fields:
-        raise ScanError(path, "the .gwy file holds no image channels")
+        raise PermanentScanError(path, "the .gwy file holds no image channels")
     channels = []
     for title, (rows, cols) in shapes.items():
         check_pixels(path, rows, cols, reading)

@@ -15,14 +15,16 @@ from afmwatch.readers.common import (
     BIGTIFF_SIGNATURES,
     TIFF_SIGNATURES,
     FileFormat,
+    check_decoded_bytes,
     check_pixels,
     check_tiff_complete,
     check_tiff_data,
     finite_or_error,
     library_call,
     nm_factor,
+    tiff_complete,
 )
-from afmwatch.scan import HEIGHT_UNITS, INTENSITY_UNITS, Scan, ScanError
+from afmwatch.scan import HEIGHT_UNITS, INTENSITY_UNITS, PermanentScanError, Scan, ScanError
 
 COLOUR_BAR_CHANNEL = "height (colour bar)"
 INTENSITY_CHANNEL = "intensity"
@@ -77,6 +79,13 @@ def _export_scan(path: Path, pixels: np.ndarray, reading: ReadingConfig, fmt: st
     )
 
 
+def _sample_bytes(mode: str) -> int:
+    """Bytes per sample of a Pillow image mode (what decoding allocates per pixel and band)."""
+    if mode.startswith("I;16"):
+        return 2
+    return 4 if mode in ("I", "F") else 1
+
+
 def _pillow_pixels(path: Path, reading: ReadingConfig, expected: str) -> np.ndarray:
     from PIL import Image
 
@@ -84,9 +93,12 @@ def _pillow_pixels(path: Path, reading: ReadingConfig, expected: str) -> np.ndar
         try:
             opened = Image.open(path)
         except Image.DecompressionBombError as exc:
-            raise ScanError(path, f"refused as a likely decompression bomb; Pillow said: {exc}") from None
+            raise PermanentScanError(path, f"refused as a likely decompression bomb; Pillow said: {exc}") from None
         with opened as image:
             check_pixels(path, image.height, image.width, reading)
+            check_decoded_bytes(
+                path, (image.height, image.width, len(image.getbands())), _sample_bytes(image.mode), reading
+            )
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 pixels = np.asarray(image).astype(np.uint16 if image.mode.startswith("I;16") else np.int64)
             elif image.mode in ("RGBA", "LA", "P", "PA") or "transparency" in image.info:
@@ -143,11 +155,12 @@ def read_tiff(path: Path, reading: ReadingConfig, channel: str | None = None) ->
     check_tiff_complete(path)
     with library_call(path, "tifffile", "a TIFF file"), tifffile.TiffFile(path) as tif:
         if not tif.pages:
-            raise ScanError(path, "the TIFF holds no image")
+            raise PermanentScanError(path, "the TIFF holds no image")
         page = cast("tifffile.TiffPage", tif.pages[0])  # without useframes, not a TiffFrame
         check_tiff_data(path, [page])
         shape = page.shape
         check_pixels(path, int(shape[0]), int(shape[1]) if len(shape) > 1 else 1, reading)
+        check_decoded_bytes(path, shape, page.dtype.itemsize if page.dtype is not None else 8, reading)
         pixels = page.asarray()
         description = page.description or ""
         imagej_pixel_size = _imagej_pixel_size(page)
@@ -215,6 +228,7 @@ TIFF = FileFormat(
     signatures=TIFF_SIGNATURES + BIGTIFF_SIGNATURES,
     read=read_tiff,
     list_channels=channels_tiff,
+    complete=tiff_complete,
 )
 PNG = FileFormat(
     key="png",

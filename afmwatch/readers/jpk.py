@@ -25,8 +25,9 @@ from afmwatch.readers.common import (
     frames_to_scans,
     library_call,
     small_json,
+    tiff_complete,
 )
-from afmwatch.scan import Scan, ScanError
+from afmwatch.scan import PermanentScanError, Scan
 
 
 def _trace_name(name: str, direction: str) -> Channel:
@@ -61,7 +62,7 @@ def _jpk_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], dict
             "instrument": "JPK",
         }
     if not channels:
-        raise ScanError(path, "the .jpk file holds no image channels")
+        raise PermanentScanError(path, "the .jpk file holds no image channels")
     return channels, metadata
 
 
@@ -112,7 +113,7 @@ def _h5jpk_header(path: Path, reading: ReadingConfig) -> tuple[list[Channel], di
         _trace_name(name.rsplit("_", 1)[0], BACKWARD if name.endswith("_retrace") else FORWARD) for name in available
     ]
     if not channels:
-        raise ScanError(path, "the .h5-jpk file holds no image channels")
+        raise PermanentScanError(path, "the .h5-jpk file holds no image channels")
     return channels, metadata
 
 
@@ -139,6 +140,7 @@ JPK = FileFormat(
     signatures=TIFF_SIGNATURES,
     read=read_jpk,
     list_channels=channels_jpk,
+    complete=tiff_complete,
 )
 H5_JPK = FileFormat(
     key="h5-jpk",

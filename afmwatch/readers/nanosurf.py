@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from afmwatch.readers.common import (
     preflight,
     small_json,
 )
-from afmwatch.scan import Scan, ScanError
+from afmwatch.scan import PermanentScanError, Scan, ScanError
 
 # NSFopen 2.2.4 calls a pandas method pandas 3 deprecates; the warning is about NSFopen, not the file
 warnings.filterwarnings("ignore", message="The inplace keyword", module=r"NSFopen\.")
@@ -60,6 +60,28 @@ _VENDOR_KEYS = (
 )
 
 
+def _data_sets(header: bytes) -> list[tuple[int, int, int]]:
+    """(Lines, Points, SaveBits) of every data set the text header declares."""
+    found = []
+    for section in re.split(r"\r?\n(?=\[)", header.decode("latin-1")):
+        fields = dict(re.findall(r"^(Points|Lines|SaveBits)=(\d+)", section, flags=re.MULTILINE))
+        if section.startswith("[DataSet-") and {"Points", "Lines", "SaveBits"} <= fields.keys():
+            found.append((int(fields["Lines"]), int(fields["Points"]), int(fields["SaveBits"])))
+    return found
+
+
+def nid_complete(handle: BinaryIO, size: int) -> bool | None:
+    """Complete when the text header has ended (the '#!' marker) and the binary data after it is as
+    long as every data set it declares (lines x points x bits) together."""
+    handle.seek(0)
+    header = handle.read(min(size, _MAX_HEADER))
+    marker = header.find(b"#!")
+    if marker < 0:
+        return False if size < _MAX_HEADER else None
+    required = sum(lines * points * bits // 8 for lines, points, bits in _data_sets(header[:marker]))
+    return size - (marker + 2) >= required
+
+
 def _check_sizes(path: Path, head: bytes, reading: ReadingConfig) -> None:
     """Image sizes within limits, and all the data the header announces present. NSFopen reads the
     data backwards from the end of the file, so a truncated file would silently shift header bytes
@@ -72,13 +94,10 @@ def _check_sizes(path: Path, head: bytes, reading: ReadingConfig) -> None:
         if marker < 0:
             raise ScanError(path, "the header never ends (no '#!' data marker); the file is truncated or damaged")
         head = whole_header
-    text = head[:marker].decode("latin-1")
     required = 0
-    for section in re.split(r"\r?\n(?=\[)", text):
-        fields = dict(re.findall(r"^(Points|Lines|SaveBits)=(\d+)", section, flags=re.MULTILINE))
-        if section.startswith("[DataSet-") and {"Points", "Lines", "SaveBits"} <= fields.keys():
-            check_pixels(path, int(fields["Lines"]), int(fields["Points"]), reading)
-            required += int(fields["Points"]) * int(fields["Lines"]) * int(fields["SaveBits"]) // 8
+    for lines, points, bits in _data_sets(head[:marker]):
+        check_pixels(path, lines, points, reading)
+        required += points * lines * bits // 8
     present = path.stat().st_size - (marker + 2)
     if present < required:
         raise ScanError(path, f"the file is truncated: {present} bytes of data, the header announces {required}")
@@ -136,7 +155,9 @@ def read(path: Path, reading: ReadingConfig, channel: str | None = None) -> list
     image_channels = _image_channels(keys)
     if not image_channels:
         modes = sorted({k[0] for k in keys})
-        raise ScanError(path, f"holds no image, only {', '.join(modes)} data (e.g. a thermal tune or a spectrum)")
+        raise PermanentScanError(
+            path, f"holds no image, only {', '.join(modes)} data (e.g. a thermal tune or a spectrum)"
+        )
     all_channels = [c for c, _ in image_channels]
     chosen = choose_channel(path, all_channels, reading.channels, channel)
     key = {c.name: k for c, k in image_channels}[chosen.name]
@@ -196,4 +217,5 @@ NID = FileFormat(
     signatures=(b"[DataSet]",),
     read=read,
     list_channels=channels,
+    complete=nid_complete,
 )
