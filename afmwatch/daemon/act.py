@@ -419,7 +419,9 @@ class Actor(Stage):
             paths = write_denoised(denoised, out_dir, config.denoise.formats, original=levelled, guard=guard)
             block = {"paths": [str(p) for p in paths], "model": str(model), "error": None, "guard": guard.to_dict()}
             if not guard.faithful:
-                log.warning("denoised_surface_changed", file=str(job.path), reasons=guard.reasons)
+                log.warning(
+                    "denoised_not_a_measurement", file=str(job.path), verdict=guard.verdict, reasons=guard.reasons
+                )
         except (ModelError, ScanError, OSError, ValueError, RuntimeError) as exc:
             log.warning("denoise_failed", file=str(job.path), error=str(exc))
             block = {"paths": [], "model": str(model), "error": str(exc), "guard": None}
