@@ -34,6 +34,7 @@ from afmwatch.daemon.journal import State, journal_path
 from afmwatch.daemon.sidecar import iso_utc, preview_path, sidecar_bytes, sidecar_path
 from afmwatch.durable import atomic_write_bytes, fsync_dir, safe_move, sha256_file
 from afmwatch.errors import AfmwatchError
+from afmwatch.names import path_text, text_path
 
 log = structlog.get_logger("afmwatch.correct")
 
@@ -62,7 +63,7 @@ def checked_path(path: str | Path, output_root: Path) -> Path:
     """`path` (made absolute, `..` removed), if it lies inside `output_root` and neither it nor a folder
     between them is a link; else UnsafePath. The journal only holds paths the daemon made, but the
     output folder is shared with people and scripts."""
-    candidate = Path(os.path.abspath(path))
+    candidate = Path(os.path.abspath(text_path(path) if isinstance(path, str) else path))
     root_real = Path(os.path.realpath(output_root))
     below = None
     for root in (Path(os.path.abspath(output_root)), root_real):
@@ -198,12 +199,14 @@ def _plan(
         )
         restored = {"who": who, "when": iso_utc(now), "from": current, "to": to, "history": earlier}
     new_sidecar = {k: v for k, v in sidecar.items() if k != "review"}
-    new_sidecar["final_path"] = str(target)
-    moves = [[str(final), str(target)]] if target != final else []
+    new_sidecar["final_path"] = path_text(target)
+    if "sidecar_path" in new_sidecar:
+        new_sidecar["sidecar_path"] = path_text(sidecar_path(target))
+    moves = [[path_text(final), path_text(target)]] if target != final else []
     old_preview = preview_path(final)
     if moves and old_preview.exists() and not old_preview.is_symlink():
-        moves.append([str(old_preview), str(preview_path(target))])
-        new_sidecar["preview"] = str(preview_path(target))
+        moves.append([path_text(old_preview), path_text(preview_path(target))])
+        new_sidecar["preview"] = path_text(preview_path(target))
     if restored is not None:
         new_sidecar["review"] = restored
     return {
@@ -213,9 +216,9 @@ def _plan(
         "who": who,
         "at": now,
         "sha256": row["sha256"],
-        "final": str(target),
+        "final": path_text(target),
         "moves": moves,
-        "old_sidecar": str(sidecar_path(final)),
+        "old_sidecar": path_text(sidecar_path(final)),
         "sidecar": new_sidecar,
         "undoes": undoes,
     }
@@ -252,7 +255,7 @@ def carry_out(plan: dict[str, Any], output_root: Path, pause: Pause | None = Non
             raise CorrectionRefused(f"{src.name} vanished from {src.parent} before it could be moved")
     if pause is not None:
         pause("moved")
-    new_sidecar = checked_path(sidecar_path(Path(plan["final"])), output_root)
+    new_sidecar = checked_path(sidecar_path(text_path(plan["final"])), output_root)
     atomic_write_bytes(new_sidecar, sidecar_bytes(plan["sidecar"]))
     if pause is not None:
         pause("written")

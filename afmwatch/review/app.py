@@ -35,6 +35,7 @@ from starlette.templating import Jinja2Templates
 from afmwatch.config import ConfigError
 from afmwatch.daemon.correct import CorrectionRefused, Pause, UnsafePath, checked_path, correct, recover_corrections
 from afmwatch.daemon.sidecar import preview_path, sidecar_path
+from afmwatch.names import text_path
 from afmwatch.review import plots, queries, whatif
 from afmwatch.review.context import ReviewContext
 from afmwatch.review.security import PUBLIC_PATHS, SESSION_COOKIE, TOKEN_HEADER, Guard
@@ -291,7 +292,7 @@ def create_app(ctx: ReviewContext, guard: Guard, *, pause: Pause | None = None) 
             row = connection.execute("SELECT final_path, state FROM files WHERE id = ?", (scan_id,)).fetchone()
         if row is None or not row["final_path"] or row["state"] not in queries.LISTED_STATES:
             raise HTTPException(404, f"no sorted scan with id {scan_id}")
-        final = Path(row["final_path"])
+        final = text_path(row["final_path"])
         target = {"preview": preview_path(final), "sidecar": sidecar_path(final), "original": final}[kind]
         try:
             safe = checked_path(target, ctx.output_root)
@@ -305,7 +306,7 @@ def create_app(ctx: ReviewContext, guard: Guard, *, pause: Pause | None = None) 
         media = {"preview": "image/png", "sidecar": "application/json", "original": "application/octet-stream"}[kind]
         headers = {"Content-Length": str(os.fstat(fd).st_size)}
         if kind == "original":
-            headers["Content-Disposition"] = f'attachment; filename="{final.name.replace(chr(34), "")}"'
+            headers["Content-Disposition"] = _attachment(final)
         return StreamingResponse(_chunks(fd), media_type=media, headers=headers)
 
     # -- the API ------------------------------------------------------------------------------------
@@ -483,3 +484,13 @@ def _alerts(ctx: ReviewContext) -> list[dict[str, Any]]:
         }
         for f in recent
     ]
+
+
+def _attachment(path: Path) -> str:
+    """Content-Disposition for a download named like the scan: an ASCII fallback name, and the real one
+    (RFC 5987, UTF-8 percent-encoded; bytes that are not UTF-8 as the replacement character)."""
+    from urllib.parse import quote
+
+    name = os.fsencode(path.name).decode("utf-8", errors="replace")
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -27,6 +27,7 @@ from typing import Any
 from afmwatch.config import Config
 from afmwatch.durable import make_dirs
 from afmwatch.errors import AfmwatchError
+from afmwatch.names import text_path
 from afmwatch.networks import store
 from afmwatch.networks.model_file import read_metadata
 from afmwatch.training.candidate import read_job, write_job
@@ -89,7 +90,7 @@ def checked_files(db: sqlite3.Connection, output_root: Path) -> list[tuple[Path,
     for _, final_path in rows:
         if not final_path:
             continue
-        path = Path(final_path)
+        path = text_path(final_path)
         try:
             label = path.resolve().relative_to(root).parts[0]
         except (ValueError, IndexError, OSError):

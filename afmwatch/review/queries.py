@@ -19,6 +19,7 @@ from typing import Any
 from afmwatch.config import Config
 from afmwatch.daemon.correct import UnsafePath, checked_path
 from afmwatch.daemon.sidecar import preview_path, sidecar_path
+from afmwatch.names import text_path
 from afmwatch.quality import METRICS
 from afmwatch.rules import DEFAULT_RULES, fires
 
@@ -155,7 +156,7 @@ def load_sidecar(row: sqlite3.Row, output_root: Path) -> dict[str, Any] | None:
     """The sidecar beside the scan (the record), else the journal's copy, else None."""
     if row["final_path"]:
         try:
-            path = checked_path(sidecar_path(Path(row["final_path"])), output_root)
+            path = checked_path(sidecar_path(text_path(row["final_path"])), output_root)
         except UnsafePath:
             path = None
         if path is not None and path.is_file():
@@ -218,7 +219,7 @@ def get_scan(db: sqlite3.Connection, scan_id: int, output_root: Path, config: Co
         for r in db.execute("SELECT * FROM reviews WHERE file_id = ? ORDER BY id", (scan_id,)).fetchall()
     ]
     item = _item(indexed)
-    final = Path(row["final_path"] or "")
+    final = text_path(row["final_path"] or "")
     item.update(
         {
             "reasons": sidecar.get("reasons", item["reasons"]),
@@ -233,7 +234,7 @@ def get_scan(db: sqlite3.Connection, scan_id: int, output_root: Path, config: Co
             "z_range_nm": (sidecar.get("quality") or {}).get("z_range"),
             "file": {
                 "original_path": sidecar.get("original_path", row["path"]),
-                "final_path": str(final),
+                "final_path": row["final_path"],  # as text (`names.path_text`): any bytes, valid JSON
                 "relative_path": sidecar.get("relative_path"),
                 "format": sidecar.get("format"),
                 "channel": sidecar.get("channel"),
