@@ -327,7 +327,8 @@ def test_a_model_asking_for_inputs_over_the_cap_is_refused_at_load_and_at_promot
     import torch
 
     from afmwatch.networks.architectures import get_architecture
-    from afmwatch.networks.classifier import load_classifier, save_classifier
+    from afmwatch.networks.classifier import save_classifier
+    from afmwatch.networks.families import load_classifier
     from afmwatch.networks.pipeline import MAX_INPUT_EDGE
 
     assert check_pipeline(dict(make_pipeline(1, "standardise"), resize=MAX_INPUT_EDGE, crop=MAX_INPUT_EDGE), "m")

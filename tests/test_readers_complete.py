@@ -47,6 +47,9 @@ def test_tiff_data_past_the_end_is_incomplete(tmp_path):
 def test_a_format_without_a_check_cannot_tell(samples, tmp_path):
     assert _complete(tmp_path / "a.png", (samples / "png" / "minicircle_colorbar_afmhot.png").read_bytes()) is None
     assert _complete(tmp_path / "empty.nid", b"") is None  # an empty file: the reader says why
+    # not the start of any NID header: not an unfinished NID either (it must fail at once, not wait)
+    assert _complete(tmp_path / "junk.nid", b"not a scan") is None
+    assert _complete(tmp_path / "part.nid", b"[Data") is False  # the first bytes of one: still coming
     assert {key for key, record in FORMATS.items() if record.complete} >= {"ibw", "nid", "spm", "tiff", "jpk"}
 
 

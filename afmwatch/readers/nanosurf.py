@@ -70,11 +70,17 @@ def _data_sets(header: bytes) -> list[tuple[int, int, int]]:
     return found
 
 
+NID_MAGIC = b"[DataSet]"  # every Nanosurf .nid starts with its [DataSet] header section
+
+
 def nid_complete(handle: BinaryIO, size: int) -> bool | None:
     """Complete when the text header has ended (the '#!' marker) and the binary data after it is as
     long as every data set it declares (lines x points x bits) together."""
     handle.seek(0)
     header = handle.read(min(size, _MAX_HEADER))
+    start = header[: len(NID_MAGIC)]
+    if not NID_MAGIC.startswith(start) or not start:
+        return None  # not a NID header (nor the first bytes of one): the reader says what it is
     marker = header.find(b"#!")
     if marker < 0:
         return False if size < _MAX_HEADER else None
