@@ -199,3 +199,18 @@ def journal_states(state: Path) -> dict[str, int]:
 
     with contextlib.closing(sqlite3.connect(state / "journal.sqlite3")) as db:
         return dict(db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
+
+
+def metric_samples(text: str) -> dict[str, float]:
+    """Every sample of a Prometheus scrape, read by prometheus_client's own parser (which refuses text
+    that is not valid exposition): 'name{label="value",...}' (labels sorted; bare 'name' without) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            key = f"{sample.name}{{{labels}}}" if labels else sample.name
+            assert key not in samples, f"{key} appears twice in the scrape"
+            samples[key] = sample.value
+    return samples

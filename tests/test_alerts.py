@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 from alert_support import LocalSMTP, LocalWebhook, serving
-from daemon_support import Daemon, processed_count, scan_bytes_file, tiny_model, wait_until, write_config
+from daemon_support import (
+    Daemon,
+    metric_samples,
+    processed_count,
+    scan_bytes_file,
+    tiny_model,
+    wait_until,
+    write_config,
+)
 
 from afmwatch.config import AlertsConfig, ConfigError, EmailConfig, WebhookConfig, config_from_dict
 from afmwatch.daemon.alert_monitor import AlertMonitor
@@ -125,22 +133,23 @@ def test_an_alert_is_announced_once_by_email_and_webhook_and_counted(journal):
         assert "3 scans in a row decided bad: the tip is probably broken" in post["json"]["text"]
         assert post["json"]["afmwatch"]["kind"] == "bad_in_a_row"
 
-        exposition = metrics.exposition({})
-        assert 'afmwatch_alert_active{alert="bad_in_a_row"} 1' in exposition
-        assert 'afmwatch_alert_active{alert="stall"} 0' in exposition
-        assert 'afmwatch_alerts_total{alert="bad_in_a_row"} 1' in exposition
+        samples = metric_samples(metrics.exposition())
+        assert samples['afmwatch_alert_active{alert="bad_in_a_row"}'] == 1
+        assert samples['afmwatch_alert_active{alert="stall"}'] == 0
+        assert samples['afmwatch_alerts_total{alert="bad_in_a_row"}'] == 1
+        assert samples['afmwatch_alerts_total{alert="stall"}'] == 0  # every alert has a series, at 0 until it starts
 
         # a restarted daemon does not announce the same alert again
         assert AlertMonitor(journal, Metrics()).check(settings) == []
         _sorted(journal, "g.tif", "good")  # the alert ends ...
         assert monitor.check(settings) == []
-        assert 'afmwatch_alert_active{alert="bad_in_a_row"} 0' in metrics.exposition({})
+        assert metric_samples(metrics.exposition())['afmwatch_alert_active{alert="bad_in_a_row"}'] == 0
         for i in range(3):  # ... and a new run is a new alert
             _sorted(journal, f"c{i}.tif", "bad")
         assert [a.kind for a in monitor.check(settings)] == [AlertKind.BAD_IN_A_ROW]
         monitor.join(30)
         assert len(smtp.received) == 2 and len(webhook.received) == 2
-        assert 'afmwatch_alerts_total{alert="bad_in_a_row"} 2' in metrics.exposition({})
+        assert metric_samples(metrics.exposition())['afmwatch_alerts_total{alert="bad_in_a_row"}'] == 2
 
 
 def test_a_notification_that_cannot_be_sent_is_logged_and_never_raised(journal, capsys):

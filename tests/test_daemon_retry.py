@@ -18,6 +18,7 @@ from daemon_support import (
     Daemon,
     assert_each_input_exactly_once,
     journal_states,
+    metric_samples,
     processed_count,
     sha256,
     sorted_files,
@@ -76,9 +77,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def scrape(port: int) -> str:
+def scrape(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
-        return response.read().decode()
+        return metric_samples(response.read().decode())
 
 
 def arrive(staging: Path, inbox: Path, names: list[str]) -> None:
@@ -104,7 +105,9 @@ def test_output_full_then_read_only_scans_wait_said_so_and_are_sorted_when_the_c
                 lambda: collect(settings)["sort_waiting"] == {"output folder full": 6}, what="6 scans waiting (full)"
             )
             assert "output folder full: 6 scans waiting" in collect(settings)["trouble"]
-            assert 'afmwatch_sort_waiting{cause="output folder full"} 6' in scrape(port)
+            scraped = scrape(port)
+            assert scraped['afmwatch_sort_waiting{cause="output folder full"}'] == 6
+            assert scraped["afmwatch_sort_waiting"] == 6 and scraped["afmwatch_journal_unavailable"] == 0
             assert daemon.events("sort_waiting") and daemon.process.poll() is None
             assert all((inbox / name).exists() for name in names[:6]), "waiting scans stay in the watch folder"
             filler.unlink()  # room again: sorted without a restart
@@ -116,11 +119,15 @@ def test_output_full_then_read_only_scans_wait_said_so_and_are_sorted_when_the_c
                 lambda: collect(settings)["sort_waiting"] == {"output folder read-only": 6},
                 what="6 scans waiting (read-only)",
             )
-            assert 'afmwatch_sort_waiting{cause="output folder read-only"} 6' in scrape(port)
+            scraped = scrape(port)
+            assert scraped['afmwatch_sort_waiting{cause="output folder read-only"}'] == 6
+            assert scraped["afmwatch_sort_waiting"] == 6
             remount(out, "rw")
             wait_until(lambda: processed_count(out) >= 12, what="all 12 sorted once writable again")
             wait_until(lambda: not collect(settings)["sort_waiting"], what="nothing waiting any more")
-            assert "afmwatch_sort_waiting 0" in scrape(port)
+            scraped = scrape(port)
+            assert scraped["afmwatch_sort_waiting"] == 0
+            assert not [key for key in scraped if key.startswith("afmwatch_sort_waiting{")], "no cause left"
         finally:
             remount(out, "rw")
             assert daemon.terminate() == 0

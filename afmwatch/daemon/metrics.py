@@ -1,123 +1,158 @@
-"""In-process counters and latency histograms, optionally served as Prometheus text on 127.0.0.1.
+"""In-process counters and latency histograms, optionally served to Prometheus on 127.0.0.1.
 
-The Prometheus text exposition format is a few lines of plain text, so no client library is needed:
-`metrics_port: 9464` in the config serves http://127.0.0.1:9464/metrics.
+`prometheus_client` keeps the values and writes the exposition: `metrics_port: 9464` in the config serves
+http://127.0.0.1:9464/metrics. Each `Metrics` has its own registry (never the library's global one), so
+several services in one process (the tests) do not share or clash over counters.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.registry import Collector
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+PREFIX = "afmwatch_"
+
+# What the gauges computed at scrape time mean (the service reports their values; see `ScrapeGauges`)
+GAUGE_HELP = {
+    "pending_files": "Files seen in the watch folder and not yet settled.",
+    "read_queue_depth": "Settled files waiting to be read.",
+    "infer_queue_depth": "Read scans waiting for the classifier.",
+    "act_queue_depth": "Classified scans waiting to be sorted.",
+    "sort_waiting": "Scans waiting to be sorted again (the output folder full or read-only), in all and by cause.",
+    "journal_unavailable": "Whether the journal cannot be written now (1: intake paused) or can (0).",
+}
+
+
+@dataclass(frozen=True)
+class ByLabel:
+    """A gauge with a total and one value per value of `label`: `afmwatch_sort_waiting 6` beside
+    `afmwatch_sort_waiting{cause="output folder full"} 6`."""
+
+    label: str
+    total: float
+    values: dict[str, float]
+
+
+ScrapeGauges = Callable[[], dict[str, float | ByLabel]]  # gauge name (without the prefix) -> value now
+
+
+class _ScrapeGaugeCollector(Collector):
+    """The gauges whose values the service computes when Prometheus scrapes (queue depths, scans
+    waiting, journal state); none until a source is given."""
+
+    def __init__(self) -> None:
+        self.source: ScrapeGauges | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.source is None:
+            return
+        for name, value in sorted(self.source().items()):
+            family = GaugeMetricFamily(PREFIX + name, GAUGE_HELP.get(name, name.replace("_", " ")))
+            if isinstance(value, ByLabel):
+                family.add_sample(PREFIX + name, {}, float(value.total))
+                for label_value, n in sorted(value.values.items()):
+                    family.add_sample(PREFIX + name, {value.label: label_value}, float(n))
+            else:
+                family.add_metric([], float(value))
+            yield family
 
 
 class Metrics:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.processed: dict[str, int] = defaultdict(int)  # decision -> count
-        self._hist: dict[str, list[int]] = {}
-        self._sum: dict[str, float] = defaultdict(float)
-        self._count: dict[str, int] = defaultdict(int)
-        self.batches = 0
-        self.batched_frames = 0
-        self.alerts_started: dict[str, int] = defaultdict(int)  # alert kind -> times it started
-        self.alerts_active: dict[str, bool] = {}  # alert kind -> active now
+        self.registry = CollectorRegistry()
+        self._processed = Counter(
+            "afmwatch_processed_total", "Scans finished, by decision.", ["decision"], registry=self.registry
+        )
+        self._stage_seconds = Histogram(
+            "afmwatch_stage_seconds",
+            "Time spent per stage and scan.",
+            ["stage"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._batches = Counter("afmwatch_batches_total", "Batches the classifier ran.", registry=self.registry)
+        self._batched_frames = Counter(
+            "afmwatch_batched_frames_total", "Frames classified in those batches.", registry=self.registry
+        )
+        self._alert_active = Gauge(
+            "afmwatch_alert_active",
+            "Whether an alert is active now (1) or not (0), by alert.",
+            ["alert"],
+            registry=self.registry,
+        )
+        self._alerts_total = Counter(
+            "afmwatch_alerts_total", "Alerts started, by alert.", ["alert"], registry=self.registry
+        )
+        self._alert_kinds: set[str] = set()
+        self._alerts_lock = threading.Lock()  # set_alerts removes and sets several series as one change
+        self._gauges = _ScrapeGaugeCollector()
+        self.registry.register(self._gauges)
 
     def count(self, decision: str) -> None:
-        with self._lock:
-            self.processed[decision] += 1
+        self._processed.labels(decision=decision).inc()
 
     def observe(self, stage: str, seconds: float) -> None:
-        with self._lock:
-            counts = self._hist.setdefault(stage, [0] * len(BUCKETS))
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    counts[i] += 1
-            self._sum[stage] += seconds
-            self._count[stage] += 1
+        self._stage_seconds.labels(stage=stage).observe(seconds)
 
     def batch(self, size: int) -> None:
-        with self._lock:
-            self.batches += 1
-            self.batched_frames += size
+        self._batches.inc()
+        self._batched_frames.inc(size)
 
     def alert_started(self, kind: str) -> None:
-        with self._lock:
-            self.alerts_started[kind] += 1
+        self._alerts_total.labels(alert=kind).inc()
 
     def set_alerts(self, active: dict[str, bool]) -> None:
-        """Every alert kind with whether it is active now (all of them, so the gauge shows 0 too)."""
-        with self._lock:
-            self.alerts_active = dict(active)
+        """Every alert kind with whether it is active now (all of them, so the gauge shows 0 too, and
+        `afmwatch_alerts_total` shows 0 for an alert that never started)."""
+        with self._alerts_lock:
+            for kind in self._alert_kinds - set(active):
+                self._alert_active.remove(kind)
+            for kind, is_active in active.items():
+                self._alert_active.labels(alert=kind).set(int(is_active))
+                self._alerts_total.labels(alert=kind)  # the series exists at 0 before the alert first starts
+            self._alert_kinds = set(active)
 
-    def exposition(self, gauges: dict[str, float]) -> str:
-        """The Prometheus text format (version 0.0.4)."""
-        lines = [
-            "# HELP afmwatch_processed_total Scans finished, by decision.",
-            "# TYPE afmwatch_processed_total counter",
-        ]
-        with self._lock:
-            for decision, n in sorted(self.processed.items()):
-                lines.append(f'afmwatch_processed_total{{decision="{decision}"}} {n}')
-            lines += [
-                "# HELP afmwatch_stage_seconds Time spent per stage and scan.",
-                "# TYPE afmwatch_stage_seconds histogram",
-            ]
-            for stage, counts in sorted(self._hist.items()):
-                for bound, n in zip(BUCKETS, counts):
-                    lines.append(f'afmwatch_stage_seconds_bucket{{stage="{stage}",le="{bound}"}} {n}')
-                lines.append(f'afmwatch_stage_seconds_bucket{{stage="{stage}",le="+Inf"}} {self._count[stage]}')
-                lines.append(f'afmwatch_stage_seconds_sum{{stage="{stage}"}} {self._sum[stage]:.6f}')
-                lines.append(f'afmwatch_stage_seconds_count{{stage="{stage}"}} {self._count[stage]}')
-            lines += ["# TYPE afmwatch_batches_total counter", f"afmwatch_batches_total {self.batches}"]
-            lines += [
-                "# TYPE afmwatch_batched_frames_total counter",
-                f"afmwatch_batched_frames_total {self.batched_frames}",
-            ]
-            lines += [
-                "# HELP afmwatch_alert_active Whether an alert is active now (1) or not (0), by alert.",
-                "# TYPE afmwatch_alert_active gauge",
-            ]
-            for kind, active in sorted(self.alerts_active.items()):
-                lines.append(f'afmwatch_alert_active{{alert="{kind}"}} {int(active)}')
-            lines += [
-                "# HELP afmwatch_alerts_total Alerts started, by alert.",
-                "# TYPE afmwatch_alerts_total counter",
-            ]
-            for kind in sorted(set(self.alerts_started) | set(self.alerts_active)):
-                lines.append(f'afmwatch_alerts_total{{alert="{kind}"}} {self.alerts_started.get(kind, 0)}')
-        typed: set[str] = set()
-        for name, value in sorted(gauges.items()):  # a name may carry labels: 'sort_waiting{cause="..."}'
-            base = name.partition("{")[0]
-            if base not in typed:
-                typed.add(base)
-                lines.append(f"# TYPE afmwatch_{base} gauge")
-            lines.append(f"afmwatch_{name} {value}")
-        return "\n".join(lines) + "\n"
+    def gauges_from(self, source: ScrapeGauges) -> None:
+        """Report `source()`'s gauges at every scrape (replacing any source given before)."""
+        self._gauges.source = source
+
+    def exposition(self) -> str:
+        """What a scrape returns now (the Prometheus text format, version 0.0.4)."""
+        return generate_latest(self.registry).decode("utf-8")
 
 
-def serve_metrics(port: int, metrics: Metrics, gauges: Callable[[], dict[str, float]]) -> ThreadingHTTPServer:
-    """Serve /metrics on 127.0.0.1:`port` from a daemon thread; returns the server (shutdown() it)."""
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # quiet: scrapes are not events
+        pass
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.split("?")[0] != "/metrics":
-                self.send_error(404)
-                return
-            body = metrics.exposition(gauges()).encode("utf-8")
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # quiet: scrapes are not events
-            pass
+def serve_metrics(port: int, metrics: Metrics, gauges: ScrapeGauges) -> WSGIServer:
+    """Serve `metrics` (and `gauges()`, computed at each scrape) at /metrics on 127.0.0.1:`port` from a
+    daemon thread, one daemon thread per request; returns the server (shutdown() it). Raises OSError
+    when the port cannot be bound.
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
+    prometheus_client's WSGI app writes the exposition (and answers OpenMetrics and gzip when the
+    scraper asks); its server class runs it. Not `start_http_server`: that one answers every path,
+    names no thread, and returns the server only from prometheus_client 0.20 on."""
+    metrics.gauges_from(gauges)
+    app = make_wsgi_app(metrics.registry)
+
+    def only_metrics(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"Not found: metrics are at /metrics\n"]
+        result: Iterable[bytes] = app(environ, start_response)
+        return result
+
+    server = make_server("127.0.0.1", port, only_metrics, ThreadingWSGIServer, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="afmwatch-metrics", daemon=True).start()
     return server

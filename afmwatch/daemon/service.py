@@ -31,7 +31,7 @@ from afmwatch.daemon.alert_monitor import AlertMonitor
 from afmwatch.daemon.faults import Faults
 from afmwatch.daemon.journal import FINAL_STATES, Journal, JournalFull, state_folder
 from afmwatch.daemon.lock import StateLock
-from afmwatch.daemon.metrics import Metrics, serve_metrics
+from afmwatch.daemon.metrics import ByLabel, Metrics, serve_metrics
 from afmwatch.daemon.notify import Notifier
 from afmwatch.daemon.pool import ReaderPool
 from afmwatch.daemon.reconcile import reconcile
@@ -259,16 +259,15 @@ class Service:
             "act_queue_depth": runtime.act_queue.qsize(),
         }
 
-    def metric_gauges(self) -> dict[str, float]:
-        """The queue gauges, the scans waiting to be sorted again by cause, and whether the journal
-        can be written (what Prometheus scrapes)."""
+    def metric_gauges(self) -> dict[str, float | ByLabel]:
+        """The queue gauges, the scans waiting to be sorted again (in all and by cause), and whether the
+        journal can be written (what Prometheus scrapes)."""
         runtime = self.runtime
         assert runtime is not None, "the service has not started"
-        waiting = {f'sort_waiting{{cause="{cause}"}}': n for cause, n in runtime.sort_waiting.counts().items()}
+        waiting = runtime.sort_waiting.counts()
         return {
             **self.gauges(),
-            "sort_waiting": sum(waiting.values()),
-            **waiting,
+            "sort_waiting": ByLabel("cause", sum(waiting.values()), dict(waiting)),
             "journal_unavailable": float(runtime.journal.unavailable is not None),
         }
 
@@ -419,6 +418,7 @@ class Service:
             )
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
+            self.metrics_server.server_close()  # the port is free again at once
         if self.alerts is not None:
             self.alerts.join(min(10.0, max(0.0, deadline - time.monotonic())))  # notifications under way
         self._write_status()
