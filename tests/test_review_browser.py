@@ -26,6 +26,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture
 def browser():
     if CHROMIUM is None:
+        if os.environ.get("AFMWATCH_REQUIRE_BROWSER"):  # CI: a missing browser is a failure, not a skip
+            pytest.fail("AFMWATCH_REQUIRE_BROWSER is set but Debian's chromium is not installed")
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does)")
     from playwright.sync_api import sync_playwright
 
