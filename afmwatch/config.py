@@ -1,20 +1,29 @@
 """The typed settings, loaded once at the edge from YAML and passed down explicitly.
 
-Every dataclass field below is a setting; `config.example.yaml` documents each one. Loading checks
-every key against these types: an unknown key, a wrong type or a missing folder is a ConfigError
-naming the key, the file and what was expected.
+Every dataclass field below is a setting; `config.example.yaml` documents each one. The dataclasses are
+plain frozen dataclasses (hashable, `dataclasses.replace` works); pydantic validates a loaded mapping
+into them (`TypeAdapter(Config)`): the annotations carry the types (strict: YAML already gives them) and
+the limits, and the same model gives the JSON Schema for editors (`afmwatch/config.schema.json`,
+`config_schema()`). An unknown key, a wrong type, a value out of range or a missing folder is a
+ConfigError naming the key, the file and what was expected; pydantic's errors are translated into
+those messages here, and the checks across fields (folders, denoise model, alerts, rules) follow.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import json
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError, ValidationInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from afmwatch.errors import AfmwatchError
 from afmwatch.rules import RuleConfig, rule_errors
@@ -43,15 +52,38 @@ class ConfigError(AfmwatchError):
         super().__init__(f"{source}: " + "; ".join(errors))
 
 
+def _path(value: Any, info: ValidationInfo) -> Path:
+    """A non-empty path; `~` expanded, a relative one taken relative to the config file's folder."""
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise PydanticCustomError("path_type", "expected a path")
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base")
+    return path if path.is_absolute() or base is None else base / path
+
+
+# YAML already gives these types, so no coercion: `batch_size: "16"` or `previews: 1` is an error, not a
+# guess (a strict float takes an integer: 2 is 2.0). Limits are part of the type and of the JSON Schema.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict()]
+AtLeast0 = Annotated[int, Strict(), Field(ge=0)]
+AtLeast1 = Annotated[int, Strict(), Field(ge=1)]
+Port = Annotated[int, Strict(), Field(ge=1, le=65535)]  # the only upper limit: a TCP port
+NonNegative = Annotated[float, Strict(), Field(ge=0.0)]
+Positive = Annotated[float, Strict(), Field(gt=0.0)]
+ConfigPath = Annotated[Path, BeforeValidator(_path)]
+
+
 @dataclass(frozen=True)
 class ReadingConfig:
     """How files become Scans."""
 
-    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    channels: tuple[Str, ...] = DEFAULT_CHANNELS
     data_area: Literal["auto", "crop-right-30", "whole"] = "auto"
-    level_polynomial: int = 0
-    max_pixels: int = 64_000_000
-    max_image_bytes: int = 256 * 1024 * 1024  # PNG/JPEG/TIFF: decoded size allowed, checked from the header
+    level_polynomial: Int = 0
+    max_pixels: Int = 64_000_000
+    max_image_bytes: AtLeast1 = 256 * 1024 * 1024  # PNG/JPEG/TIFF: decoded size allowed, checked from the header
 
 
 @dataclass(frozen=True)
@@ -59,52 +91,52 @@ class WatchConfig:
     """Which files the observer sees."""
 
     observer: Literal["native", "polling"] = "native"
-    polling_interval_seconds: float = 2.0
-    recursive: bool = True
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ("*.tmp", "*.part", "*.partial", "~*", ".*", "*.afmwatch.json", "*.afmwatch.png")
+    polling_interval_seconds: Positive = 2.0
+    recursive: Bool = True
+    include: tuple[Str, ...] = ()
+    exclude: tuple[Str, ...] = ("*.tmp", "*.part", "*.partial", "~*", ".*", "*.afmwatch.json", "*.afmwatch.png")
 
 
 @dataclass(frozen=True)
 class SettleConfig:
     """When a file counts as completely written."""
 
-    settle_seconds: float = 2.0
-    max_attempts: int = 5
-    backoff_seconds: float = 1.0
-    incomplete_seconds: float = 600.0  # a file whose structure says incomplete waits this long, then fails
+    settle_seconds: NonNegative = 2.0
+    max_attempts: AtLeast1 = 5
+    backoff_seconds: NonNegative = 1.0
+    incomplete_seconds: NonNegative = 600.0  # a file whose structure says incomplete waits this long, then fails
 
 
 @dataclass(frozen=True)
 class SortRetryConfig:
     """Sorting that failed (output folder full or read-only, no permission, a name clash) is tried again."""
 
-    backoff_seconds: float = 0.5  # the first wait, then twice as long each time, up to max_backoff_seconds
-    max_backoff_seconds: float = 5.0
-    max_attempts: int = 10  # a cause of the scan's own (no permission); a full or read-only folder: no cap
+    backoff_seconds: Positive = 0.5  # the first wait, then twice as long each time, up to max_backoff_seconds
+    max_backoff_seconds: Positive = 5.0
+    max_attempts: AtLeast1 = 10  # a cause of the scan's own (no permission); a full or read-only folder: no cap
 
 
 @dataclass(frozen=True)
 class WorkersConfig:
     """Queue sizes, reader pool and batching."""
 
-    read_workers: int = 2
-    reader_processes: bool = True  # read in worker processes (parallel on every core); false: in threads
-    act_workers: int | None = None  # None: as many as read_workers
-    queue_size: int = 64
-    batch_size: int = 16
-    max_batch_wait_ms: int = 50
-    drain_timeout_seconds: float = 30.0
-    torch_threads: int | None = None  # CPU inference; None: the cores the reader threads leave free (at least 1)
+    read_workers: AtLeast1 = 2
+    reader_processes: Bool = True  # read in worker processes (parallel on every core); false: in threads
+    act_workers: AtLeast1 | None = None  # None: as many as read_workers
+    queue_size: AtLeast1 = 64
+    batch_size: AtLeast1 = 16
+    max_batch_wait_ms: AtLeast0 = 50
+    drain_timeout_seconds: Positive = 30.0
+    torch_threads: AtLeast1 | None = None  # CPU inference; None: the cores the reader threads leave free (at least 1)
 
 
 @dataclass(frozen=True)
 class DenoiseConfig:
     """Optional denoising of each sorted scan."""
 
-    enabled: bool = False
-    model: Path | None = None
-    formats: tuple[str, ...] = ("tiff",)
+    enabled: Bool = False
+    model: ConfigPath | None = None
+    formats: tuple[Str, ...] = ("tiff",)
     location: Literal["beside", "tree"] = "beside"
 
 
@@ -112,14 +144,14 @@ class DenoiseConfig:
 class EmailConfig:
     """Alert notifications by e-mail through an SMTP server (off while `smtp_host` is null)."""
 
-    smtp_host: str | None = None
-    smtp_port: int = 587
+    smtp_host: Str | None = None
+    smtp_port: Port = 587
     security: Literal["starttls", "ssl", "none"] = "starttls"  # ssl: SMTPS (port 465); none: a local relay
-    username: str | None = None
-    password_file: Path | None = None  # a file holding the password (kept out of the config)
-    sender: str | None = None
-    recipients: tuple[str, ...] = ()
-    timeout_seconds: float = 10.0
+    username: Str | None = None
+    password_file: ConfigPath | None = None  # a file holding the password (kept out of the config)
+    sender: Str | None = None
+    recipients: tuple[Str, ...] = ()
+    timeout_seconds: Positive = 10.0
 
 
 @dataclass(frozen=True)
@@ -127,39 +159,43 @@ class WebhookConfig:
     """Alert notifications as a JSON POST `{"text": ...}`, which Slack, Teams and Mattermost incoming
     webhooks accept (off while `url` is null)."""
 
-    url: str | None = None
-    timeout_seconds: float = 10.0
+    url: Str | None = None
+    timeout_seconds: Positive = 10.0
 
 
 @dataclass(frozen=True)
 class AlertsConfig:
     """When the daemon raises an alert (log event, Prometheus, the review page's banner) and whom it tells."""
 
-    bad_in_a_row: int = 5  # this many scans in a row decided bad: the tip is probably broken (0: off)
-    failures: bool = True  # a file that cannot be read or classified
-    failure_window_minutes: float = 60.0  # the failure alert stays active this long after the last failure
-    stall_minutes: float = 10.0  # files waiting and nothing finished for this long (0: off)
+    bad_in_a_row: AtLeast0 = 5  # this many scans in a row decided bad: the tip is probably broken (0: off)
+    failures: Bool = True  # a file that cannot be read or classified
+    failure_window_minutes: Positive = 60.0  # the failure alert stays active this long after the last failure
+    stall_minutes: NonNegative = 10.0  # files waiting and nothing finished for this long (0: off)
     email: EmailConfig = field(default_factory=EmailConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything the service and the commands need, validated."""
+    """afmwatch configuration: everything the service and the commands need (config.example.yaml
+    documents every setting)."""
 
-    watch_folder: Path | None = None
-    output_root: Path | None = None
-    state_folder: Path | None = None
-    model_folder: Path | None = None
-    model: Path | None = None
+    # for pydantic, and for every section inside (RuleConfig too): an unknown key is an error
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
+
+    watch_folder: ConfigPath | None = None
+    output_root: ConfigPath | None = None
+    state_folder: ConfigPath | None = None
+    model_folder: ConfigPath | None = None
+    model: ConfigPath | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     sort: Literal["move", "copy", "none"] = "move"
-    previews: bool = True
+    previews: Bool = True
     duplicates: Literal["skip", "process"] = "skip"
-    journal_sidecar_days: float = 30.0  # the journal's copy of a finished scan's sidecar is kept this long
+    journal_sidecar_days: NonNegative = 30.0  # the journal's copy of a finished scan's sidecar is kept this long
     multiframe_rule: Literal["any-bad", "majority", "first"] = "any-bad"
-    metrics_port: int | None = None
+    metrics_port: Port | None = None
     reading: ReadingConfig = field(default_factory=ReadingConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     settle: SettleConfig = field(default_factory=SettleConfig)
@@ -168,7 +204,66 @@ class Config:
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     rules: tuple[RuleConfig, ...] | None = None
-    rules_may_soften: bool = False  # true: a rule that fires decides even when it is milder than the model
+    rules_may_soften: Bool = False  # true: a rule that fires decides even when it is milder than the model
+
+
+@functools.cache
+def _adapter() -> TypeAdapter[Config]:
+    """The pydantic validator and serializer of Config (built on first use, not at import)."""
+    return TypeAdapter(Config)
+
+
+SCHEMA_ID = "https://afmwatch.invalid/config.schema.json"
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of a config file, generated from the dataclasses (committed as
+    `afmwatch/config.schema.json` for editors; `afmwatch check-config --schema` prints it)."""
+    schema = _adapter().json_schema()
+    schema.pop("title", None)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "afmwatch configuration",
+        **schema,
+    }
+
+
+def config_schema_text() -> str:
+    """`config_schema()` as the committed file holds it."""
+    return json.dumps(config_schema(), indent=2) + "\n"
+
+
+# --- pydantic's errors in afmwatch's words ------------------------------------------------------------
+
+_LIMIT_ERRORS = ("greater_than_equal", "greater_than", "less_than_equal")
+_UNKNOWN_KEY_ERRORS = ("unexpected_keyword_argument", "extra_forbidden")
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    """('rules', 0, 'op') -> 'rules[0].op'."""
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else part)
+    return key
+
+
+def _without_none(tp: Any) -> Any:
+    """`X | None` -> X: a section or a path that may be null is named by what it is when set."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        others = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(others) == 1:
+            return others[0]
+    return tp
+
+
+def _declared(loc: tuple[int | str, ...]) -> Any:
+    """The type declared at `loc` (Annotated's strictness and limits stripped)."""
+    tp: Any = Config
+    for part in loc:
+        tp = _without_none(tp)
+        tp = typing.get_args(tp)[0] if isinstance(part, int) else typing.get_type_hints(tp)[part]
+    return _without_none(tp)
 
 
 def _type_name(tp: Any) -> str:
@@ -188,80 +283,77 @@ def _type_name(tp: Any) -> str:
     )
 
 
-def _convert(value: Any, tp: Any, key: str, errors: list[str], base: Path) -> Any:
-    """Check `value` against type `tp`; return the converted value or append an error."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        others = [a for a in args if a is not type(None)]
-        if len(others) == 1:  # X | None: X's own errors name the field inside (rules[0].op, not rules)
-            return _convert(value, others[0], key, errors, base)
-        for arg in args:
-            if arg is type(None):
-                continue
-            trial: list[str] = []
-            converted = _convert(value, arg, key, trial, base)
-            if not trial:
-                return converted
-        errors.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
-        return None
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            errors.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            errors.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
-            return ()
-        item_type = typing.get_args(tp)[0]
-        return tuple(_convert(v, item_type, f"{key}[{i}]", errors, base) for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            errors.append(f"{key}: expected a mapping, got {value!r}")
-            return None
-        return _build(cast(type, tp), value, f"{key}.", errors, base)  # a dataclass type, not an instance
-    if tp is bool:
-        if not isinstance(value, bool):
-            errors.append(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(f"{key}: expected a number, got {value!r}")
-            return value
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            errors.append(f"{key}: expected a string, got {value!r}")
-        return value
-    if tp is Path:
-        if not isinstance(value, str) or not value:
-            errors.append(f"{key}: expected a path, got {value!r}")
-            return None
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else (base / path)
-    raise TypeError(f"unsupported config type {tp} for {key}")
+def _message(error: ErrorDetails) -> str:
+    """One pydantic error as `key: what was expected, got what`."""
+    loc, kind, value = error["loc"], error["type"], error["input"]
+    key = _key(loc)
+    try:
+        if kind in _UNKNOWN_KEY_ERRORS:
+            section = _declared(loc[:-1])
+            return f"{key}: unknown key (known: {', '.join(sorted(f.name for f in dataclasses.fields(section)))})"
+        if kind == "missing":
+            return f"{key}: required key is missing"
+        declared = _declared(loc)
+    except (KeyError, IndexError, TypeError):  # a location this translation does not know: pydantic's words
+        return f"{key}: {error['msg']}"
+    limits = error.get("ctx") or {}
+    if declared is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # as validated: 0 -> 0.0
+    if kind == "greater_than_equal":
+        return f"{key}: expected at least {limits['ge']}, got {value!r}"
+    if kind == "greater_than":
+        return f"{key}: expected more than {limits['gt']}, got {value!r}"
+    if kind == "less_than_equal":
+        return f"{key}: expected a TCP port (1-{limits['le']}), got {value!r}"
+    return f"{key}: expected {_type_name(declared)}, got {value!r}"
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str, errors: list[str], base: Path) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for unknown in sorted(set(data) - names):
-        errors.append(f"{prefix}{unknown}: unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in data:
-            kwargs[f.name] = _convert(data[f.name], hints[f.name], f"{prefix}{f.name}", errors, base)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            errors.append(f"{prefix}{f.name}: required key is missing")
-    if any(e.startswith(prefix) for e in errors):
-        return None
-    return cls(**kwargs)
+def _order(error: ErrorDetails) -> tuple[tuple[int, str], ...]:
+    """Errors in the order of the declarations, a section's unknown keys (sorted) before its fields."""
+    rank: list[tuple[int, str]] = []
+    tp: Any = Config
+    for part in error["loc"]:
+        tp = _without_none(tp)
+        if isinstance(part, int):
+            rank.append((part, ""))
+            tp = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else None
+            continue
+        names = [f.name for f in dataclasses.fields(tp)] if dataclasses.is_dataclass(tp) else []
+        if part not in names:
+            rank.append((-1, part))
+            break
+        rank.append((names.index(part), ""))
+        tp = typing.get_type_hints(tp)[part]
+    return tuple(rank)
+
+
+def _drop(data: Any, loc: tuple[int | str, ...]) -> None:
+    for part in loc[:-1]:
+        data = data[part]
+    del data[loc[-1]]
+
+
+def _validate(data: dict[str, Any], base: Path) -> tuple[Config | None, list[str]]:
+    """The Config and the errors pydantic finds. Values only out of range still give a Config (with those
+    keys at their defaults), so that the checks across fields report their problems in the same run."""
+    context = {"base": base}
+    try:
+        return _adapter().validate_python(data, context=context), []
+    except ValidationError as exc:
+        found = sorted(exc.errors(), key=_order)
+    errors = [_message(e) for e in found]
+    if any(e["type"] not in _LIMIT_ERRORS for e in found):
+        return None, errors
+    trimmed = copy.deepcopy(data)
+    for error in found:
+        _drop(trimmed, error["loc"])
+    try:
+        return _adapter().validate_python(trimmed, context=context), errors
+    except ValidationError:
+        return None, errors
+
+
+# --- checks across fields ---------------------------------------------------------------------------
 
 
 def _check_folders(config: Config, errors: list[str]) -> None:
@@ -277,51 +369,9 @@ def _check_folders(config: Config, errors: list[str]) -> None:
         errors.append(f"denoise.model: file {config.denoise.model} does not exist")
 
 
-# (key, lowest allowed value, whether the lowest value itself is allowed)
-_LIMITS = (
-    ("settle.settle_seconds", 0.0, True),
-    ("settle.max_attempts", 1, True),
-    ("settle.backoff_seconds", 0.0, True),
-    ("settle.incomplete_seconds", 0.0, True),
-    ("reading.max_image_bytes", 1, True),
-    ("watch.polling_interval_seconds", 0.0, False),
-    ("sort_retry.backoff_seconds", 0.0, False),
-    ("sort_retry.max_backoff_seconds", 0.0, False),
-    ("sort_retry.max_attempts", 1, True),
-    ("workers.read_workers", 1, True),
-    ("workers.act_workers", 1, True),
-    ("workers.torch_threads", 1, True),
-    ("workers.queue_size", 1, True),
-    ("workers.batch_size", 1, True),
-    ("workers.max_batch_wait_ms", 0, True),
-    ("workers.drain_timeout_seconds", 0.0, False),
-    ("metrics_port", 1, True),
-    ("journal_sidecar_days", 0.0, True),
-    ("alerts.bad_in_a_row", 0, True),
-    ("alerts.failure_window_minutes", 0.0, False),
-    ("alerts.stall_minutes", 0.0, True),
-    ("alerts.email.smtp_port", 1, True),
-    ("alerts.email.timeout_seconds", 0.0, False),
-    ("alerts.webhook.timeout_seconds", 0.0, False),
-)
-
-
-def _check_limits(config: Config, errors: list[str]) -> None:
-    for key, lowest, inclusive in _LIMITS:
-        value: Any = config
-        for part in key.split("."):
-            value = getattr(value, part)
-        if value is not None and (value < lowest or (value == lowest and not inclusive)):
-            errors.append(f"{key}: expected {'at least' if inclusive else 'more than'} {lowest}, got {value!r}")
-    if config.metrics_port is not None and config.metrics_port > 65535:
-        errors.append(f"metrics_port: expected a TCP port (1-65535), got {config.metrics_port}")
-
-
 def _check_alerts(alerts: AlertsConfig, errors: list[str]) -> None:
     """A notification channel that is switched on has everything it needs to send."""
     email = alerts.email
-    if email.smtp_port > 65535:
-        errors.append(f"alerts.email.smtp_port: expected a TCP port (1-65535), got {email.smtp_port}")
     if email.smtp_host is not None:
         if not email.smtp_host.strip():
             errors.append("alerts.email.smtp_host: expected a host name, got an empty string")
@@ -350,15 +400,16 @@ def _check_rules(config: Config, errors: list[str]) -> None:
 
 def config_from_dict(data: dict[str, Any], source: str = "<config>", base: Path | None = None) -> Config:
     """Validate a mapping into a Config; relative paths are taken relative to `base`."""
-    errors: list[str] = []
     if not isinstance(data, dict):
         raise ConfigError(source, [f"expected a mapping at the top level, got {type(data).__name__}"])
-    config = _build(Config, data, "", errors, base or Path.cwd())
-    if config is not None:
-        _check_folders(config, errors)
-        _check_limits(config, errors)
-        _check_alerts(config.alerts, errors)
-        _check_rules(config, errors)
+    config, out_of_range = _validate(data, base or Path.cwd())
+    if config is None:
+        raise ConfigError(source, out_of_range)
+    errors: list[str] = []
+    _check_folders(config, errors)
+    errors += out_of_range
+    _check_alerts(config.alerts, errors)
+    _check_rules(config, errors)
     if errors:
         raise ConfigError(source, errors)
     return config
@@ -380,10 +431,5 @@ def load_config(path: str | Path) -> Config:
 
 def config_to_dict(config: Any) -> Any:
     """The effective configuration as plain YAML/JSON-able data (for `check-config`)."""
-    if dataclasses.is_dataclass(config):
-        return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
-    if isinstance(config, tuple):
-        return [config_to_dict(v) for v in config]
-    if isinstance(config, Path):
-        return str(config)
-    return config
+    adapter = _adapter() if isinstance(config, Config) else TypeAdapter(type(config))
+    return adapter.dump_python(config, mode="json")

@@ -14,7 +14,9 @@ from __future__ import annotations
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Strict
 
 from afmwatch.quality import METRICS
 
@@ -26,11 +28,12 @@ class RuleConfig:
     """A rule on a quality metric: when `metric` `op` `threshold`, decide `decision` because `reason`
     (the `rules:` list of the config; checked by `rule_errors` when the config loads)."""
 
-    metric: str
-    threshold: float
+    # Strict: the config loader (pydantic) takes YAML's own types, `threshold: "5"` is an error
+    metric: Annotated[str, Strict()]
+    threshold: Annotated[float, Strict()]
     op: Literal["<", "<=", ">", ">="] = ">"
     decision: Literal["bad", "review"] = "bad"
-    reason: str = ""
+    reason: Annotated[str, Strict()] = ""
 
 
 # tip_change_score: of 2000 good synthetic scans none is above 11.9 and 4 above 10, of the real samples

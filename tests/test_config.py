@@ -1,9 +1,17 @@
+import json
 import subprocess
 import sys
+from importlib import resources
+from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
-from afmwatch.config import ConfigError, config_from_dict, load_config
+from afmwatch.cli import main
+from afmwatch.config import ConfigError, config_from_dict, config_schema_text, load_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_validate():
@@ -41,3 +49,35 @@ def test_check_config_command(tmp_path):
     bad.write_text("device: tpu\n")
     done = subprocess.run([sys.executable, "-m", "afmwatch", "check-config", str(bad)], capture_output=True, text=True)
     assert done.returncode == 1 and "device: expected one of" in done.stderr
+
+
+def test_the_committed_json_schema_is_the_generated_one_and_the_example_validates(capsys):
+    committed = resources.files("afmwatch").joinpath("config.schema.json").read_text(encoding="utf-8")
+    assert committed == config_schema_text(), "regenerate: afmwatch check-config --schema > afmwatch/config.schema.json"
+    assert main(["check-config", "--schema"]) == 0
+    assert capsys.readouterr().out == committed
+    schema = json.loads(committed)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    example = (REPO / "config.example.yaml").read_text(encoding="utf-8")
+    assert example.startswith("# yaml-language-server: $schema=afmwatch/config.schema.json\n")
+    assert [e.message for e in validator.iter_errors(yaml.safe_load(example))] == []
+    # what an editor flags: an unknown key, a value under its limit, an operator that does not exist
+    wrong = {"reading": {"chanels": ["Height"]}, "workers": {"batch_size": 0}, "rules": [{"metric": "sq", "op": "=>"}]}
+    assert len(list(validator.iter_errors(wrong))) == 3
+
+
+def test_out_of_range_values_and_checks_across_fields_are_reported_together(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"settle": {"settle_seconds": -1}, "watch_folder": "nowhere"}, base=tmp_path)
+    assert caught.value.errors == [
+        f"watch_folder: folder {tmp_path / 'nowhere'} does not exist",
+        "settle.settle_seconds: expected at least 0.0, got -1.0",
+    ]
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"workers": {"act_workers": "two"}, "metrics_port": 70000, "rules": [{"metric": "sq"}]})
+    assert caught.value.errors == [
+        "metrics_port: expected a TCP port (1-65535), got 70000",
+        "workers.act_workers: expected an integer, got 'two'",
+        "rules[0].threshold: required key is missing",
+    ]

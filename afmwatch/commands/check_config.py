@@ -1,4 +1,5 @@
 """`afmwatch check-config FILE`: print the effective configuration, or every error (exit 1).
+`afmwatch check-config --schema`: print the config's JSON Schema (for editors).
 
 It runs every check `afmwatch run` makes before it starts (the folders and where they lie, the device,
 the model loaded and probed, the denoise model loaded), without creating a folder or starting anything,
@@ -11,11 +12,16 @@ import sys
 
 import yaml
 
-from afmwatch.config import Config, ConfigError, config_to_dict, load_config
+from afmwatch.config import Config, ConfigError, config_schema_text, config_to_dict, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="YAML config file")
+    parser.add_argument("file", nargs="?", help="YAML config file")
+    parser.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the JSON Schema of the config file (for an editor's completion and checks) and exit",
+    )
     parser.add_argument(
         "--no-model",
         action="store_true",
@@ -56,6 +62,12 @@ def start_errors(config: Config, *, load_models: bool = True) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(config_schema_text(), end="")
+        return 0
+    if args.file is None:
+        print("afmwatch check-config: give a config FILE (or --schema)", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.file)
     except ConfigError as exc:
