@@ -116,6 +116,16 @@ def _combine_frames(predictions: Sequence[PredictionLike], rule: str) -> tuple[s
     return decision, label, sum(agreeing) / len(agreeing), probabilities
 
 
+def _combine_parts(predictions: Sequence[PredictionLike], rule: str) -> dict[str, float]:
+    """P(bad) of each part of the model for the file, taken over its frames as its probabilities are (the
+    first frame under `first`, else the mean), so that the parts and P(bad) describe the same thing."""
+    frames = [dict(getattr(p, "parts", None) or {}) for p in predictions]
+    if rule == "first" or len(frames) == 1:
+        return frames[0]
+    names = [name for name in frames[0] if all(name in f for f in frames)]
+    return {name: sum(f[name] for f in frames) / len(frames) for name in names}
+
+
 def model_reason(decision: str, probabilities: Mapping[str, float], parts: Mapping[str, float]) -> str:
     """ "network: bad, P(bad) 0.97", or with a metrics model beside the network
     "model: review, P(bad) 0.55 (network 0.97, metrics model 0.13)"."""
@@ -149,7 +159,7 @@ def decide(
     parts: dict[str, float] = {}
     if predictions:
         model_decision, label, confidence, probabilities = _combine_frames(predictions, policy.multiframe_rule)
-        parts = dict(getattr(predictions[0], "parts", None) or {})
+        parts = _combine_parts(predictions, policy.multiframe_rule)
         model_reasons = [model_reason(model_decision, probabilities, parts)]
         familiarity = _familiarity(predictions)
         if familiarity and familiarity["unfamiliar"] and model_decision != Decision.REVIEW:

@@ -86,6 +86,16 @@ def test_multiframe_rules():
     assert verdict.label == "bad" and verdict.confidence == pytest.approx(0.9)
     assert sum(verdict.probabilities.values()) == pytest.approx(1.0)
     assert len(verdict.frames) == 3 and verdict.multiframe_rule == "any-bad"
+    # the model's parts describe the file as its P(bad) does (the mean over the frames), not frame 0
+    combined = [
+        prediction("bad", p, parts={"network": n, "metrics model": m}) for p, n, m in ((0.8, 0.9, 0.7), (0.4, 0.5, 0.3))
+    ]
+    verdict = decide(combined, CLEAN, Policy(multiframe_rule="any-bad"))
+    assert verdict.probabilities["bad"] == pytest.approx(0.6)
+    assert verdict.to_dict()["model_parts"] == pytest.approx({"network": 0.7, "metrics model": 0.5})
+    assert verdict.reasons[-1] == "model: bad, P(bad) 0.60 (network 0.70, metrics model 0.50)"
+    first = decide(combined, CLEAN, Policy(multiframe_rule="first"))
+    assert first.to_dict()["model_parts"] == {"network": 0.9, "metrics model": 0.7}
 
 
 def test_rules_alone_and_failures_carry_reasons():
