@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  configuration: {config_path}")
     print(f"  the afmwatch command lives in the virtual environment: {_activate_hint()}")
     print(f"  status:        afmwatch status --config {config_path}")
+    print(f"  review page:   afmwatch review --config {config_path}   (then open http://127.0.0.1:8787)")
     print(f"  run it yourself: afmwatch run --config {config_path}   (then drop scans into {folder / 'inbox'})")
     return 0 if finished >= total else 1
 
