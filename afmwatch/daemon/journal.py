@@ -344,12 +344,19 @@ class Journal:
         return _entry(rows[0]) if rows else None
 
     def finished_with_hash(self, sha256: str, exclude_id: int) -> Entry | None:
-        """The earliest finished (done) entry with this content, other than `exclude_id`."""
-        rows = self._rows(
-            f"{self._select} WHERE sha256 = ? AND state = ? AND files.id != ? ORDER BY files.id LIMIT 1",
-            (sha256, State.DONE, exclude_id),
-        )
-        return _entry(rows[0]) if rows else None
+        """The finished (done) entry with this content that was classified, other than `exclude_id`: the
+        earliest that is not itself a duplicate (copies arriving together may finish in any order), else the
+        earliest (its sidecar copy dropped from the journal, or every one a duplicate)."""
+        entries = [
+            _entry(row)
+            for row in self._rows(
+                f"{self._select} WHERE sha256 = ? AND state = ? AND files.id != ? ORDER BY files.id",
+                (sha256, State.DONE, exclude_id),
+            )
+        ]
+        classified = [e for e in entries if e.sidecar is not None and e.sidecar.get("duplicate_of") is None]
+        chosen = classified or entries
+        return chosen[0] if chosen else None
 
     def in_flight_with_hash(self, sha256: str, entry_id: int) -> Entry | None:
         """Another entry with this content that is being read or sorted (identical files that arrive
