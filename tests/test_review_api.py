@@ -164,7 +164,7 @@ def test_undo_moves_it_back_and_marks_the_correction_undone(site):
     with sqlite3.connect(site.parent / "state" / "journal.sqlite3") as db:
         rows = db.execute("SELECT to_decision, undone, undoes FROM reviews ORDER BY id").fetchall()
     assert rows == [("bad", 1, None), ("review", 0, 1)]
-    again = client.post(f"/api/scans/{scan['id']}/undo", json={}, headers=headers)
+    again = client.post(f"/api/scans/{scan['id']}/undo", headers=headers)  # no body, as `curl -X POST` sends
     assert again.status_code == 409 and "no correction to undo" in again.json()["error"]
 
 

@@ -145,7 +145,10 @@ def _who(request: Request, body: dict[str, Any]) -> str:
     return f"{named} ({client})" if named else f"api ({client})"
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def _json_body(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object; with `optional` an empty body stands for {} (`curl -X POST .../undo`)."""
+    if optional and not (await request.body()).strip():
+        return {}
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
@@ -351,7 +354,7 @@ def create_app(ctx: ReviewContext, guard: Guard, *, pause: Pause | None = None) 
         return await run_in_threadpool(_correct, request, request.path_params["scan_id"], body, False)
 
     async def api_undo(request: Request) -> Response:
-        body = await _json_body(request)
+        body = await _json_body(request, optional=True)
         return await run_in_threadpool(_correct, request, request.path_params["scan_id"], body, True)
 
     async def api_decisions(request: Request) -> Response:
