@@ -173,3 +173,4 @@ def test_the_models_page_shows_the_store_and_the_checked_count(lab):
     assert page.status_code == 200
     assert "Active model: wrong" in page.text and '<strong id="checked-count">11</strong>' in page.text
     assert "/static/loop_models.js" in page.text and "Train a candidate" in page.text
+    assert '<a href="/models" class="on">Models</a>' in page.text  # the menu shows where you are

@@ -70,7 +70,7 @@ def models_overview(ctx: ReviewContext) -> dict[str, Any]:
 def loop_routes(ctx: ReviewContext) -> list[BaseRoute]:
     """The routes above, bound to `ctx`."""
     templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-    templates.env.globals.update(token=ctx.token, read_only=ctx.read_only)
+    templates.env.globals.update(token=ctx.token, read_only=ctx.read_only, has_models=True)  # this page is in the menu
 
     async def page(request: Request) -> Response:
         values = await run_in_threadpool(lambda: {"overview": models_overview(ctx), "alerts": current_alerts(ctx)})
