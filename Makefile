@@ -51,7 +51,7 @@ default-model: $(STAMP)
 	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/test --n 400 --seed 1001 $(SYNTH_FLAGS)
 	$(PY) -m afmwatch train --data $(DEFAULT_MODEL_DATA)/train --out $(DEFAULT_MODEL_DATA)/network.safetensors \
 		--arch compact --resize 256 --image-size 256 --epochs 20 --batch-size 32 --optimizer adam --lr 0.001 \
-		--scheduler step --jitter 0.1 --seed 0 --threads 2 --device $(DEFAULT_MODEL_DEVICE)
+		--scheduler step --jitter 0.1 --level-polynomial 2 --seed 0 --threads 2 --device $(DEFAULT_MODEL_DEVICE)
 	$(PY) -m afmwatch train --data $(DEFAULT_MODEL_DATA)/train --out $(DEFAULT_MODEL_DATA)/metrics.safetensors \
 		--arch metrics-logistic --metrics-features scale-free --seed 0 --folds 5 --threads 2
 	$(PY) -m afmwatch models --json combine $(DEFAULT_MODEL_DATA)/network.safetensors \

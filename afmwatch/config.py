@@ -205,6 +205,9 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     rules: tuple[RuleConfig, ...] | None = None
     rules_may_soften: Bool = False  # true: a rule that fires decides even when it is milder than the model
+    # a model of two parts (network and metrics model) sorts a scan bad only when each part leans bad;
+    # when one says good the scan goes to review. false: the combined P(bad) alone decides
+    bad_needs_both_parts: Bool = True
 
 
 @functools.cache

@@ -149,7 +149,7 @@ METRICS: dict[str, MetricInfo] = {
         "RMS difference between trace and retrace after levelling and aligning them, / their RMS "
         "roughness; 0 = identical, about 1.4 = unrelated (the tip lost the surface)",
     ),
-    "sq": MetricInfo("nm", "Sq, RMS roughness after levelling (plane + median line alignment)"),
+    "sq": MetricInfo("nm", "Sq, RMS roughness after levelling (quadratic background + median line alignment)"),
     "sa": MetricInfo("nm", "Sa, mean absolute roughness after levelling"),
     "skewness": MetricInfo("", "Ssk, skewness of the levelled heights: > 0 peaks (particles), < 0 pits"),
     "z_range": MetricInfo("nm", "Sz, peak-to-valley of the levelled heights"),
@@ -161,7 +161,7 @@ class Surface:
     """A scan prepared once for all metrics: missing lines removed, raw and levelled heights."""
 
     raw: np.ndarray  # acquired lines only, float64, remaining NaN filled with the median
-    levelled: np.ndarray  # float32, plane removed, each line's median removed (level.align_rows)
+    levelled: np.ndarray  # float32, quadratic background (tilt, bow) removed, then each line's median
     background: np.ndarray  # quadratic fit of raw: 1, x, y, x^2, xy, y^2 over x, y in [-1, 1]
     pixel_size_nm: float | None  # along the lines
     is_height: bool
@@ -259,8 +259,11 @@ def surface(scan: Scan) -> Surface | None:
     rows, cols = raw.shape
     x = np.linspace(-1, 1, cols)[None, :]
     y = np.linspace(-1, 1, rows)[:, None]
-    plane = background[0] + background[1] * x + background[2] * y
-    tilt_removed = (raw - plane).astype(np.float32)
+    # tilt and scanner bow: raw data carries both, and microscopists remove them before judging a scan,
+    # so a bowed blank scan still looks blank and a bow never counts as roughness
+    c = background
+    fitted = c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * x * y + c[5] * y * y
+    tilt_removed = (raw - fitted).astype(np.float32)
     return Surface(
         raw=raw,
         levelled=tilt_removed - np.median(tilt_removed, axis=1, keepdims=True),
@@ -431,16 +434,10 @@ def _noise_rms(z: np.ndarray) -> float:
 def noise(surf: Surface) -> dict[str, float]:
     """High-frequency noise (robust RMS, scan units) and the roughness over it (near 1 = a blank scan).
 
-    The roughness here is taken after the bow along the lines is removed too, so that a blank scan
-    with a bowed scanner still reads as blank."""
+    The roughness is taken after tilt and bow are removed (`surface`), so that a blank scan with a
+    bowed scanner still reads as blank."""
     rms = _noise_rms(surf.levelled)
-    rows, cols = surf.levelled.shape
-    x = np.linspace(-1, 1, cols, dtype=np.float32)[None, :]
-    y = np.linspace(-1, 1, rows, dtype=np.float32)[:, None]
-    c = surf.background
-    unbowed = surf.levelled - (c[3] * x * x + c[4] * x * y).astype(np.float32)
-    unbowed -= np.median(unbowed, axis=1, keepdims=True)
-    roughness = float(np.std(unbowed))
+    roughness = float(np.std(surf.levelled))
     return {"noise_rms": rms, "signal_to_noise": roughness / rms if rms > 0 else float("inf")}
 
 
@@ -463,13 +460,15 @@ def tilt_and_bow(surf: Surface) -> dict[str, float | None]:
 def surface_statistics(surf: Surface) -> dict[str, float]:
     """Sq, Sa, skewness and peak-to-valley of the levelled heights (ISO 25178 names)."""
     # float64: the cubes of a flat substrate's float32 heights fall into subnormals, 10 x slower
+    # products, not powers: z**3 is a general power in NumPy, 6 ms of a 256 x 256 scan's 35
     z = surf.levelled.astype(np.float64)
     z -= z.mean()
-    sq = float(np.sqrt(np.mean(z**2)))
+    squares = z * z
+    sq = float(np.sqrt(squares.mean()))
     return {
         "sq": sq,
-        "sa": float(np.mean(np.abs(z))),
-        "skewness": float(np.mean(z**3) / sq**3) if sq > 0 else 0.0,
+        "sa": float(np.abs(z).mean()),
+        "skewness": float((squares * z).mean() / sq**3) if sq > 0 else 0.0,
         "z_range": float(z.max() - z.min()),
     }
 

@@ -50,12 +50,13 @@ class Policy:
     rules: tuple[RuleConfig, ...] | None = None  # None: the default rules
     rules_may_soften: bool = False
     multiframe_rule: str = "any-bad"
+    bad_needs_both_parts: bool = True
 
     @classmethod
     def from_config(cls, config: Config | None) -> Policy:
         if config is None:
             return cls()
-        return cls(config.rules, config.rules_may_soften, config.multiframe_rule)
+        return cls(config.rules, config.rules_may_soften, config.multiframe_rule, config.bad_needs_both_parts)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,20 @@ def model_reason(decision: str, probabilities: Mapping[str, float], parts: Mappi
 
 
 UNFAMILIAR_REASON = "unlike the scans this model was trained on"
+PART_LEANS_BAD = 0.5  # a part's P(bad) at or above this says "bad"; below it, "good"
+
+
+def disagreeing_parts(parts: Mapping[str, float]) -> dict[str, float]:
+    """The parts of a two-part model that lean good (P(bad) below 0.5); empty for a one-part model."""
+    if len(parts) < 2:
+        return {}
+    return {name: p for name, p in parts.items() if p < PART_LEANS_BAD}
+
+
+def _disagreement_reason(parts: Mapping[str, float], leaning_good: Mapping[str, float]) -> str:
+    bad_side = ", ".join(f"{name} {p:.2f}" for name, p in parts.items() if name not in leaning_good)
+    good_side = ", ".join(f"{name} {p:.2f}" for name, p in leaning_good.items())
+    return f"the model's parts disagree: P(bad) {bad_side} says bad, {good_side} says good; the model alone said bad"
 
 
 def _familiarity(predictions: Sequence[Any]) -> dict[str, Any] | None:
@@ -168,6 +183,12 @@ def decide(
                 f"{UNFAMILIAR_REASON} (familiarity score {familiarity['score']:.2f}, "
                 f"limit {familiarity['threshold']:.2f}); the model alone said {model_decision}",
             )
+            model_decision = Decision.REVIEW
+        # trained on synthetic scans, a part may be confidently wrong on an instrument it never saw; a
+        # good scan in bad/ costs a lab more than one in review/, so bad needs both the image and the physics
+        leaning_good = disagreeing_parts(parts) if policy.bad_needs_both_parts else {}
+        if model_decision == Decision.BAD and leaning_good:
+            model_reasons.insert(0, _disagreement_reason(parts, leaning_good))
             model_decision = Decision.REVIEW
         if len(predictions) > 1:
             multiframe = policy.multiframe_rule

@@ -19,16 +19,22 @@ fi
 export PYTHONUNBUFFERED=1 AFMWATCH_SAMPLES="$PWD/.samples"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())'
+STEPS="${GPU_STEPS:-tests,classify,bench,train}"  # a shorter session: GPU_STEPS=tests,classify
+want() { case ",$STEPS," in *",$1,"*) return 0 ;; esac; return 1; }
 step() { echo; echo "=== $1 ($(date -u +%T))"; }
 timed() {  # timed LABEL COMMAND...: runs the command, prints its wall time
   local label=$1 start end; shift; start=$(date +%s.%N); "$@"; local rc=$?; end=$(date +%s.%N)
   echo "$label: $(python3 -c "print(f'{$end - $start:.1f}')") s (exit $rc)"; return $rc
 }
 
+if want tests; then
 step "tests, device auto"
 # the summary (-rf: the names of failed tests) comes only at the end: leave the suite time to finish
 timeout 330 python3 -m pytest -q -p no:cacheprovider -n 14 --timeout 150 -rf 2>&1 | grep -v -i benchmark | tail -40
 
+fi
+
+if want classify; then
 step "classify the real samples on cpu and cuda"
 for d in cpu cuda; do
   # classify exits 1 when a file fails (thermal.nid holds no image): the JSON is complete all the same
@@ -50,15 +56,23 @@ for r in cuda:
 print(f"{len(cuda)} files; decisions that differ: {differ or 'none'}; largest |P(bad) cpu - cuda| = {worst:.2e}")
 EOF
 
+cp /tmp/gpu/classify-cuda.json "$OUT/" 2>/dev/null
+fi
+
+if want bench; then
 step "benchmarks: forward limit cpu and cuda, daemon end to end on cuda"
 timeout 90 python3 -m benchmarks.forward_limit --seconds 0.5 --markdown "$OUT/BENCHMARKS-gpu.md" --json /tmp/gpu/fwd.json
 timeout 150 python3 -m benchmarks.daemon_e2e --device cuda --files 1000 --limit-files 300 --naive-files 100 --markdown "$OUT/BENCHMARKS-gpu.md" --json /tmp/gpu/e2e-cuda.json
+fi
+
+if want train; then
 step "train compact, 600 scans, 2 epochs: cpu vs cuda"
 timeout 60 python3 -m afmwatch synth classify --out /tmp/gpu/train --n 600 --seed 1 --no-gwy --no-previews --workers 16 >/dev/null
 for d in cpu cuda; do
   timed "train $d" timeout 100 python3 -m afmwatch train --data /tmp/gpu/train --out "/tmp/gpu/net-$d.safetensors" \
     --arch compact --resize 256 --image-size 256 --epochs 2 --batch-size 32 --seed 0 --device "$d" 2>&1 | tail -2
 done
+fi
 
 tar czf "$OUT/results.tgz" -C /tmp/gpu --exclude train --exclude '*.safetensors' . 2>/dev/null
 echo "done $(date -u +%T)"

@@ -75,6 +75,26 @@ def test_a_combined_model_names_its_parts():
     assert verdict.to_dict()["model_parts"] == {"network": 0.97, "metrics model": 0.13}
 
 
+def test_a_two_part_model_sorts_bad_only_when_both_parts_lean_bad():
+    split = prediction("bad", 0.88, parts={"network": 0.99, "metrics model": 0.32})
+    verdict = decide([split], CLEAN)
+    assert verdict.decision == "review" and verdict.model_decision == "review" and verdict.label == "bad"
+    assert verdict.reasons[0] == (
+        "the model's parts disagree: P(bad) network 0.99 says bad, metrics model 0.32 says good; "
+        "the model alone said bad"
+    )
+    assert verdict.reasons[1] == "model: bad, P(bad) 0.88 (network 0.99, metrics model 0.32)"
+    agreed = decide([prediction("bad", 0.9, parts={"network": 0.95, "metrics model": 0.6})], CLEAN)
+    assert agreed.decision == "bad" and agreed.reasons == (
+        "model: bad, P(bad) 0.90 (network 0.95, metrics model 0.60)",
+    )
+    # a bad rule still decides: the physics measured the fault
+    assert decide([split], ABORTED).decision == "bad"
+    # a network alone has nothing to disagree with, and the policy can be switched off
+    assert decide([prediction("bad", 0.97)], CLEAN).decision == "bad"
+    assert decide([split], CLEAN, Policy(bad_needs_both_parts=False)).decision == "bad"
+
+
 def test_multiframe_rules():
     frames = [prediction("good", 0.1), prediction("bad", 0.9), prediction("good", 0.2)]
     assert decide(frames, CLEAN, Policy(multiframe_rule="any-bad")).decision == "bad"

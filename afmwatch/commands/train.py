@@ -82,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.data_area,
         help="for image exports: detected data area, the study's right-30%% crop, or the whole image",
     )
+    parser.add_argument(
+        "--level-polynomial",
+        type=int,
+        choices=[0, 2, 3],
+        default=d.level_polynomial,
+        help=f"networks: polynomial background removed after plane and row levelling, as microscopists "
+        f"remove scanner bow (0: none; default {d.level_polynomial})",
+    )
     parser.add_argument("--jitter", type=float, default=d.jitter, help="intensity jitter in training (e.g. 0.1)")
     parser.add_argument(
         "--review-band",
@@ -136,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         resize=args.resize,
         normalise=args.normalise,
         data_area=args.data_area,
+        level_polynomial=args.level_polynomial,
         jitter=args.jitter,
         review_band=tuple(args.review_band) if args.review_band else None,
         name=args.name,

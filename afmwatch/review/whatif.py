@@ -72,7 +72,7 @@ def _predictions(judged: dict[str, Any]) -> list[StoredPrediction]:
 def what_if(db: sqlite3.Connection, config: Config, proposed: tuple[RuleConfig, ...]) -> dict[str, Any]:
     """How many and which sorted scans `proposed` rules would decide differently from the rules in force."""
     now_policy = Policy.from_config(config)
-    new_policy = Policy(proposed, config.rules_may_soften, config.multiframe_rule)
+    new_policy = Policy(proposed, config.rules_may_soften, config.multiframe_rule, config.bad_needs_both_parts)
     rows = db.execute(
         "SELECT scan_index.id, scan_index.decision, scan_index.reviewed, scan_index.judged, files.final_path "
         "FROM scan_index JOIN files ON files.id = scan_index.id "

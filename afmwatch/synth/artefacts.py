@@ -463,6 +463,7 @@ class Artefact:
     per_direction: bool = False
     surfaces: tuple[str, ...] | None = None  # None: every surface
     trace_ok: bool = False  # may appear at trace severity on a good scan
+    drawn: bool = True  # planned for synthetic sets; False: kept for tests and metrics only
 
 
 FEATURED = ("particles", "terraces", "grains", "fibres", "grid", "domains", "blend")  # not "substrate"
@@ -486,7 +487,9 @@ ARTEFACTS: dict[str, Artefact] = {
     "line_steps": Artefact(line_steps, "scan", per_direction=True, trace_ok=True),
     "line_ridges": Artefact(line_ridges, "scan", per_direction=True, trace_ok=True),
     "random_noise": Artefact(random_noise, "scan", per_direction=True, trace_ok=True),
-    "unlevelled": Artefact(unlevelled, "background"),
+    # not drawn: a bowed raw scan is what every scanner writes and a polynomial fit removes (AFM-PRIMER);
+    # as a "bad" kind it taught the network that an unremoved bow is bad, and real bowed scans were
+    "unlevelled": Artefact(unlevelled, "background", drawn=False),
     "lost_contact": Artefact(lost_contact, "range", per_direction=True),
     "clipped": Artefact(clipped, "range"),
     "aborted": Artefact(aborted, "acquisition"),
@@ -498,5 +501,5 @@ def applicable(surface_kind: str, *, trace: bool = False) -> list[str]:
     return [
         name
         for name, spec in ARTEFACTS.items()
-        if (spec.surfaces is None or surface_kind in spec.surfaces) and (spec.trace_ok or not trace)
+        if spec.drawn and (spec.surfaces is None or surface_kind in spec.surfaces) and (spec.trace_ok or not trace)
     ]

@@ -121,22 +121,35 @@ def plan_artefacts(rng: np.random.Generator, label: str, surface_kind: str) -> l
 
 
 def _raw_background(rng: np.random.Generator, shape: tuple[int, int], surface: Surface) -> tuple[np.ndarray, dict]:
-    """What every raw scan carries and the standard levelling removes: sample tilt, slow-axis bow,
-    row offsets; plus a fast-axis bow too small to matter."""
+    """What every raw scan carries and a plane and low-order polynomial remove: sample tilt, scanner bow
+    along both axes and a little twist, row offsets. The bow is drawn alike for good and bad scans, from a
+    few percent of the feature height to several times it (real scans: image.nid's bow is about its z
+    range), because microscopists level it away before judging a scan: it must never tell good from bad."""
     rows, cols = shape
     h = surface.feature_height_nm
     y, x = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, cols), indexing="ij")
     half_size_nm = 0.5 * cols * surface.pixel_size_nm
     slope = rng.uniform(-0.01, 0.01, 2)  # sample tilt up to about 0.6 degrees
-    slow_bow = rng.uniform(-1, 1) * max(h, 1e-3 * half_size_nm)
-    fast_bow = rng.uniform(-0.1, 0.1) * h
+    scale = max(h, 1e-3 * half_size_nm)
+
+    def bow() -> float:
+        return float(rng.choice([-1.0, 1.0]) * scale * 10 ** rng.uniform(-1.5, 0.5))
+
+    slow_bow, fast_bow, twist = bow(), bow(), 0.2 * bow()
     offsets = np.cumsum(rng.normal(0, 0.05 * h, rows))  # z drift between rows
-    background = half_size_nm * (slope[0] * x + slope[1] * y) + slow_bow * y * y + fast_bow * x * x + offsets[:, None]
+    background = (
+        half_size_nm * (slope[0] * x + slope[1] * y)
+        + slow_bow * y * y
+        + fast_bow * x * x
+        + twist * x * y
+        + offsets[:, None]
+    )
     return background, {
         "tilt_x": float(slope[0]),
         "tilt_y": float(slope[1]),
-        "slow_bow_nm": float(slow_bow),
-        "fast_bow_nm": float(fast_bow),
+        "slow_bow_nm": slow_bow,
+        "fast_bow_nm": fast_bow,
+        "twist_nm": twist,
         "row_offset_rms_nm": float(offsets.std()),
     }
 

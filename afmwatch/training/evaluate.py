@@ -91,6 +91,7 @@ def evaluate_folder(
             "rules": "default" if policy.rules is None else [rule_to_dict(r) for r in policy.rules],
             "rules_may_soften": policy.rules_may_soften,
             "multiframe_rule": policy.multiframe_rule,
+            "bad_needs_both_parts": policy.bad_needs_both_parts,
         },
         "data": {"folder": str(data), **fingerprint(files, data), **notes, "unreadable": unreadable},
         "metrics": {

@@ -29,6 +29,9 @@ class TrainOptions:
     resize: int = 256
     normalise: str | None = None  # None: what the architecture expects
     data_area: Literal["auto", "crop-right-30", "whole"] = "auto"
+    # networks: a polynomial background removed after plane and row levelling. Raw scans are bowed (the
+    # scanner moves on an arc) and microscopists remove it before judging a scan, so the network does too
+    level_polynomial: int = 2
     jitter: float = 0.0
     review_band: tuple[float, float] | None = None  # None: chosen from validation
     name: str | None = None

@@ -277,6 +277,7 @@ def make_spec(options: TrainOptions, base_pipeline: dict[str, Any] | None) -> di
         resize=options.resize,
         crop=options.image_size,
         data_area=options.data_area,
+        level_polynomial=options.level_polynomial,
         jitter=options.jitter,
     )
 
