@@ -317,6 +317,36 @@ def decision_change(before: dict[str, Any], after: dict[str, Any]) -> str | None
     return None
 
 
+# metrics measured on the levelled heights, which now have the quadratic background removed (not raw
+# counts, clipping, tilt or bow, which read the raw heights)
+LEVELLED_METRICS = frozenset(
+    {
+        "line_artefact_ratio",
+        "scar_fraction",
+        "streak_fraction",
+        "noise_rms",
+        "signal_to_noise",
+        "trace_retrace_mismatch",
+        "sq",
+        "sa",
+        "skewness",
+        "z_range",
+        "tip_change_score",
+        "tip_change_lines",
+        "tip_change_start",
+        "tip_change_end",
+        "tip_change_sharpness",
+        "sharpness_change",
+        "sharpness_change_line",
+    }
+)
+
+
+def _numbers_out(reasons: list[Any]) -> set[str]:
+    """Reasons with their numbers replaced, to compare what they say rather than what they quote."""
+    return {re.sub(r"\d+(\.\d+)?", "#", r) for r in reasons if isinstance(r, str)}
+
+
 def explain(key: str, old: Any, new: Any, before: dict[str, Any], after: dict[str, Any]) -> tuple[str, str]:
     """(class, why) for one field that differs: class 'design' (a change an issue made on purpose),
     'float' (the same number in another precision) or 'unexplained'."""
@@ -328,6 +358,11 @@ def explain(key: str, old: Any, new: Any, before: dict[str, Any], after: dict[st
         return "design", "sidecar schema 2 (issue 12)"
     if name == "reasons" and new and all(isinstance(r, str) and r for r in new) and set(old or []) <= set(new):
         return "design", "reasons never empty and in words, the network's own reason too (issue 12)"
+    if name == "reasons" and new and _numbers_out(old or []) <= _numbers_out(new):
+        return "design", (
+            "reasons never empty and in words (issue 12); a rule's reason quotes its metric, measured after "
+            "the quadratic background is removed (issue 12, scanner bow)"
+        )
     if name == "network_decision" and old is None and new is not None:
         return "design", "what the model said before the rules (issue 12)"
     if name.startswith("model_parts") and old == ABSENT:
@@ -347,6 +382,16 @@ def explain(key: str, old: Any, new: Any, before: dict[str, Any], after: dict[st
         if metric == "lines_missing" and new != after["quality"]["lines_set"] - after["quality"]["lines_acquired"]:
             return "unexplained", "lines_missing is not lines_set - lines_acquired"
         return "design", "metric added for tip changes and stopped scans (issue 12)"
+    if (
+        metric in LEVELLED_METRICS
+        and name.startswith("quality.")
+        and old != ABSENT
+        and relative(old, new) >= FLOAT64_METRICS
+    ):
+        return "design", (
+            "measured after tilt and scanner bow (the quadratic background) are removed, not the plane alone "
+            "(issue 12: a bow is no fault and no roughness)"
+        )
     if (
         name in ("quality.sa", "quality.sq", "quality.skewness", "quality.z_range")
         and relative(old, new) < FLOAT64_METRICS

@@ -2,8 +2,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from afmwatch.level import align_rows, level, level_array, plane_fit, polynomial_fit
+from afmwatch.level import _fit_surface, align_rows, level, level_array, plane_fit, polynomial_fit
 from afmwatch.scan import Scan
 
 
@@ -82,3 +83,19 @@ def test_a_scan_is_levelled_once_and_shares_read_only_heights(monkeypatch):
     assert calls == [0, 2]
     level(scan.with_height(z + 1))  # new heights: levelled afresh
     assert calls == [0, 2, 0]
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (128, 512), (7, 5)])
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_the_fast_polynomial_fit_of_a_complete_grid_is_the_least_squares_one(shape, order):
+    """The normal-equations path for grids without gaps gives lstsq's polynomial on the full design."""
+    rng = np.random.default_rng(order)
+    rows, cols = shape
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    x, y = x / (cols - 1) * 2 - 1, y / (rows - 1) * 2 - 1
+    z = (rng.random(shape) + 3 * x * x - 2 * x * y + y).astype(np.float32)
+    terms = [x**i * y**j for i in range(order + 1) for j in range(order + 1 - i)]
+    design = np.stack([t.ravel() for t in terms], axis=1)
+    coeffs, *_ = np.linalg.lstsq(design, z.ravel().astype(np.float64), rcond=None)
+    expected = sum(c * t for c, t in zip(coeffs, terms))
+    assert np.allclose(_fit_surface(z, order), expected, atol=1e-9)
