@@ -38,7 +38,7 @@ def _fit_complete_grid(z: np.ndarray, order: int) -> np.ndarray:
     moments = yp.T @ z.astype(np.float64) @ xp  # [j, i] = sum of y^j x^i z
     sx = xp.T @ xp  # [i, k] = sum of x^(i + k)
     sy = yp.T @ yp
-    gram = np.array([[sx[i, k] * sy[j, l] for k, l in pairs] for i, j in pairs])
+    gram = np.array([[sx[i, k] * sy[j, m] for k, m in pairs] for i, j in pairs])
     rhs = np.array([moments[j, i] for i, j in pairs])
     coeffs = np.linalg.solve(gram, rhs)
     surface = np.zeros((rows, cols))

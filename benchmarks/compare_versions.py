@@ -393,6 +393,13 @@ def explain(key: str, old: Any, new: Any, before: dict[str, Any], after: dict[st
             "(issue 12: a bow is no fault and no roughness)"
         )
     if (
+        metric in LEVELLED_METRICS
+        and metric not in ("sa", "sq", "skewness", "z_range")
+        and name.startswith("quality.")
+        and relative(old, new) < FLOAT64_METRICS
+    ):
+        return "float", "float32 heights levelled another way (quadratic background, issue 12): rounded differently"
+    if (
         name in ("quality.sa", "quality.sq", "quality.skewness", "quality.z_range")
         and relative(old, new) < FLOAT64_METRICS
     ):
