@@ -100,7 +100,11 @@ class Classifier:
         self.familiarity_tensors = familiarity_tensors or {}
         self.familiarity: dict[str, Any] | None = metadata.get("familiarity") if self.familiarity_tensors else None
         self.companion: dict[str, Any] | None = metadata.get("companion") if companion_tensors else None
-        self.companion_tensors = {name: v.double().numpy() for name, v in (companion_tensors or {}).items()}
+        # float weights in float64; tree structure (features, children) stays integer, as trees_raw indexes by it
+        self.companion_tensors = {
+            name: v.double().numpy() if v.is_floating_point() else v.numpy()
+            for name, v in (companion_tensors or {}).items()
+        }
         self.path = path
         self.model = model
         self.metadata = metadata
