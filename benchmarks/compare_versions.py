@@ -320,25 +320,9 @@ def decision_change(before: dict[str, Any], after: dict[str, Any]) -> str | None
 # metrics measured on the levelled heights, which now have the quadratic background removed (not raw
 # counts, clipping, tilt or bow, which read the raw heights)
 LEVELLED_METRICS = frozenset(
-    {
-        "line_artefact_ratio",
-        "scar_fraction",
-        "streak_fraction",
-        "noise_rms",
-        "signal_to_noise",
-        "trace_retrace_mismatch",
-        "sq",
-        "sa",
-        "skewness",
-        "z_range",
-        "tip_change_score",
-        "tip_change_lines",
-        "tip_change_start",
-        "tip_change_end",
-        "tip_change_sharpness",
-        "sharpness_change",
-        "sharpness_change_line",
-    }
+    {"line_artefact_ratio", "scar_fraction", "streak_fraction", "noise_rms", "signal_to_noise"}
+    | {"trace_retrace_mismatch", "sq", "sa", "skewness", "z_range"}
+    | (NEW_METRICS - {"lines_missing"})  # the tip-change and sharpness metrics
 )
 
 
