@@ -46,7 +46,7 @@ DEFAULT_MODEL_DATA := build/default-model
 SYNTH_FLAGS := --no-gwy --no-previews --workers 2
 default-model: $(STAMP)
 	rm -rf $(DEFAULT_MODEL_DATA)
-	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/train --n 4800 --seed 1 $(SYNTH_FLAGS)
+	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/train --n 9600 --seed 1 $(SYNTH_FLAGS)
 	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/validation --n 600 --seed 2001 $(SYNTH_FLAGS)
 	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/test --n 400 --seed 1001 $(SYNTH_FLAGS)
 	$(PY) -m afmwatch train --data $(DEFAULT_MODEL_DATA)/train --out $(DEFAULT_MODEL_DATA)/network.safetensors \
