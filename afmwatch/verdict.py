@@ -142,8 +142,8 @@ UNFAMILIAR_REASON = "unlike the scans this model was trained on"
 PART_LEANS_BAD = 0.5  # a part's P(bad) at or above this says "bad"; below it, "good"
 
 
-def disagreeing_parts(parts: Mapping[str, float]) -> dict[str, float]:
-    """The parts of a two-part model that lean good (P(bad) below 0.5); empty for a one-part model."""
+def _parts_leaning_good(parts: Mapping[str, float]) -> dict[str, float]:
+    """The parts of a model of several parts that lean good (P(bad) below 0.5); empty for a single part."""
     if len(parts) < 2:
         return {}
     return {name: p for name, p in parts.items() if p < PART_LEANS_BAD}
@@ -186,7 +186,7 @@ def decide(
             model_decision = Decision.REVIEW
         # trained on synthetic scans, a part may be confidently wrong on an instrument it never saw; a
         # good scan in bad/ costs a lab more than one in review/, so bad needs both the image and the physics
-        leaning_good = disagreeing_parts(parts) if policy.bad_needs_both_parts else {}
+        leaning_good = _parts_leaning_good(parts) if policy.bad_needs_both_parts else {}
         if model_decision == Decision.BAD and leaning_good:
             model_reasons.insert(0, _disagreement_reason(parts, leaning_good))
             model_decision = Decision.REVIEW

@@ -14,7 +14,7 @@ import re
 import signal
 import sqlite3
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def _predictions(judged: dict[str, Any]) -> list[StoredPrediction]:
 def what_if(db: sqlite3.Connection, config: Config, proposed: tuple[RuleConfig, ...]) -> dict[str, Any]:
     """How many and which sorted scans `proposed` rules would decide differently from the rules in force."""
     now_policy = Policy.from_config(config)
-    new_policy = Policy(proposed, config.rules_may_soften, config.multiframe_rule, config.bad_needs_both_parts)
+    new_policy = replace(now_policy, rules=proposed)
     rows = db.execute(
         "SELECT scan_index.id, scan_index.decision, scan_index.reviewed, scan_index.judged, files.final_path "
         "FROM scan_index JOIN files ON files.id = scan_index.id "
