@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from afmwatch.medians import row_medians
 from afmwatch.scan import Scan
 
 
@@ -78,7 +79,7 @@ def align_rows(z: np.ndarray) -> np.ndarray:
     """Subtract each fast-scan row's median (Gwyddion's Align Rows, median method)."""
     finite = np.isfinite(z)
     if finite.all():
-        return (z - np.median(z, axis=1, keepdims=True)).astype(np.float32)
+        return (z - row_medians(z)[:, None]).astype(np.float32)
     medians = np.zeros((z.shape[0], 1), dtype=np.float64)
     measured = finite.any(axis=1)  # rows never acquired (aborted scan) stay missing, without a warning
     if measured.any():
@@ -88,9 +89,12 @@ def align_rows(z: np.ndarray) -> np.ndarray:
 
 def level_array(z: np.ndarray, polynomial_order: int = 0) -> np.ndarray:
     """The standard chain: plane, median row alignment, optional polynomial, zero median."""
-    out = align_rows(plane_fit(z))
-    if polynomial_order >= 2:
-        out = polynomial_fit(out, polynomial_order)
+    return _remove_bow(align_rows(plane_fit(z)), polynomial_order)
+
+
+def _remove_bow(aligned: np.ndarray, polynomial_order: int) -> np.ndarray:
+    """The end of the chain on row-aligned heights: the polynomial (order 2 or more), then zero median."""
+    out = polynomial_fit(aligned, polynomial_order) if polynomial_order >= 2 else aligned
     finite = np.isfinite(out)
     if finite.any():
         out = out - np.median(out[finite])
@@ -101,10 +105,16 @@ def levelled_heights(scan: Scan, polynomial_order: int = 0) -> np.ndarray:
     """The levelled heights of `scan` (`level_array`), computed once per scan and order.
 
     The daemon's input pipeline, preview and denoiser all need them; levelling once saves two of
-    three passes. The array is read-only because every caller shares it."""
+    three passes. A polynomial order is fitted on top of the plane + row levelling (order 0), which
+    is then cached too: a model that removes the bow and a preview that does not share the first
+    steps (equal to `level_array` within float32 rounding, since the polynomial absorbs the median
+    shift). The arrays are read-only because every caller shares them."""
     cached = scan.level_cache.get(polynomial_order)
     if cached is None:
-        cached = level_array(scan.height, polynomial_order)
+        if polynomial_order >= 2:
+            cached = _remove_bow(levelled_heights(scan, 0), polynomial_order)
+        else:
+            cached = level_array(scan.height, polynomial_order)
         cached.setflags(write=False)
         scan.level_cache[polynomial_order] = cached
     return cached
