@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import queue
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -127,11 +126,13 @@ class ReaderPool(Stage):
     def process(self, arrival: Arrival) -> None:
         job = Job(arrival=arrival)
         job.add_time("settle", max(0.0, (arrival.settled_at or time.time()) - arrival.seen_at))
-        copy = self.copies / str(arrival.entry_id) / arrival.path.name
+        # one folder per reader thread (a thread reads one file at a time), kept: the copy keeps the
+        # file's own name, and creating and removing a folder per file cost more than the copy itself
+        copy = self.copies / threading.current_thread().name / arrival.path.name
         try:
             self._read(job, copy)
         finally:
-            shutil.rmtree(copy.parent, ignore_errors=True)
+            copy.unlink(missing_ok=True)
 
     def _open(self, job: Job, copy: Path) -> bool:
         """Open the file once (no link followed, nothing but a regular file), hash it and copy it for
