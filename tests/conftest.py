@@ -52,3 +52,12 @@ def make_classifier_file():
         return save_classifier(path, model, meta)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained classifier file (`daemon_support.tiny_model`), one per test module that asks:
+    the daemon's tests need a real model file, not a good one."""
+    from daemon_support import tiny_model
+
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")

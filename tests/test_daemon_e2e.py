@@ -18,7 +18,6 @@ from daemon_support import (
     sha256,
     sidecars,
     sorted_files,
-    tiny_model,
     wait_until,
     write_config,
 )
@@ -26,11 +25,6 @@ from daemon_support import (
 from afmwatch.daemon.sidecar import preview_path, sidecar_path, validate
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def _read(path: Path) -> dict:

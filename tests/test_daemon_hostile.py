@@ -24,7 +24,6 @@ from daemon_support import (
     sha256,
     sidecars,
     sorted_files,
-    tiny_model,
     wait_until,
     write_config,
 )
@@ -33,11 +32,6 @@ from afmwatch.daemon.sidecar import sidecar_path, validate
 from afmwatch.names import NAME_MAX, path_text
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def _drop(inbox: Path, name: str, seed: int, staging: Path) -> str:

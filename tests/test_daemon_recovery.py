@@ -16,7 +16,6 @@ from daemon_support import (
     sha256,
     sidecars,
     sorted_files,
-    tiny_model,
     wait_until,
     write_config,
 )
@@ -24,11 +23,6 @@ from daemon_support import (
 from afmwatch.daemon.sidecar import sidecar_path, validate
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def _stage(staging: Path, names: list[str], first_seed: int) -> dict[str, str]:

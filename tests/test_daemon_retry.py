@@ -23,7 +23,6 @@ from daemon_support import (
     sha256,
     sorted_files,
     stage_scans,
-    tiny_model,
     wait_until,
     write_config,
 )
@@ -32,11 +31,6 @@ from afmwatch.commands.status import collect
 from afmwatch.config import load_config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 @contextlib.contextmanager

@@ -31,11 +31,6 @@ from afmwatch.daemon.service import startup_errors
 from afmwatch.daemon.sidecar import preview_path, sidecar_path, validate
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
 def _config(tmp_path: Path, **settings):
     data = {"watch_folder": str(tmp_path / "inbox"), "output_root": str(tmp_path / "out"), **settings}
     return config_from_dict(data)
