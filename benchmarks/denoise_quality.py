@@ -130,7 +130,7 @@ def markdown(results: dict[str, list[dict]], shapes: list[str], noises: list[flo
         f"{TEST_SEED}+, {size} x {size} px, 10 µm scans, {n} pair(s) per shape and noise level; noise levels "
         f"{', '.join(str(x) for x in noises)} = random-noise RMS as a fraction of the objects' height, plus "
         "non-cumulative line noise of half that). window-mlp (and conv-particles, when given) were trained on "
-        "these particles only, conv on every synthetic surface kind (`afmwatch.denoise.pairs`); none saw stars or "
+        "these particles only, conv and unet on every synthetic surface kind (`afmwatch.denoise.pairs`); none saw stars or "
         "donuts. PSNR uses the clean image's peak-to-valley height as the peak; the line artefact is the "
         "standard deviation over rows of each row's median difference from the clean image (nm, 0 = no line noise "
         "left). Images/s: one image at a time on one thread, while other jobs shared the machine's cores (rough).",
@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", nargs="+", default=["particles", "stars", "donuts"])
     parser.add_argument("--conv", default=str(default_denoiser_path("conv")), help="conv denoiser model")
     parser.add_argument("--window-mlp", default=str(default_denoiser_path("window-mlp")), help="window-mlp model")
+    parser.add_argument("--unet", default=str(default_denoiser_path("unet")), help="unet denoiser model (the default)")
     parser.add_argument(
         "--extra",
         nargs="*",
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         with_bm3d = False
     methods = classical_methods(with_bm3d)
     extra = [tuple(item.split("=", 1)) for item in args.extra]
-    for name, model in (("window-mlp", args.window_mlp), ("conv", args.conv), *extra):
+    for name, model in (("window-mlp", args.window_mlp), ("conv", args.conv), *extra, ("unet", args.unet)):
         denoiser = load_denoiser(model)
         methods[name] = lambda scan, d=denoiser: d.denoise(scan).height
         if name not in DENOISERS:

@@ -43,7 +43,7 @@ from afmwatch.level import level
 from afmwatch.log import configure_logging
 from afmwatch.readers import is_supported, read_scan
 from afmwatch.scan import HEIGHT_UNITS, Scan, ScanError
-from benchmarks.denoise_quality import classical_methods, machine, write_section
+from benchmarks.denoise_quality import align_rows_keep_level, classical_methods, machine, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WHITE_LEVELS = (0.04, 0.08, 0.16)  # white-noise RMS / height range
@@ -53,6 +53,7 @@ SYNTHETIC_SEED = 9001  # training used seed 1 (see models/DENOISERS.md)
 GUARD_SEED = 7000  # the synthetic scans the guard's limits were chosen on
 HEADING = "## Denoising real surfaces"
 HEIGHT_BAND = (0.9, 1.1)
+UNLEVELLED = "unet, rows not aligned first"
 
 
 def default_samples() -> Path:
@@ -179,9 +180,16 @@ def guard_table(per_kind: int, size: int) -> list[str]:
     return lines
 
 
-def denoiser_method(model: str) -> Callable[[np.ndarray], np.ndarray]:
+def denoiser_method(model: str, align_first: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """A denoiser as afmwatch runs it: on rows aligned by their medians first (afmwatch levels before
+    denoising, and BM3D and the median get the same aligned input here), or on the raw noisy heights."""
     denoiser = load_denoiser(model)
-    return lambda z: denoiser.denoise(Scan(z.astype(np.float32), None, "Height", Path("bench"), "array")).height
+
+    def method(z: np.ndarray) -> np.ndarray:
+        heights = align_rows_keep_level(z) if align_first else z
+        return denoiser.denoise(Scan(heights.astype(np.float32), None, "Height", Path("bench"), "array")).height
+
+    return method
 
 
 def run(cases: list[dict], methods: dict[str, Callable]) -> dict[str, list[dict]]:
@@ -300,6 +308,8 @@ def markdown(
         f"{', '.join(f'{x:.0%}' for x in levels)} of each scan's height range (0.5-99.5 percentile) plus one offset "
         f"per row of {ROW_FRACTION:g} of that. A scan counts at a level only when its own noise is at most half the "
         f"added white noise: {len(real['noisy input'])} cases from {len(names)} scans ({', '.join(names)}). "
+        "The denoisers get the rows aligned by their medians first, as afmwatch levels scans before denoising "
+        f"(and as BM3D gets them); `{UNLEVELLED}` is the default on the raw noisy heights (`--no-level`). "
         "PSNR over the clean image's peak-to-valley; height scale = std(output) / std(clean); guard = "
         "`afmwatch.denoise.guard` on the output against the noisy input. Models: "
         + ", ".join(f"{k} = `{Path(v).name}`" for k, v in models.items())
@@ -360,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", type=float, nargs="+", default=list(WHITE_LEVELS))
     parser.add_argument("--synthetic-per-kind", type=int, default=3, help="synthetic pairs per surface kind (0: none)")
     parser.add_argument("--guard-per-kind", type=int, default=10, help="synthetic pairs per kind for the guard table")
-    parser.add_argument("--conv", default=str(default_denoiser_path("conv")), help="conv denoiser model (the default)")
+    parser.add_argument("--unet", default=str(default_denoiser_path("unet")), help="unet denoiser model (the default)")
+    parser.add_argument("--conv", default=str(default_denoiser_path("conv")), help="conv denoiser model")
     parser.add_argument("--window-mlp", default=str(default_denoiser_path("window-mlp")), help="window-mlp model")
     parser.add_argument("--extra", nargs="*", default=[], metavar="NAME=MODEL", help="more denoisers to compare")
     parser.add_argument("--no-bm3d", action="store_true", help="skip BM3D even when installed")
@@ -384,16 +395,20 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         with_bm3d = False
     methods = {k: v for k, v in classical_methods(with_bm3d).items() if k != "align rows + non-local means"}
-    models = {"window-mlp": args.window_mlp, "conv": args.conv}
+    models = {"window-mlp": args.window_mlp, "conv": args.conv, "unet": args.unet}
     models.update(dict(item.split("=", 1) for item in args.extra))
-    for name, model in models.items():
-        methods[name] = denoiser_method(model)
-    denoisers = tuple(models)
-    real = run(noisy_cases(surfaces, tuple(levels)), methods)
-    synthetic = run(synthetic_cases(per_kind, size), methods) if per_kind else None
+    # real scans: the denoisers get rows aligned first, as afmwatch levels them (their clean surfaces are
+    # levelled that way); the default once more on the raw heights (`afmwatch denoise --no-level`)
+    real_methods = dict(methods, **{name: denoiser_method(model) for name, model in models.items()})
+    real_methods[UNLEVELLED] = denoiser_method(args.unet, align_first=False)
+    denoisers = (*models, UNLEVELLED)
+    real = run(noisy_cases(surfaces, tuple(levels)), real_methods)
+    # synthetic surfaces are not levelled (a terrace's rows differ in median): the denoisers get raw heights
+    synthetic_methods = dict(methods, **{name: denoiser_method(model, False) for name, model in models.items()})
+    synthetic = run(synthetic_cases(per_kind, size), synthetic_methods) if per_kind else None
     guard_per_kind = 1 if args.quick else args.guard_per_kind
     guard = guard_table(guard_per_kind, size) if guard_per_kind else None
-    section = markdown(real, synthetic, levels, denoisers, "conv", models, len(surfaces), guard, guard_per_kind)
+    section = markdown(real, synthetic, levels, denoisers, "unet", models, len(surfaces), guard, guard_per_kind)
     print(section)
     if args.json:
         args.json.write_text(json.dumps({"real": real, "synthetic": synthetic}, indent=1))

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from afmwatch.cli import main
-from afmwatch.denoise.guard import UNVERIFIED, VERDICT_TAGS, check
+from afmwatch.denoise.guard import CHANGED, UNVERIFIED, VERDICT_TAGS, check
 from afmwatch.denoise.metrics import psnr
-from afmwatch.denoise.model import Denoiser, load_denoiser, save_denoiser
-from afmwatch.denoise.networks import LineAwareDenoiser, WindowMLP, median_noise
+from afmwatch.denoise.model import Denoiser, default_denoiser_path, keep_row_alignment, load_denoiser, save_denoiser
+from afmwatch.denoise.networks import LineAwareDenoiser, UNetDenoiser, WindowMLP, median_noise
 from afmwatch.denoise.noise import noise_rms
 from afmwatch.denoise.pairs import SURFACE_KINDS, Pair, add_noise, height_range, synthetic_pair, synthetic_pairs
 from afmwatch.denoise.panel import panel_figure
@@ -54,6 +54,7 @@ def as_scan(height: np.ndarray, path: Path = Path("scan.nid"), units: str = "nm"
 
 
 def tiny_denoiser(arch: str, path: Path) -> Denoiser:
+    torch.manual_seed(0)  # untrained: its output (and the guard's verdict on it) must not depend on test order
     network = WindowMLP(window=9, hidden=4) if arch == "window-mlp" else LineAwareDenoiser(channels=8, depth=3)
     save_denoiser(path, network, arch, {"training": {"note": "untrained, for tests"}})
     return load_denoiser(path)
@@ -79,21 +80,26 @@ def test_window_mlp_lowers_loss_and_keeps_shape_units_and_pixel_size(rng, tmp_pa
     np.testing.assert_allclose(in_um * 1000, out.height, rtol=1e-3, atol=1e-3 * np.ptp(out.height))
 
 
-def test_conv_trained_a_few_steps_improves_psnr_and_removes_line_offsets(rng):
+@pytest.mark.parametrize(
+    "arch, arch_options, learning_rate, clip",
+    [("conv", {"channels": 8, "depth": 3}, 1e-2, None), ("unet", {"channels": [8, 16], "blocks": 1}, 3e-3, 1.0)],
+)
+def test_trained_a_few_steps_improves_psnr_and_removes_line_offsets(rng, arch, arch_options, learning_rate, clip):
     pairs = [noisy_pair(rng, size=48) for _ in range(3)]
     test = noisy_pair(np.random.default_rng(99), size=48)
     options = TrainOptions(
-        arch="conv",
+        arch=arch,
         steps=120,
         batch_size=4,
         patch_rows=32,
         patch_cols=48,
         seed=0,
-        learning_rate=1e-2,
-        arch_options={"channels": 8, "depth": 3},
+        learning_rate=learning_rate,
+        arch_options=arch_options,
     )
-    network, _ = train_denoiser(pairs, options, progress=False)
-    denoiser = Denoiser(network, "conv", "test", Path("test.safetensors"), "", {})
+    network, report = train_denoiser(pairs, options, progress=False)
+    assert report["options"]["clip_grad_norm"] == clip  # the architecture's default
+    denoiser = Denoiser(network, arch, "test", Path("test.safetensors"), "", {})
     out = denoiser.denoise(as_scan(test.noisy)).height
     assert psnr(out, test.clean) > psnr(test.noisy, test.clean) + 2.0
 
@@ -196,8 +202,13 @@ def test_denoise_command_reports_unreadable_files_and_carries_on(tmp_path):
         ]
     )
     assert code == 1
-    # pure noise: no surface whose heights the guard could check
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.tif.denoised.UNVERIFIED.tiff"]
+    # the broken file wrote nothing, the good one its copy; pure noise through an untrained network is never
+    # a measurement: `unverified` or `changed`, by the network's random weights
+    names = [p.name for p in (tmp_path / "out").iterdir()]
+    assert names in (
+        [f"good.tif.denoised.{VERDICT_TAGS[UNVERIFIED]}.tiff"],
+        [f"good.tif.denoised.{VERDICT_TAGS[CHANGED]}.tiff"],
+    )
 
 
 def test_train_denoiser_command_on_a_synthetic_set(tmp_path, capsys):
@@ -479,3 +490,65 @@ def test_conv_with_image_statistics_normalises_by_the_image_not_the_training_ave
     np.testing.assert_allclose(denoiser._run(image), before, rtol=1e-5, atol=1e-5)
     plain = LineAwareDenoiser(channels=8, depth=2, normalisation="median-noise").eval()
     assert "image_statistics" not in plain.config()  # files without the flag keep the running averages
+
+
+def test_unet_takes_any_image_size_and_its_file_round_trips(tmp_path):
+    torch.manual_seed(0)
+    network = UNetDenoiser(channels=(4, 8, 8), blocks=1)
+    save_denoiser(tmp_path / "u.safetensors", network, "unet", {})
+    denoiser = load_denoiser(tmp_path / "u.safetensors")
+    assert denoiser.network.config() == {"channels": [4, 8, 8], "blocks": 1}
+    assert denoiser.network.normalisation == "median-noise"  # heights in noise units, like the default conv
+    for shape in ((37, 53), (5, 300), (64, 64)):  # sizes no multiple of the 4x downsampling
+        image = np.random.default_rng(1).normal(0, 1, shape).astype(np.float32)
+        out = denoiser._run(image)
+        assert out.shape == shape and np.isfinite(out).all()
+        expected = denoiser.network(torch.from_numpy(image)[None, None])[0, 0].detach().numpy()
+        np.testing.assert_allclose(network(torch.from_numpy(image)[None, None])[0, 0].detach().numpy(), expected)
+
+
+def test_unet_is_bias_free_so_taller_features_are_treated_alike():
+    """No biases, no batch normalisation: f(a x) = a f(x) for a > 0 (Mohan et al. 2020), so a grating ten
+    times taller in noise units is denoised the same way."""
+    torch.manual_seed(0)
+    network = UNetDenoiser(channels=(4, 8), blocks=1).eval()
+    assert all(not isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
+    assert all(getattr(m, "bias", None) is None for m in network.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.from_numpy(np.random.default_rng(2).normal(0, 1, (1, 1, 32, 48)).astype(np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(network(10 * x), 10 * network(x), rtol=1e-4, atol=1e-4)
+
+
+def test_synthetic_pairs_at_two_sizes_keep_the_first_size_and_can_be_drawn_in_processes():
+    one = synthetic_pairs(1, seed=4, size=64, kinds=("grains", "grid"))
+    two = synthetic_pairs(1, seed=4, size=(64, 96), kinds=("grains", "grid"), workers=2)
+    assert [p.clean.shape for p in two] == [(64, 64), (64, 64), (96, 96), (96, 96)]
+    for a, b in zip(one, two[:2]):
+        np.testing.assert_array_equal(a.noisy, b.noisy)  # the first size's pairs are those one size gives
+    assert len({p.name for p in two}) == 4  # no two sizes share a surface's seed
+    # the larger size keeps the scan size: finer pixels, so each feature spans more of them
+    assert two[2].pixel_size_nm is not None and one[0].pixel_size_nm is not None
+
+
+def test_a_levelled_scan_stays_levelled_and_an_unlevelled_one_keeps_the_networks_row_offsets():
+    rng = np.random.default_rng(6)
+    aligned = rng.normal(0, 1, (40, 60)).astype(np.float32)
+    aligned -= np.median(aligned, axis=1, keepdims=True)  # as median row alignment leaves it
+    denoised = aligned + rng.normal(0, 0.3, (40, 1)).astype(np.float32) + 2.0  # rows moved, and a level
+    kept = keep_row_alignment(aligned, denoised)
+    assert np.ptp(np.median(kept, axis=1)) < 1e-5  # the rows are aligned again
+    assert np.median(kept) == pytest.approx(np.median(np.median(denoised, axis=1)), abs=1e-5)  # at the output's level
+    np.testing.assert_allclose(np.diff(kept, axis=1), np.diff(denoised, axis=1), atol=1e-5)  # rows only shifted
+    unaligned = aligned + rng.normal(0, 1, (40, 1)).astype(np.float32)
+    np.testing.assert_array_equal(keep_row_alignment(unaligned, denoised), denoised)
+
+
+def test_the_shipped_default_is_the_unet_and_cleans_a_grain_film_without_flattening_it():
+    denoiser = load_denoiser(default_denoiser_path())
+    assert denoiser.arch == "unet" and default_denoiser_path().name == "denoiser-unet.safetensors"
+    film = grain_film(noise_to_range=0.05)
+    scan = as_scan(film.noisy)
+    denoised, guard = denoiser.denoise_checked(scan)
+    assert psnr(denoised.height, film.clean) > psnr(film.noisy, film.clean) + 4.0
+    assert 0.9 < np.std(denoised.height) / np.std(film.clean) < 1.1
+    assert guard.verdict == "faithful", guard.reasons

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="scan files (any format afmwatch reads); a folder stands for every scan in it",
     )
     parser.add_argument(
-        "--model", default=None, help="denoiser model file (default: the shipped models/denoiser-conv.safetensors)"
+        "--model", default=None, help="denoiser model file (default: the shipped models/denoiser-unet.safetensors)"
     )
     parser.add_argument(
         "--out",

@@ -42,6 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--synthetic-seed", type=int, default=1, help="seed of the --synthetic pairs (default 1)")
     parser.add_argument(
+        "--synthetic-sizes",
+        type=int,
+        nargs="+",
+        default=[256],
+        metavar="PIXELS",
+        help="draw the --synthetic pairs at each of these sizes (default 256); a larger size keeps each kind's "
+        "scan sizes, so features span more pixels (the smooth look of many real scans)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="processes that draw the --synthetic pairs (default 1)")
+    parser.add_argument(
         "--self-supervised",
         choices=["trace-retrace"],
         default=None,
@@ -50,9 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--arch",
-        choices=["window-mlp", "conv"],
+        choices=["window-mlp", "conv", "unet"],
         default=d.arch,
-        help="window-mlp: Gwyddion's window network; conv: line-aware convolutional denoiser",
+        help="window-mlp: Gwyddion's window network; conv: line-aware convolutional denoiser; unet: "
+        "line-aware residual U-Net (a field of view of over a hundred pixels; best trained on a GPU)",
     )
     parser.add_argument(
         "--out",
@@ -88,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the architecture's)")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of pairs held out")
+    parser.add_argument(
+        "--clip-grad-norm", type=float, default=None, help="clip the gradient norm (default: the architecture's)"
+    )
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all)")
@@ -126,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         device=to_device(args.device),
         arch_options=arch_options,
         half_scale=args.half_scale,
+        clip_grad_norm=args.clip_grad_norm,
     )
     try:
         report = train_from_folders(
@@ -136,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
             self_supervised=args.self_supervised,
             synthetic_per_kind=args.synthetic,
             synthetic_seed=args.synthetic_seed,
+            synthetic_sizes=tuple(args.synthetic_sizes),
+            workers=args.workers,
         )
     except (ScanError, ModelError, ValueError, TypeError) as exc:
         print(f"afmwatch train-denoiser: {exc}", file=sys.stderr)

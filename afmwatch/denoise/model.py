@@ -23,19 +23,24 @@ from afmwatch.denoise.networks import (
     normalise,
     run_network,
 )
+from afmwatch.medians import row_medians
 from afmwatch.networks.model_file import ModelError, file_sha256, load_model_file, save_model_file
 from afmwatch.scan import Scan, ScanError
 
 MODEL_KIND = "denoiser"
 MODELS_FOLDER = Path(__file__).resolve().parents[2] / "models"
 FLIPS: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (0, 1))  # the flips `conv` averages over
-DEFAULT_DENOISERS = {"conv": "denoiser-conv.safetensors", "window-mlp": "denoiser-window-mlp.safetensors"}
+DEFAULT_DENOISERS = {
+    "unet": "denoiser-unet.safetensors",
+    "conv": "denoiser-conv.safetensors",
+    "window-mlp": "denoiser-window-mlp.safetensors",
+}
 
 log = structlog.get_logger(__name__)
 
 
-def default_denoiser_path(arch: str = "conv") -> Path:
-    """The shipped denoiser of an architecture (`models/denoiser-conv.safetensors` by default)."""
+def default_denoiser_path(arch: str = "unet") -> Path:
+    """The shipped denoiser of an architecture (`models/denoiser-unet.safetensors` by default)."""
     return MODELS_FOLDER / DEFAULT_DENOISERS[arch]
 
 
@@ -77,7 +82,7 @@ class Denoiser:
             raise ScanError(scan.path, "no valid height values to denoise")
         centre, scale = NORMALISATIONS[self.network.normalisation](scan.height)
         image = normalise(np.where(missing, centre, scan.height), centre, scale)
-        result = denormalise(self._run(image), centre, scale)
+        result = denormalise(keep_row_alignment(image, self._run(image)), centre, scale)
         result[missing] = np.nan
         meta = dict(scan.metadata, denoiser={"name": self.name, "arch": self.arch, "sha256": self.sha256})
         log.debug("scan_denoised", file=str(scan.path), denoiser=self.name, rows=rows, cols=cols)
@@ -106,6 +111,27 @@ class Denoiser:
         self.network.to(device)
         self.device = device
         return self
+
+
+# rows count as aligned when their medians agree within this fraction of the noise (float32 rounding)
+ALIGNED_ROWS_TOLERANCE = 1e-3
+
+
+def keep_row_alignment(image: np.ndarray, denoised: np.ndarray) -> np.ndarray:
+    """The denoised image with the input's row alignment, when the input's rows were aligned.
+
+    A scan levelled by median row alignment (afmwatch levels before denoising; Gwyddion's Align Rows)
+    has every row's median at one level: the row offsets are already gone, and the levelling has fixed
+    where each row sits. A denoiser's own row-offset estimate would move rows again by whatever its
+    features suggest (on a scan of tall rings by several noise units), which is not noise removal but a
+    different levelling; so the output's rows are aligned by their medians again. Their common level is
+    the output's own, not the input's: noise biases the median of each noisy row (the median of a skewed
+    height distribution moves when noise is added), the denoised rows' medians much less. Inputs whose rows
+    are not aligned (`--no-level`) keep the network's row offsets. Both arrays in noise units."""
+    if float(np.ptp(row_medians(image))) > ALIGNED_ROWS_TOLERANCE:
+        return denoised
+    output_medians = row_medians(denoised)
+    return (denoised - (output_medians - np.median(output_medians))[:, None]).astype(np.float32)
 
 
 def load_denoiser(path: str | Path, device: str = "cpu") -> Denoiser:

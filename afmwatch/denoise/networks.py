@@ -164,6 +164,24 @@ class RowOffset(nn.Module):
         return offsets.permute(0, 2, 1, 3).reshape(batch, 1, half_rows * r, 1)
 
 
+class ScaleFreeRowOffset(RowOffset):
+    """`RowOffset` without biases whose attention does not depend on the features' scale: the weights are
+    judged on features divided by their RMS along the row, so features ten times larger give offsets ten
+    times larger and the same weights (what keeps the U-Net positively homogeneous)."""
+
+    def __init__(self, channels: int, rows_per_feature: int = 1):
+        super().__init__(channels, rows_per_feature)
+        self.estimate = nn.Conv2d(channels, rows_per_feature, kernel_size=1, bias=False)
+        self.weight_logits = nn.Conv2d(channels, rows_per_feature, kernel_size=1, bias=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        scale = features.pow(2).mean(dim=(1, 3), keepdim=True).sqrt().clamp_min(1e-12)
+        weights = torch.softmax(self.weight_logits(features / scale), dim=3)
+        offsets = (weights * self.estimate(features)).sum(dim=3, keepdim=True)
+        batch, r, rows, _ = offsets.shape
+        return offsets.permute(0, 2, 1, 3).reshape(batch, 1, rows * r, 1)
+
+
 class ImageBatchNorm(nn.BatchNorm2d):
     """Batch normalisation that, at run time, normalises by the statistics of the image being denoised
     (as in training, where each batch brings its own) instead of the running averages over training.
@@ -258,11 +276,92 @@ class LineAwareDenoiser(DenoisingNetwork):
         return 2
 
 
-ARCHITECTURES: dict[str, type[DenoisingNetwork]] = {"window-mlp": WindowMLP, "conv": LineAwareDenoiser}
+class ResidualBlock(nn.Module):
+    """x + conv(relu(conv(x))), without biases (as in DRUNet)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class UNetDenoiser(DenoisingNetwork):
+    """Residual U-Net denoiser (DRUNet-like) with the row-offset branch of `conv`.
+
+    Four scales (full, 1/2, 1/4, 1/8 resolution) of residual blocks joined by strided and transposed
+    convolutions, skips added back at each scale: the field of view spans well over a hundred pixels, so
+    a smooth surface under heavy noise is averaged over a wide area, as block matching (BM3D) does, while
+    the full-resolution blocks keep edges. `conv` sees a few dozen pixels, too few on smooth real films
+    (models/DENOISERS.md). No batch normalisation and no biases: the network is positively homogeneous,
+    so in the heights' noise units (`median-noise`) a feature ten times taller is treated the same way,
+    whatever the surface (bias-free networks generalise across noise levels, Mohan et al. 2020). Output =
+    input - per-pixel noise - one offset per row (`ScaleFreeRowOffset` at full resolution).
+    """
+
+    flip_ensemble = True
+
+    def __init__(self, channels: tuple[int, ...] | list[int] = (16, 32, 64, 96), blocks: int = 2):
+        super().__init__()
+        self.channels_per_scale = tuple(int(c) for c in channels)
+        self.blocks = int(blocks)
+        if len(self.channels_per_scale) < 2 or self.blocks < 1:
+            raise ValueError("unet needs at least two scales and one block per scale")
+        self.normalisation = "median-noise"
+        widths = self.channels_per_scale
+        self.head = nn.Conv2d(1, widths[0], 3, padding=1, bias=False)
+        self.encoders = nn.ModuleList(self._stage(c) for c in widths[:-1])
+        self.downs = nn.ModuleList(nn.Conv2d(a, b, 2, stride=2, bias=False) for a, b in zip(widths, widths[1:]))
+        self.bottom = self._stage(widths[-1])
+        self.ups = nn.ModuleList(
+            nn.ConvTranspose2d(b, a, 2, stride=2, bias=False) for a, b in zip(widths[:-1], widths[1:])
+        )
+        self.decoders = nn.ModuleList(self._stage(c) for c in widths[:-1])
+        self.tail = nn.Conv2d(widths[0], 1, 3, padding=1, bias=False)
+        self.row_offset = ScaleFreeRowOffset(widths[0])
+
+    def _stage(self, channels: int) -> nn.Sequential:
+        return nn.Sequential(*(ResidualBlock(channels) for _ in range(self.blocks)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows, cols = x.shape[-2:]
+        multiple = 2 ** (len(self.channels_per_scale) - 1)
+        pad_rows, pad_cols = -rows % multiple, -cols % multiple
+        mode = "reflect" if pad_rows < rows and pad_cols < cols else "replicate"
+        h = self.head(F.pad(x, (0, pad_cols, 0, pad_rows), mode=mode))
+        skips = []
+        for encoder, down in zip(self.encoders, self.downs):
+            h = encoder(h)
+            skips.append(h)
+            h = down(h)
+        h = self.bottom(h)
+        for up, decoder, skip in zip(reversed(self.ups), reversed(self.decoders), reversed(skips)):
+            h = decoder(up(h) + skip)
+        noise = self.tail(h) + self.row_offset(h)
+        return x - noise[..., :rows, :cols]
+
+    def config(self) -> dict[str, Any]:
+        return {"channels": list(self.channels_per_scale), "blocks": self.blocks}
+
+    @property
+    def min_size(self) -> int:
+        return 2
+
+
+ARCHITECTURES: dict[str, type[DenoisingNetwork]] = {
+    "window-mlp": WindowMLP,
+    "conv": LineAwareDenoiser,
+    "unet": UNetDenoiser,
+}
 
 
 def build_network(arch: str, **options: Any) -> DenoisingNetwork:
-    """A fresh network of the named architecture (`window-mlp` or `conv`) with its options."""
+    """A fresh network of the named architecture (`window-mlp`, `conv` or `unet`) with its options."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown denoiser architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[arch](**options)

@@ -19,3 +19,4 @@ class TrainOptions:
     device: str = "cpu"
     arch_options: dict[str, Any] = field(default_factory=dict)
     half_scale: bool = False  # also train on every pair at half scale (smaller particles, same noise)
+    clip_grad_norm: float | None = None  # None: the architecture's default (DEFAULT_CLIP_GRAD_NORM)

@@ -94,6 +94,35 @@ def synthetic_pair(seed: int, index: int, kind: str, size: int = 256, noise_to_r
     return Pair(f"s{seed}-{index:05d}-{kind}", noisy.astype(np.float32), clean.astype(np.float32), pixel)
 
 
-def synthetic_pairs(per_kind: int, seed: int, size: int = 256, kinds: tuple[str, ...] = SURFACE_KINDS) -> list[Pair]:
-    """`per_kind` pairs of every surface kind, numbered kind after kind (seeded, reproducible)."""
-    return [synthetic_pair(seed, k * per_kind + i, kind, size) for k, kind in enumerate(kinds) for i in range(per_kind)]
+# pairs drawn at a second or third size are numbered from here on, so no two sizes share a surface's seed
+SIZE_INDEX_STRIDE = 1_000_000
+
+
+def _pair_from_arguments(arguments: tuple[int, int, str, int]) -> Pair:
+    return synthetic_pair(*arguments)
+
+
+def synthetic_pairs(
+    per_kind: int,
+    seed: int,
+    size: int | tuple[int, ...] = 256,
+    kinds: tuple[str, ...] = SURFACE_KINDS,
+    workers: int = 1,
+) -> list[Pair]:
+    """`per_kind` pairs of every surface kind at each size, numbered kind after kind (seeded, reproducible:
+    the pairs of the first size are those a single size gives). A larger size keeps each kind's scan sizes,
+    so its features span more pixels: the smooth, oversampled look of many real scans. `workers` > 1 draws
+    them in that many processes (same pairs, same order)."""
+    sizes = (size,) if isinstance(size, int) else tuple(size)
+    arguments = [
+        (seed, s * SIZE_INDEX_STRIDE + k * per_kind + i, kind, pixels)
+        for s, pixels in enumerate(sizes)
+        for k, kind in enumerate(kinds)
+        for i in range(per_kind)
+    ]
+    if workers <= 1:
+        return [_pair_from_arguments(a) for a in arguments]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_pair_from_arguments, arguments, chunksize=8))

@@ -37,7 +37,10 @@ PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 # Adam learning rates that train each architecture well in a few hundred to a few thousand steps.
-DEFAULT_LEARNING_RATES = {"window-mlp": 1e-2, "conv": 3e-3}
+DEFAULT_LEARNING_RATES = {"window-mlp": 1e-2, "conv": 3e-3, "unet": 1e-3}
+# Gradient clipping: the bias-free U-Net, without batch normalisation, sees heights up to 64 noise units
+# (a grating) beside flat substrates; one such batch early in training must not throw the weights away.
+DEFAULT_CLIP_GRAD_NORM: dict[str, float | None] = {"window-mlp": None, "conv": None, "unet": 1.0}
 
 
 def _pick_files(folder: Path) -> dict[str, Path]:
@@ -153,13 +156,16 @@ def _normalised(pair: Pair, normalisation: str) -> tuple[np.ndarray, np.ndarray]
 
 
 def _batches(arrays: list[tuple[np.ndarray, np.ndarray]], options: TrainOptions, rng: np.random.Generator):
-    """Endless random patches, flipped up-down and left-right at random (never transposed: rows stay rows)."""
+    """Endless random patches, flipped up-down and left-right at random (never transposed: rows stay rows).
+
+    Every patch has the same size, cut down to the smallest image when one is smaller than asked."""
+    ph = min(options.patch_rows, *(noisy.shape[0] for noisy, _ in arrays))
+    pw = min(options.patch_cols, *(noisy.shape[1] for noisy, _ in arrays))
     while True:
         noisy_batch, clean_batch = [], []
         for _ in range(options.batch_size):
             noisy, clean = arrays[rng.integers(len(arrays))]
             rows, cols = noisy.shape
-            ph, pw = min(options.patch_rows, rows), min(options.patch_cols, cols)
             top, left = rng.integers(rows - ph + 1), rng.integers(cols - pw + 1)
             n, c = noisy[top : top + ph, left : left + pw], clean[top : top + ph, left : left + pw]
             if rng.random() < 0.5:
@@ -199,12 +205,19 @@ def train_denoiser(
     device = torch.device(options.device)
     network = build_network(options.arch, **options.arch_options)
     if options.half_scale:
-        pairs = pairs + [half_scale(p) for p in pairs if min(p.clean.shape) >= 2 * options.patch_rows]
+        pairs = pairs + [
+            half_scale(p)
+            for p in pairs
+            if p.clean.shape[0] >= 2 * options.patch_rows and p.clean.shape[1] >= 2 * options.patch_cols
+        ]
     arrays = [_normalised(p, network.normalisation) for p in pairs]
     if isinstance(network, WindowMLP):
         network.fit_output_range(torch.from_numpy(np.concatenate([c.ravel() for _, c in arrays])))
     network.to(device).train()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every patch has one size: let cuDNN pick its fastest kernels
     learning_rate = options.learning_rate or DEFAULT_LEARNING_RATES[options.arch]
+    clip = options.clip_grad_norm if options.clip_grad_norm is not None else DEFAULT_CLIP_GRAD_NORM[options.arch]
     optimiser = torch.optim.Adam(network.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=learning_rate, total_steps=options.steps, pct_start=0.05
@@ -218,6 +231,8 @@ def train_denoiser(
         loss = nn.functional.mse_loss(network(noisy), clean)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(network.parameters(), clip)
         optimiser.step()
         schedule.step()
         losses.append(loss.item())
@@ -227,7 +242,7 @@ def train_denoiser(
             log.debug("denoiser_training", step=step, loss=recent)
     network.to("cpu").eval()
     report = {
-        "options": dict(asdict(options), learning_rate=learning_rate),
+        "options": dict(asdict(options), learning_rate=learning_rate, clip_grad_norm=clip),
         "pairs_trained": [p.name for p in pairs],
         "seconds": round(time.monotonic() - started, 1),
         "loss_first_50": float(np.mean(losses[:50])),
@@ -289,6 +304,8 @@ def train_from_folders(
     self_supervised: str | None = None,
     synthetic_per_kind: int = 0,
     synthetic_seed: int = 1,
+    synthetic_sizes: tuple[int, ...] = (256,),
+    workers: int = 1,
 ) -> dict:
     """`afmwatch train-denoiser`: train on folders of pairs, write the model, a JSON report and a PNG panel.
 
@@ -296,7 +313,7 @@ def train_from_folders(
     `self_supervised="trace-retrace"` the folders hold ordinary scans and each scan's retrace is the
     target (Noise2Noise); validation then compares with the other direction, not with a clean image.
     `synthetic_per_kind` adds that many pairs of every synthetic surface kind (`afmwatch.denoise.pairs`,
-    drawn from `synthetic_seed`), generated in memory.
+    drawn from `synthetic_seed`) at each of `synthetic_sizes` pixels, generated in memory by `workers` processes.
     """
     from afmwatch.denoise.model import load_denoiser
 
@@ -305,8 +322,9 @@ def train_from_folders(
     loader = load_trace_retrace_pairs if self_supervised == "trace-retrace" else load_pairs
     pairs = [pair for data_dir in data_dirs for pair in loader(data_dir)]
     if synthetic_per_kind:
-        pairs += synthetic_pairs(synthetic_per_kind, synthetic_seed)
-        data.append(f"synthetic surfaces: {synthetic_per_kind} per kind, seed {synthetic_seed}")
+        pairs += synthetic_pairs(synthetic_per_kind, synthetic_seed, synthetic_sizes, workers=workers)
+        sizes = ", ".join(f"{n} px" for n in synthetic_sizes)
+        data.append(f"synthetic surfaces: {synthetic_per_kind} per kind at {sizes}, seed {synthetic_seed}")
     if not pairs:
         raise ValueError("no training data: give --data folders or --synthetic pairs per kind")
     train_pairs, val_pairs = split_pairs(pairs, options.val_fraction, options.seed)
