@@ -526,8 +526,10 @@ def test_synthetic_pairs_at_two_sizes_keep_the_first_size_and_can_be_drawn_in_pr
     for a, b in zip(one, two[:2]):
         np.testing.assert_array_equal(a.noisy, b.noisy)  # the first size's pairs are those one size gives
     assert len({p.name for p in two}) == 4  # no two sizes share a surface's seed
-    # the larger size keeps the scan size: finer pixels, so each feature spans more of them
-    assert two[2].pixel_size_nm is not None and one[0].pixel_size_nm is not None
+    # a larger size keeps the scan size: finer pixels, so each feature spans more of them
+    for kind in ("grains", "grid"):
+        small, large = synthetic_pair(4, 0, kind, 64), synthetic_pair(4, 0, kind, 96)
+        assert small.pixel_size_nm == pytest.approx(1.5 * large.pixel_size_nm)
 
 
 def test_a_levelled_scan_stays_levelled_and_an_unlevelled_one_keeps_the_networks_row_offsets():

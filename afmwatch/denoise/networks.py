@@ -149,38 +149,27 @@ class WindowMLP(DenoisingNetwork):
 class RowOffset(nn.Module):
     """One offset per fast-scan row: an attention-weighted mean along the row of per-pixel estimates.
 
-    Works on half-resolution features where each feature row holds two image rows (`rows_per_feature`
-    channels), and returns the offsets at full resolution, shape (B, 1, H, 1).
+    Works on features where each feature row holds `rows_per_feature` image rows (two for the conv's
+    half-resolution trunk, one channel each), and returns the offsets at full resolution, shape (B, 1, H, 1).
+    `scale_free` (the U-Net): no biases, and the attention is judged on the features divided by their RMS
+    along the row, so features ten times larger give offsets ten times larger and the same weights (what
+    keeps the U-Net positively homogeneous).
     """
 
-    def __init__(self, channels: int, rows_per_feature: int = 2):
+    def __init__(self, channels: int, rows_per_feature: int = 2, scale_free: bool = False):
         super().__init__()
-        self.estimate = nn.Conv2d(channels, rows_per_feature, kernel_size=1)
-        self.weight_logits = nn.Conv2d(channels, rows_per_feature, kernel_size=1)
+        self.scale_free = scale_free
+        self.estimate = nn.Conv2d(channels, rows_per_feature, kernel_size=1, bias=not scale_free)
+        self.weight_logits = nn.Conv2d(channels, rows_per_feature, kernel_size=1, bias=not scale_free)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.weight_logits(features), dim=3)
+        judged = features
+        if self.scale_free:
+            judged = features / features.pow(2).mean(dim=(1, 3), keepdim=True).sqrt().clamp_min(1e-12)
+        weights = torch.softmax(self.weight_logits(judged), dim=3)
         offsets = (weights * self.estimate(features)).sum(dim=3, keepdim=True)  # (B, r, H/r, 1)
-        batch, r, half_rows, _ = offsets.shape
-        return offsets.permute(0, 2, 1, 3).reshape(batch, 1, half_rows * r, 1)
-
-
-class ScaleFreeRowOffset(RowOffset):
-    """`RowOffset` without biases whose attention does not depend on the features' scale: the weights are
-    judged on features divided by their RMS along the row, so features ten times larger give offsets ten
-    times larger and the same weights (what keeps the U-Net positively homogeneous)."""
-
-    def __init__(self, channels: int, rows_per_feature: int = 1):
-        super().__init__(channels, rows_per_feature)
-        self.estimate = nn.Conv2d(channels, rows_per_feature, kernel_size=1, bias=False)
-        self.weight_logits = nn.Conv2d(channels, rows_per_feature, kernel_size=1, bias=False)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        scale = features.pow(2).mean(dim=(1, 3), keepdim=True).sqrt().clamp_min(1e-12)
-        weights = torch.softmax(self.weight_logits(features / scale), dim=3)
-        offsets = (weights * self.estimate(features)).sum(dim=3, keepdim=True)
-        batch, r, rows, _ = offsets.shape
-        return offsets.permute(0, 2, 1, 3).reshape(batch, 1, rows * r, 1)
+        batch, r, feature_rows, _ = offsets.shape
+        return offsets.permute(0, 2, 1, 3).reshape(batch, 1, feature_rows * r, 1)
 
 
 class ImageBatchNorm(nn.BatchNorm2d):
@@ -302,7 +291,7 @@ class UNetDenoiser(DenoisingNetwork):
     (models/DENOISERS.md). No batch normalisation and no biases: the network is positively homogeneous,
     so in the heights' noise units (`median-noise`) a feature ten times taller is treated the same way,
     whatever the surface (bias-free networks generalise across noise levels, Mohan et al. 2020). Output =
-    input - per-pixel noise - one offset per row (`ScaleFreeRowOffset` at full resolution).
+    input - per-pixel noise - one offset per row (a scale-free `RowOffset` at full resolution).
     """
 
     flip_ensemble = True
@@ -325,7 +314,7 @@ class UNetDenoiser(DenoisingNetwork):
         )
         self.decoders = nn.ModuleList(self._stage(c) for c in widths[:-1])
         self.tail = nn.Conv2d(widths[0], 1, 3, padding=1, bias=False)
-        self.row_offset = ScaleFreeRowOffset(widths[0])
+        self.row_offset = RowOffset(widths[0], rows_per_feature=1, scale_free=True)
 
     def _stage(self, channels: int) -> nn.Sequential:
         return nn.Sequential(*(ResidualBlock(channels) for _ in range(self.blocks)))
