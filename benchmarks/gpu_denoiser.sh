@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Train the U-Net denoiser (issue 16) on a lent GPU: the training a shared 2-core CPU cannot afford.
 # Used on a lent H100 (its image has PyTorch; afmwatch's other packages travel as wheels in .whl/, as for
-# gpu_session.sh). The training gets the number of steps that fits TRAIN_SECONDS, measured from a short
-# timing run first. The models, their reports and the
-# log go to $OUT; they are measured on real surfaces afterwards (`benchmarks/denoise_real.py`).
-#   OUT=... TRAIN_SECONDS=300 bash benchmarks/gpu_denoiser.sh
+# gpu_session.sh). The training runs STEPS steps, or as many as fit TRAIN_SECONDS by a short timing run
+# first. The model, its report, panel and the log go to $OUT; it is measured on real surfaces afterwards
+# (`benchmarks/denoise_real.py`). The shipped model: OUT=... STEPS=18000 PER_KIND=300 bash benchmarks/gpu_denoiser.sh
 set -uo pipefail
 OUT="${OUT:-$PWD/gpu-out}"
 TRAIN_SECONDS="${TRAIN_SECONDS:-300}"
