@@ -248,6 +248,53 @@ def test_train_denoiser_command_on_a_synthetic_set(tmp_path, capsys):
     assert denoiser.metadata["training"]["steps"] == 30 and denoiser.network.config()["window"] == 9
 
 
+def test_fine_tuning_starts_from_the_given_model_and_learns_from_there(rng, tmp_path):
+    start = tiny_denoiser("conv", tmp_path / "start.safetensors")
+    pairs = [noisy_pair(rng, size=48) for _ in range(2)]
+    options = dict(steps=40, batch_size=2, patch_rows=32, patch_cols=48, arch="conv", learning_rate=1e-3)
+    tuned, _ = train_denoiser(pairs, TrainOptions(**options, seed=3, init=str(start.path)), progress=False)
+    # the same architecture from random weights (another seed than the one tiny_denoiser drew its weights from)
+    fresh, _ = train_denoiser(
+        pairs, TrainOptions(**options, seed=5, arch_options={"channels": 8, "depth": 3}), progress=False
+    )
+    assert tuned.config() == start.network.config()  # the file's architecture, not the default conv
+
+    def distance(network: torch.nn.Module) -> float:
+        ours, theirs = network.state_dict(), start.network.state_dict()
+        return sum(float((ours[k] - theirs[k]).norm()) for k in theirs if theirs[k].is_floating_point())
+
+    # it trained, from the given weights: much nearer to them than a network trained from random ones
+    assert 0 < distance(tuned) < 0.5 * distance(fresh)
+    with pytest.raises(ValueError, match="cannot start a unet training"):
+        train_denoiser(pairs, TrainOptions(**dict(options, arch="unet"), init=str(start.path)), progress=False)
+    with pytest.raises(ValueError, match="differ from the given"):
+        train_denoiser(pairs, TrainOptions(**options, init=str(start.path), arch_options={"channels": 16}))
+
+
+def test_a_time_limit_ends_the_run_early_with_the_schedule_annealed(rng, monkeypatch):
+    """The clock is faked: every call advances it one second, so the limit of 20 s allows about 20 steps of
+    the 100000 asked, and the schedule must still end at its smallest learning rate."""
+    import afmwatch.denoise.train as train_module
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(train_module.time, "monotonic", lambda: float(next(ticks)))
+    rates: list[float] = []
+    original_step = torch.optim.Adam.step
+
+    def record(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", record)
+    options = TrainOptions(
+        arch="conv", steps=100_000, batch_size=2, patch_rows=32, patch_cols=48, learning_rate=1e-2, time_limit_s=20.0
+    )
+    _, report = train_denoiser([noisy_pair(rng, size=48)], options, progress=False)
+    assert 5 <= report["steps_run"] <= 20
+    assert max(rates) > 100 * rates[-1]  # warmed up and annealed, not cut off at the peak
+    assert rates[-1] < 1e-2 / 25  # below the start (peak / 25): the last stretch of the cycle
+
+
 def test_trace_retrace_training_needs_no_clean_images(tmp_path):
     data = tmp_path / "scans"
     assert main(["synth", "classify", "--out", str(data), "--n", "2", "--size", "64", "--no-gwy", "--no-previews"]) == 0

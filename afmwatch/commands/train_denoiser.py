@@ -81,7 +81,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help='other architecture options, e.g. \'{"channels": 32, "depth": 7}\' for conv',
     )
+    parser.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL",
+        help="start from this denoiser's weights instead of random ones (fine-tuning, e.g. the shipped "
+        "models/denoiser-unet.safetensors on a lab's own pairs; same --arch, its options come from the file; "
+        "a smaller --lr suits)",
+    )
     parser.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default {d.steps})")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds of training; the learning-rate schedule keeps pace with the clock, "
+        "so the run ends annealed even when --steps would take longer",
+    )
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument(
         "--patch",
@@ -141,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         arch_options=arch_options,
         half_scale=args.half_scale,
         clip_grad_norm=args.clip_grad_norm,
+        init=args.init,
+        time_limit_s=args.time_limit,
     )
     try:
         report = train_from_folders(

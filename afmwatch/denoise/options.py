@@ -20,3 +20,5 @@ class TrainOptions:
     arch_options: dict[str, Any] = field(default_factory=dict)
     half_scale: bool = False  # also train on every pair at half scale (smaller particles, same noise)
     clip_grad_norm: float | None = None  # None: the architecture's default (DEFAULT_CLIP_GRAD_NORM)
+    init: str | None = None  # start from this denoiser file's weights (fine-tuning) instead of random ones
+    time_limit_s: float | None = None  # finish the learning-rate schedule within this many seconds

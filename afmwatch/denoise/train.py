@@ -194,16 +194,46 @@ def evaluate(denoiser: Denoiser, pairs: list[Pair]) -> list[dict[str, Any]]:
     return results
 
 
+def starting_network(options: TrainOptions) -> DenoisingNetwork:
+    """A fresh network of `options.arch`, or the weights of `options.init` to fine-tune (same architecture;
+    its options come from the file, so `arch_options` must be empty or the same)."""
+    if not options.init:
+        return build_network(options.arch, **options.arch_options)
+    from afmwatch.denoise.model import load_denoiser
+
+    start = load_denoiser(options.init)
+    if start.arch != options.arch:
+        raise ValueError(f"{options.init}: a {start.arch} denoiser cannot start a {options.arch} training")
+    if options.arch_options and options.arch_options != start.network.config():
+        raise ValueError(
+            f"{options.init}: its options {start.network.config()} differ from the given {options.arch_options}"
+        )
+    return start.network.requires_grad_(True)
+
+
+def _keep_pace(schedule: torch.optim.lr_scheduler.OneCycleLR, options: TrainOptions, elapsed: float) -> bool:
+    """With a time limit the one-cycle schedule runs by the clock when the clock is ahead of the steps: it
+    skips forward to the share of the time used, so the run ends on time with its learning rate annealed.
+    False when the time is up or the schedule is complete."""
+    assert options.time_limit_s
+    due = int(options.steps * elapsed / options.time_limit_s)
+    if due >= options.steps or schedule.last_epoch >= options.steps:
+        return False
+    while schedule.last_epoch < due:
+        schedule.step()
+    return True
+
+
 def train_denoiser(
     pairs: list[Pair], options: TrainOptions, *, progress: bool = True
 ) -> tuple[DenoisingNetwork, dict[str, Any]]:
-    """Train a fresh network on `pairs`; returns it (eval mode, CPU) and a report of the run."""
+    """Train a fresh network (or `options.init`'s) on `pairs`; returns it (eval mode, CPU) and a report."""
     if not pairs:
         raise ValueError("no training pairs")
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     device = torch.device(options.device)
-    network = build_network(options.arch, **options.arch_options)
+    network = starting_network(options)
     if options.half_scale:
         pairs = pairs + [
             half_scale(p)
@@ -211,7 +241,7 @@ def train_denoiser(
             if p.clean.shape[0] >= 2 * options.patch_rows and p.clean.shape[1] >= 2 * options.patch_cols
         ]
     arrays = [_normalised(p, network.normalisation) for p in pairs]
-    if isinstance(network, WindowMLP):
+    if isinstance(network, WindowMLP) and not options.init:
         network.fit_output_range(torch.from_numpy(np.concatenate([c.ravel() for _, c in arrays])))
     network.to(device).train()
     if device.type == "cuda":
@@ -227,6 +257,8 @@ def train_denoiser(
     batches = _batches(arrays, options, rng)
     bar = tqdm(range(options.steps), desc=f"train {options.arch}", unit="step", disable=not progress)
     for step in bar:
+        if options.time_limit_s and step and not _keep_pace(schedule, options, time.monotonic() - started):
+            break
         noisy, clean = (t.to(device) for t in next(batches))
         loss = nn.functional.mse_loss(network(noisy), clean)
         optimiser.zero_grad(set_to_none=True)
@@ -245,6 +277,7 @@ def train_denoiser(
         "options": dict(asdict(options), learning_rate=learning_rate, clip_grad_norm=clip),
         "pairs_trained": [p.name for p in pairs],
         "seconds": round(time.monotonic() - started, 1),
+        "steps_run": len(losses),
         "loss_first_50": float(np.mean(losses[:50])),
         "loss_last_50": float(np.mean(losses[-50:])),
         "loss_curve": [float(np.mean(losses[i : i + 25])) for i in range(0, len(losses), 25)],
@@ -296,6 +329,13 @@ def write_panel(path: Path, results: list[dict[str, Any]], max_rows: int = 4) ->
     return path
 
 
+def _model_identity(path: str | Path) -> dict[str, str]:
+    """The file a fine-tuned model started from, so its card can say which weights it grew from."""
+    from afmwatch.networks.model_file import file_sha256
+
+    return {"name": Path(path).name, "sha256": file_sha256(Path(path))}
+
+
 def train_from_folders(
     data_dirs: list[str | Path],
     out_model: str | Path,
@@ -339,8 +379,9 @@ def train_from_folders(
             "data": data,
             "self_supervised": self_supervised,
             "pairs": len(train_pairs),
-            "steps": options.steps,
+            "steps": report["steps_run"],
             "seed": options.seed,
+            **({"init": _model_identity(options.init)} if options.init else {}),
             "half_scale": options.half_scale,
             "loss_last_50": report["loss_last_50"],
         },
