@@ -11,12 +11,33 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from afmwatch.config import WatchConfig
+
+# The events that can announce a scan. Opening, reading and closing a file unchanged (as the daemon's own
+# readers do, once per scan) and deletions (a sorted scan moved out) are not asked for: inotify then does
+# not deliver them at all, rather than the handler dropping each one in Python.
+WATCHED_EVENTS = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+]
 
 
 def wanted(path: Path, root: Path, watch: WatchConfig) -> bool:
@@ -99,7 +120,7 @@ def start_observer(root: Path, watch: WatchConfig, touch: Callable[[Path], None]
         observer: BaseObserver = PollingObserver(timeout=watch.polling_interval_seconds)
     else:
         observer = Observer()
-    observer.schedule(_Handler(root, watch, touch), str(root), recursive=watch.recursive)
+    observer.schedule(_Handler(root, watch, touch), str(root), recursive=watch.recursive, event_filter=WATCHED_EVENTS)
     observer.daemon = True
     observer.start()
     return observer
