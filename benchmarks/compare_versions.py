@@ -395,7 +395,9 @@ def explain(key: str, old: Any, new: Any, before: dict[str, Any], after: dict[st
         exact = p_bad is None or abs(new - (1.0 - p_bad)) < 1e-12
         if exact and abs(old - new) <= FLOAT32_NOISE:
             return "float", "P(good) = 1 - P(bad) in float64, not the float32 softmax (issue 12, commit dc436fb)"
-    if (name.endswith("probabilities.bad") or name == "confidence") and (
+    # the same noise in the model parts' P(bad) and in the familiarity score (from the network's features)
+    from_network = name.startswith("model_parts.") or name == "familiarity.score"
+    if (name.endswith("probabilities.bad") or name == "confidence" or from_network) and (
         isinstance(old, float) and isinstance(new, float) and abs(old - new) <= FLOAT32_NOISE
     ):
         return "float", "float32 last digit: the same scan in another batch (in either version)"
