@@ -42,6 +42,7 @@ from afmwatch.daemon.stage import Stage
 from afmwatch.daemon.watcher import scan_folder, start_observer
 from afmwatch.daemon.worker import InferenceWorker, load_checked, model_path
 from afmwatch.log import configure_logging
+from afmwatch.networks.protocol import ClassifierModel
 from afmwatch.system import available_cores
 
 log = structlog.get_logger("afmwatch.service")
@@ -302,7 +303,7 @@ class Service:
         with contextlib.suppress(JournalFull):
             self._set_service(config, classifier)
 
-    def _set_service(self, config: Config, classifier: Any) -> None:
+    def _set_service(self, config: Config, classifier: ClassifierModel) -> None:
         assert self.runtime is not None, "the service has not started"
         self.runtime.journal.set_service(
             {

@@ -16,6 +16,7 @@ from typing import Any
 
 from afmwatch.config import ReadingConfig
 from afmwatch.judge import JudgedFile, judge_paths
+from afmwatch.networks.protocol import ClassifierModel
 from afmwatch.readers import is_supported
 from afmwatch.verdict import Decision, Policy
 
@@ -74,7 +75,12 @@ def _decision(judged: JudgedFile) -> tuple[str, str]:
 
 
 def _pairs(
-    new: Any, old: Any, paths: list[Path], policy: Policy, reading: ReadingConfig | None, batch_size: int
+    new: ClassifierModel,
+    old: ClassifierModel,
+    paths: list[Path],
+    policy: Policy,
+    reading: ReadingConfig | None,
+    batch_size: int,
 ) -> Iterator[tuple[JudgedFile, JudgedFile]]:
     after = judge_paths(new, paths, policy=policy, reading=reading, batch_size=batch_size)
     before = judge_paths(old, paths, policy=policy, reading=reading, batch_size=batch_size)
@@ -82,8 +88,8 @@ def _pairs(
 
 
 def diff_models(
-    new: Any,
-    old: Any,
+    new: ClassifierModel,
+    old: ClassifierModel,
     data: str | Path,
     *,
     policy: Policy = Policy(),
@@ -124,5 +130,5 @@ def diff_models(
     }
 
 
-def _model_info(classifier: Any) -> dict[str, Any]:
+def _model_info(classifier: ClassifierModel) -> dict[str, Any]:
     return {"name": classifier.name, "file": str(classifier.path), "sha256": classifier.sha256, "arch": classifier.arch}
