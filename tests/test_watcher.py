@@ -8,18 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from daemon_support import wait_until
 
 from afmwatch.config import WatchConfig
 from afmwatch.daemon import watcher
-
-
-def _wait_for(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 @pytest.fixture
@@ -45,14 +37,14 @@ def observed(tmp_path, monkeypatch):
 
     observer = watcher.start_observer(inbox, WatchConfig(observer="native"), touch)
     try:
-        yield inbox, touched, dispatched
+        yield inbox, touched, dispatched, lock
     finally:
         observer.stop()
         observer.join()
 
 
 def test_every_way_a_scan_arrives_is_seen(observed, tmp_path):
-    inbox, touched, _ = observed
+    inbox, touched, _, _ = observed
     (inbox / "written.tif").write_bytes(b"II*\x00" + bytes(1000))
     staging = inbox / ".renamed.tif.tmp"
     staging.write_bytes(b"II*\x00" + bytes(1000))
@@ -62,20 +54,23 @@ def test_every_way_a_scan_arrives_is_seen(observed, tmp_path):
     (outside / "inside.tif").write_bytes(b"II*\x00" + bytes(1000))
     os.replace(outside, inbox / "session")  # a folder moved in whole
     expected = {inbox / "written.tif", inbox / "renamed.tif", inbox / "session" / "inside.tif"}
-    assert _wait_for(lambda: expected <= touched), f"not seen: {sorted(map(str, expected - touched))}"
+    wait_until(lambda: expected <= touched, what=f"all of {sorted(p.name for p in expected)} seen")
     assert not any(path.name.startswith(".") for path in touched)
 
 
 def test_reading_and_moving_a_scan_out_is_not_delivered_to_the_handler(observed, tmp_path):
-    inbox, touched, dispatched = observed
+    inbox, touched, dispatched, lock = observed
     scan = inbox / "scan.tif"
     scan.write_bytes(b"II*\x00" + bytes(1000))
-    assert _wait_for(lambda: scan in touched)
+    wait_until(lambda: scan in touched, what="the new scan seen")
     time.sleep(0.3)  # the write's own events have arrived
-    dispatched.clear()
+    with lock:
+        dispatched.clear()
     for _ in range(5):  # what the daemon does with a settled scan: open, read, close; then sort it away
         with open(scan, "rb") as handle:
             handle.read()
     os.replace(scan, tmp_path / "scan.tif")
     time.sleep(1.0)  # inotify delivers within milliseconds; a moved-out file's event is held 0.5 s
-    assert [e for e in dispatched if e in ("opened", "closed_no_write", "deleted")] == [], dispatched
+    with lock:
+        events = list(dispatched)
+    assert [e for e in events if e in ("opened", "closed_no_write", "deleted")] == [], events
