@@ -81,6 +81,17 @@ TIP_BREAK_ALONE_WEIGHT = 0.5
 TIP_PROFILE_FLOOR = 0.05
 TIP_GLOBAL_SPREAD = 1.0
 
+# Line breaks (`line_breaks`): how much each line differs from the next, against the scan's usual. The
+# difference is cut into LINE_BREAK_SEGMENTS stretches, each stretch's mean removed (a line offset is not a
+# break), and the median taken over the stretches: a tip change, a skipped or shifted line changes the whole
+# width at once, the edge of a feature only its own stretch. The first and last lines (max(3, lines / 64))
+# are not counted: piezo creep and the frame of an image export.
+LINE_BREAK_SEGMENTS = 8
+LINE_BREAK_EDGE = 3
+# a band: two breaks TIP_MIN_LINES to TIP_MAX_LINES apart (more on scans of more than 256 lines), taken from
+# the LINE_BREAK_CANDIDATES strongest lines
+LINE_BREAK_CANDIDATES = 20
+
 
 @dataclass(frozen=True)
 class MetricInfo:
@@ -146,6 +157,17 @@ METRICS: dict[str, MetricInfo] = {
         "it; 1 = none, 0.5 = the tip got blunter there, 2 = sharper",
     ),
     "sharpness_change_line": MetricInfo("line", "the line from which sharpness_change is measured"),
+    "line_break": MetricInfo(
+        "ln ratio",
+        "the strongest change from one line to the next across the whole width (line offsets removed), "
+        "natural log of its size over the scan's usual line-to-line change; about 0-2 on a clean scan, "
+        "higher where the tip changed, a line was skipped or the image shifted",
+    ),
+    "line_break_band": MetricInfo(
+        "ln ratio",
+        "the same for a band: the weaker of the two strongest breaks 5-60 lines apart (the start and the end "
+        "of a tip change); 0 when there is none",
+    ),
     "trace_retrace_mismatch": MetricInfo(
         "ratio",
         "RMS difference between trace and retrace after levelling and aligning them, / their RMS "
@@ -846,6 +868,40 @@ def tip_change(surf: Surface) -> dict[str, float | int | None]:
     return values
 
 
+def line_break_profile(z: np.ndarray) -> np.ndarray:
+    """profile[r]: natural log of the change from line r to line r + 1 of line-aligned heights `z` over the
+    scan's median change (median over LINE_BREAK_SEGMENTS stretches, each stretch's mean change removed);
+    0 at the first and last lines, which are not counted."""
+    rows, cols = z.shape
+    width = cols // LINE_BREAK_SEGMENTS
+    change = np.diff(np.asarray(z, dtype=np.float64), axis=0)[:, : width * LINE_BREAK_SEGMENTS]
+    change = change.reshape(rows - 1, LINE_BREAK_SEGMENTS, width)
+    change = change - change.mean(axis=2, keepdims=True)
+    energy = np.median(np.mean(change**2, axis=2), axis=1)
+    usual = max(float(np.median(energy)), 1e-30)
+    profile = np.log(np.maximum(energy, 1e-30) / usual)
+    edge = max(LINE_BREAK_EDGE, rows // 64)
+    profile[:edge] = 0.0
+    profile[-edge:] = 0.0
+    return profile
+
+
+def line_breaks(surf: Surface) -> dict[str, float | None]:
+    """`line_break` and `line_break_band` (see METRICS) from `line_break_profile`. Uses only the one image
+    (many files hold one scan direction)."""
+    z = surf.line_aligned
+    if z.shape[0] < 4 * TIP_MIN_LINES or z.shape[1] < 2 * LINE_BREAK_SEGMENTS:
+        return {"line_break": None, "line_break_band": None}
+    profile = line_break_profile(z)
+    strongest = np.argsort(profile)[::-1][:LINE_BREAK_CANDIDATES]
+    apart = strongest[None, :] - strongest[:, None]
+    longest = max(TIP_MAX_LINES, int(TIP_MAX_LINES * np.sqrt(z.shape[0] / 256)))
+    pairs = (apart >= TIP_MIN_LINES) & (apart <= longest)
+    weaker = np.minimum(profile[strongest][:, None], profile[strongest][None, :])
+    band = float(weaker[pairs].max()) if pairs.any() else 0.0
+    return {"line_break": max(float(profile.max()), 0.0), "line_break_band": max(band, 0.0)}
+
+
 def measure(scan: Scan, retrace: Scan | None = None) -> dict[str, float | int | None]:
     """Every metric in METRICS for `scan` (None where one does not apply), in METRICS order."""
     values: dict[str, float | int | None] = dict.fromkeys(METRICS)
@@ -855,7 +911,7 @@ def measure(scan: Scan, retrace: Scan | None = None) -> dict[str, float | int | 
         return values
     retrace_surf = surface(retrace) if retrace is not None else None
     values.update(line_artefacts(surf, retrace_surf))
-    for group in (clipping, noise, tilt_and_bow, surface_statistics, tip_change):
+    for group in (clipping, noise, tilt_and_bow, surface_statistics, tip_change, line_breaks):
         values.update(group(surf))
     if retrace_surf is not None:
         values.update(trace_retrace(surf, retrace_surf))

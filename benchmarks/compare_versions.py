@@ -262,6 +262,8 @@ NEW_METRICS = {
     "tip_change_sharpness",
     "sharpness_change",
     "sharpness_change_line",
+    "line_break",
+    "line_break_band",
 }
 ABSENT = "<absent>"
 

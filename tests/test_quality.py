@@ -566,6 +566,44 @@ def test_tip_change_needs_only_one_scan_direction(samples):
 def test_too_small_a_scan_has_no_tip_change_metrics():
     m = metrics_of(np.random.default_rng(0).normal(size=(12, 64)))
     assert m["tip_change_score"] is None and m["sharpness_change"] is None
+    assert m["line_break"] is None and m["line_break_band"] is None
+
+
+# A band that breaks off (shifted, doubled, or smeared features with edges) changes the whole width at its
+# first and last lines; a band smeared over smooth terraces changes little from one line to the next.
+LINE_BREAK_BANDS = [band for band in TIP_BANDS if band[0] != "terraces" or band[2] != "smeared"]
+LINE_BREAK_CLEAR = 1.8  # e^1.8: six times the scan's usual line-to-line change
+
+
+@pytest.mark.parametrize(("kind", "seed", "mode", "first", "lines"), LINE_BREAK_BANDS)
+def test_line_break_marks_the_first_and_last_line_of_a_band(kind, seed, mode, first, lines):
+    scan = tip_changed_scan(kind, seed, (first, first + lines), mode)
+    m = quality.measure(scan)
+    assert m["line_break_band"] > LINE_BREAK_CLEAR
+    assert m["line_break"] >= m["line_break_band"]
+    profile = quality.line_break_profile(quality.surface(scan).line_aligned)
+    assert sorted(np.argsort(profile)[-2:]) == [first - 1, first + lines - 1]
+
+
+@pytest.mark.parametrize("kind", sorted(SURFACES))
+def test_line_break_stays_low_on_clean_surfaces(kind):
+    for seed in range(3):
+        m = quality.measure(tip_changed_scan(kind, 50 + seed, None))
+        assert 0 <= m["line_break_band"] <= m["line_break"] < LINE_BREAK_CLEAR, seed
+
+
+def test_line_break_needs_only_one_scan_direction(samples):
+    """On a real Asylum file that holds only the retrace, lines 101-130 moved 12 px sideways break off."""
+    from afmwatch.readers import read_scan
+
+    scan = read_scan(samples / "ibw" / "ARHeight_0000.ibw")
+    assert quality.measure(scan)["line_break"] < LINE_BREAK_CLEAR
+    shifted = scan.height.copy()
+    shifted[100:130] = np.roll(shifted[100:130], 12, axis=1)
+    changed = scan.with_height(shifted)
+    assert quality.measure(changed)["line_break_band"] > 2 * LINE_BREAK_CLEAR
+    profile = quality.line_break_profile(quality.surface(changed).line_aligned)
+    assert sorted(np.argsort(profile)[-2:]) == [99, 129]
 
 
 def test_lasting_change_of_resolution_is_measured_where_it_happens():

@@ -50,6 +50,8 @@ FEATURES: tuple[str, ...] = (
     "z_range",
     "tip_change_score",
     "sharpness_change",
+    "line_break",
+    "line_break_band",
 )
 # Only ratios, fractions and scores: what a model trained on synthetic scans of every scale can carry to
 # another instrument (absolute heights, noise in nm, tilt and bow say more about the sample and the setup
@@ -67,6 +69,8 @@ SCALE_FREE_FEATURES: tuple[str, ...] = (
     "skewness",
     "tip_change_score",
     "sharpness_change",
+    "line_break",
+    "line_break_band",
 )
 FEATURE_SETS = {"all": FEATURES, "scale-free": SCALE_FREE_FEATURES}
 
