@@ -899,7 +899,7 @@ def line_breaks(surf: Surface) -> dict[str, float | None]:
     pairs = (apart >= TIP_MIN_LINES) & (apart <= longest)
     weaker = np.minimum(profile[strongest][:, None], profile[strongest][None, :])
     band = float(weaker[pairs].max()) if pairs.any() else 0.0
-    return {"line_break": max(float(profile.max()), 0.0), "line_break_band": max(band, 0.0)}
+    return {"line_break": float(profile.max()), "line_break_band": max(band, 0.0)}  # max: the edges' zeros
 
 
 def measure(scan: Scan, retrace: Scan | None = None) -> dict[str, float | int | None]:
