@@ -904,18 +904,37 @@ def line_breaks(surf: Surface) -> dict[str, float | None]:
 
 def measure(scan: Scan, retrace: Scan | None = None) -> dict[str, float | int | None]:
     """Every metric in METRICS for `scan` (None where one does not apply), in METRICS order."""
+    return _measure(scan, retrace, alone_too=False)[0]
+
+
+def measure_directions(
+    scan: Scan, retrace: Scan | None
+) -> tuple[dict[str, float | int | None], dict[str, float | int | None]]:
+    """The metrics of `scan` with its retrace and without it, as a file that holds one scan direction
+    is measured (no trace/retrace mismatch; scars not checked against the other direction). Training
+    a metrics model for each kind of file costs one measurement of what the two share."""
+    return _measure(scan, retrace, alone_too=True)
+
+
+def _measure(
+    scan: Scan, retrace: Scan | None, alone_too: bool
+) -> tuple[dict[str, float | int | None], dict[str, float | int | None]]:
+    """(with the retrace, without it); the second is the first when there is no retrace or `alone_too`
+    is False."""
     values: dict[str, float | int | None] = dict.fromkeys(METRICS)
     values.update(completeness(scan))
     surf = surface(scan)
     if surf is None:
-        return values
-    retrace_surf = surface(retrace) if retrace is not None else None
-    values.update(line_artefacts(surf, retrace_surf))
+        return values, values
     for group in (clipping, noise, tilt_and_bow, surface_statistics, tip_change, line_breaks):
         values.update(group(surf))
+    retrace_surf = surface(retrace) if retrace is not None else None
+    both = dict(values, **line_artefacts(surf, retrace_surf))
     if retrace_surf is not None:
-        values.update(trace_retrace(surf, retrace_surf))
-    return {name: _plain(value) for name, value in values.items()}
+        both.update(trace_retrace(surf, retrace_surf))
+    alone = dict(values, **line_artefacts(surf)) if alone_too and retrace_surf is not None else both
+    plain = {name: _plain(value) for name, value in both.items()}
+    return plain, (plain if alone is both else {name: _plain(value) for name, value in alone.items()})
 
 
 def _plain(value: Any) -> float | int | None:

@@ -142,3 +142,37 @@ def test_weight_zero_is_the_network_alone_and_wrong_inputs_are_refused(parts, ca
         )
         == 1
     )
+
+
+def test_the_combined_model_judges_files_with_one_direction_by_its_one_direction_metrics_model(parts, capsys):
+    """A metrics model trained on scans with their retrace carries its one-direction model into the
+    combined file: the metrics part of a file without a retrace is what the metrics model alone says
+    of it (its one-direction model), and differs from that of the same scan with its retrace."""
+    import shutil
+
+    from afmwatch.networks.metrics_model import ONE_DIRECTION_PREFIX
+
+    root, network, _ = parts
+    with_retrace = root / "with-retrace"
+    generate_classify_set(with_retrace, 48, seed=33, size=64, gwy=False, previews=False)
+    metrics = root / "metrics-directions.safetensors"
+    train_model(with_retrace, metrics, TrainOptions(arch="metrics-logistic"), progress=False)
+    out = root / "combined-directions.safetensors"
+    args = ["models", "combine", str(network), str(metrics), "--data", str(root / "held-out"), "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    combined = load_classifier(out)
+    assert any(name.startswith(ONE_DIRECTION_PREFIX) for name in combined.companion_tensors)
+    originals = sorted((with_retrace / "bad").glob("*.tif"))[:4]
+    copies = []
+    for original in originals:
+        copy = root / "one-direction" / original.name
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copyfile(original, copy)
+        copies.append(copy)
+    files = originals + copies
+    alone = {j.path: j.verdict.probabilities["bad"] for j in judge_paths(load_classifier(metrics), files)}
+    judged = {j.path: j.verdict.parts["metrics model"] for j in judge_paths(combined, files)}
+    for path in files:
+        assert judged[path] == pytest.approx(alone[path], abs=1e-6)
+    assert any(judged[a] != pytest.approx(judged[b], abs=1e-4) for a, b in zip(originals, copies))

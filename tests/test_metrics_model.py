@@ -295,3 +295,111 @@ def test_forward_limit_times_a_model_file_of_either_kind(rng, tmp_path, make_cla
     network_file = make_classifier_file(tmp_path / "network.safetensors")
     for path in (metrics_file, network_file):
         assert classifier_forward_rate(path, 2, "cpu", 0.0, 1) > 0
+
+
+# --- files with one scan direction ---------------------------------------------------------------
+
+
+def test_measure_directions_is_measure_with_and_without_the_retrace(labelled):
+    """One measurement gives both rows a metrics model trains on, each equal to what `measure` gives
+    a file with both directions and a file with one."""
+    from afmwatch.quality import measure, measure_directions
+    from afmwatch.readers import read_retrace, read_scan
+
+    scan = read_scan(sorted((labelled / "bad").glob("*.tif"))[0])
+    retrace = read_retrace(scan)
+    assert retrace is not None  # the synthetic sets keep the retrace beside each scan
+    both, alone = measure_directions(scan, retrace)
+    assert both == measure(scan, retrace)
+    assert alone == measure(scan)
+    assert both["trace_retrace_mismatch"] is not None and alone["trace_retrace_mismatch"] is None
+    assert measure_directions(scan, None) == (measure(scan), measure(scan))
+
+
+@pytest.mark.parametrize("arch", [LOGISTIC, BOOSTED])
+def test_a_scan_without_retrace_is_judged_by_the_one_direction_model(rng, arch):
+    """Training scans with a retrace give two models; a row without the mismatch goes to the one
+    trained without it, a row with it to the main one."""
+    from afmwatch.networks.metrics_model import (
+        ONE_DIRECTION_PREFIX,
+        RAW_FUNCTIONS,
+        model_log_odds,
+        one_direction_features,
+    )
+    from afmwatch.training.metrics_training import fit_directions
+
+    x, y = _rows(rng, 120)
+    mismatch = FEATURES.index("trace_retrace_mismatch")
+    x[:, mismatch] = np.where(y == 1, 1.2, 0.2) + 0.3 * rng.normal(size=len(y))  # informative when present
+    alone = x.copy()
+    alone[:, mismatch] = np.nan
+    tensors = fit_directions(arch, x, alone, y, FEATURES)
+    one = {k[len(ONE_DIRECTION_PREFIX) :]: v for k, v in tensors.items() if k.startswith(ONE_DIRECTION_PREFIX)}
+    assert one, "no one-direction model trained"
+    keep = [FEATURES.index(name) for name in one_direction_features(FEATURES)]
+    assert mismatch not in keep and len(keep) == len(FEATURES) - 1
+    test, _ = _rows(rng, 50)
+    test[:, mismatch] = 0.7
+    test[::2, mismatch] = np.nan  # every other file holds one direction
+    raw = model_log_odds(arch, tensors, FEATURES, test)
+    np.testing.assert_allclose(raw[::2], RAW_FUNCTIONS[arch](one, test[::2][:, keep]), atol=1e-12)
+    np.testing.assert_allclose(raw[1::2], RAW_FUNCTIONS[arch](tensors, test[1::2]), atol=1e-12)
+    imputed = RAW_FUNCTIONS[arch](tensors, test[::2])  # what the main model alone would say
+    assert not np.allclose(raw[::2], imputed)
+
+
+def test_no_one_direction_model_when_no_training_scan_has_a_retrace(rng):
+    from afmwatch.networks.metrics_model import has_one_direction_model
+    from afmwatch.training.metrics_training import fit_directions
+
+    x, y = _rows(rng, 60)
+    x[:, FEATURES.index("trace_retrace_mismatch")] = np.nan
+    assert not has_one_direction_model(fit_directions(LOGISTIC, x, x.copy(), y, FEATURES))
+
+
+def test_a_trained_metrics_model_file_holds_the_one_direction_model(labelled, tmp_path):
+    """`afmwatch train` on scans with a retrace writes both models, reports the one-direction model's
+    coefficients and validation, and the loaded file judges a copy of a scan without its retrace
+    differently from the scan with it (the mismatch is evidence only the first can use)."""
+    import shutil
+
+    from afmwatch.networks.metrics_model import ONE_DIRECTION_PREFIX, one_direction_features
+    from afmwatch.readers import read_scan
+    from afmwatch.training.families import train_model
+    from afmwatch.training.options import TrainOptions
+
+    out = tmp_path / "logistic.safetensors"
+    report = train_model(labelled, out, TrainOptions(arch=LOGISTIC, val_fraction=0.25), progress=False)
+    classifier = load_classifier(out)
+    assert isinstance(classifier, MetricsClassifier)
+    assert len(classifier.tensors[ONE_DIRECTION_PREFIX + "coef"]) == len(FEATURES) - 1
+    assert classifier.metadata["one_direction_features"] == list(one_direction_features(FEATURES))
+    assert set(report["one_direction_coefficients"]) == set(one_direction_features(FEATURES))
+    assert any(note.startswith("one-direction model") for note in report["notes"])
+    original = sorted((labelled / "bad").glob("*.tif"))[0]
+    alone = tmp_path / "alone" / original.name  # no retrace/ folder beside it
+    alone.parent.mkdir()
+    shutil.copyfile(original, alone)
+    with_retrace, without = classifier.predict_scans([read_scan(original), read_scan(alone)])
+    assert with_retrace.probabilities["bad"] != pytest.approx(without.probabilities["bad"], abs=1e-6)
+
+
+def test_a_one_direction_model_of_the_wrong_size_is_refused(rng, tmp_path):
+    from afmwatch.networks.metrics_model import ONE_DIRECTION_PREFIX, save_metrics_model
+    from afmwatch.networks.model_file import ModelError
+    from afmwatch.training.metrics_training import fit_directions
+
+    x, y = _rows(rng, 60)
+    tensors = fit_directions(LOGISTIC, x, x.copy(), y, FEATURES)
+    tensors[ONE_DIRECTION_PREFIX + "coef"] = tensors[ONE_DIRECTION_PREFIX + "coef"][:-1]
+    meta = {
+        "name": "broken",
+        "arch": LOGISTIC,
+        "features": list(FEATURES),
+        "pipeline": {"data_area": "auto", "features": list(FEATURES)},
+        "class_names": ["good", "bad"],
+        "temperature": 1.0,
+        "review_band": [0.4, 0.6],
+    }
+    with pytest.raises(ModelError, match="one_direction.coefficients"):
+        save_metrics_model(tmp_path / "broken.safetensors", tensors, meta)

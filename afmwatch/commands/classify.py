@@ -94,7 +94,15 @@ def run(args: argparse.Namespace) -> int:
             if companion
             else classifier.arch
         )
+        one = (companion or {}).get("one_direction")
+        one_direction = (
+            f" (files with one scan direction: weight {one['weight']:.2f}, "
+            f"[{one['review_band'][0]:.2f}, {one['review_band'][1]:.2f}])"
+            if one
+            else ""
+        )
         print(
-            f"model {classifier.name} ({parts}); review when P(bad) in [{band[0]:.2f}, {band[1]:.2f}]", file=sys.stderr
+            f"model {classifier.name} ({parts}); review when P(bad) in [{band[0]:.2f}, {band[1]:.2f}]{one_direction}",
+            file=sys.stderr,
         )
     return 1 if any(row["error"] for row in rows) else 0

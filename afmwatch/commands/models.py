@@ -271,4 +271,12 @@ def _combine(args: argparse.Namespace) -> int:
             f"  {part.replace('_', ' '):<14} balanced accuracy {_fmt(row['balanced_accuracy'])}, "
             f"ROC AUC {_fmt(row['roc_auc'])}, log-loss {row['log_loss']:.3f}"
         )
+    one = report.get("one_direction")
+    if one:
+        print(
+            f"  files with one scan direction (these scans measured without their retrace): metrics model "
+            f"weight {one['weight']:.2f}, review band {one['review_band']} ({one['review_fraction']:.0%}), "
+            f"combined balanced accuracy {_fmt(one['combined']['balanced_accuracy'])}, "
+            f"ROC AUC {_fmt(one['combined']['roc_auc'])}"
+        )
     return 0

@@ -181,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
         f"best epoch {report['best_epoch']}"
         + ("  (interrupted: best model so far kept)" if report["interrupted"] else "")
     )
+    for note in report.get("notes") or []:
+        print(f"note:     {note}")
     if "comparison" in report:
         _print_comparison(report)
     print(f"report:   {report['files']['report']}")

@@ -20,7 +20,7 @@ from afmwatch.config import ReadingConfig
 from afmwatch.networks import familiarity as familiarity_check
 from afmwatch.networks import pipeline as input_pipeline
 from afmwatch.networks.architectures import ARCHITECTURES, get_architecture
-from afmwatch.networks.metrics_model import RAW_FUNCTIONS, feature_vector
+from afmwatch.networks.metrics_model import feature_vector, model_log_odds, one_direction_rows
 from afmwatch.networks.model_file import ModelError, file_sha256, save_model_file
 from afmwatch.networks.prediction import CLASS_NAMES, Prediction, to_predictions
 from afmwatch.scan import Scan
@@ -147,30 +147,52 @@ class Classifier:
 
         With the scans' quality `metrics` and a model file that holds a metrics model beside the
         network (the shipped default), P(bad) combines both (a weighted mean of their log-odds) and the
-        combination's review band applies; without them the network decides alone. Networks with a
+        combination's review band applies (the weight and band chosen for files with one scan direction
+        to a scan without a retrace, where the file has them); without them the network decides alone. Networks with a
         familiarity check also score how far each scan lies from the training scans."""
         with torch.inference_mode():
             logits, features = familiarity_check.logits_and_features(self.model, batch.to(self.device))
         network = torch.softmax(logits.float().cpu() / self.temperature, dim=1)
         bad = self.class_names.index("bad")
         p_network = network[:, bad].double().numpy()
-        p_bad, review_band = p_network, self.review_band
+        p_bad = p_network
+        bands: tuple[float, float] | list[tuple[float, float]] = self.review_band
         parts = [{"network": float(p)} for p in p_network]
         if self.companion is not None and metrics is not None and all(m is not None for m in metrics):
-            p_metrics = self.companion_p_bad(cast("list[dict[str, Any]]", metrics))  # none is None (checked)
-            weight = float(self.companion["weight"])
+            x = self.companion_features(cast("list[dict[str, Any]]", metrics))  # none is None (checked)
+            p_metrics = self.companion_p_bad_of(x)
+            weight, bands = self.companion_weights(x)
             p_bad = 1.0 / (1.0 + np.exp(-((1 - weight) * _logit(p_network) + weight * _logit(p_metrics))))
-            review_band = tuple(self.companion["review_band"])
             parts = [{"network": float(a), "metrics model": float(b)} for a, b in zip(p_network, p_metrics)]
         probabilities = torch.from_numpy(np.stack([1 - p_bad, p_bad], axis=1))
-        return to_predictions(probabilities, self.class_names, review_band, parts, self.familiarity_of(features))
+        return to_predictions(probabilities, self.class_names, bands, parts, self.familiarity_of(features))
+
+    def companion_features(self, metrics: list[dict[str, Any]]) -> np.ndarray:
+        assert self.companion is not None, "only a model with a metrics model beside the network has one"
+        return np.stack([feature_vector(m, tuple(self.companion["features"])) for m in metrics])
 
     def companion_p_bad(self, metrics: list[dict[str, Any]]) -> np.ndarray:
         """P(bad) of the metrics model stored beside the network, for each scan's metrics."""
+        return self.companion_p_bad_of(self.companion_features(metrics))
+
+    def companion_p_bad_of(self, x: np.ndarray) -> np.ndarray:
         assert self.companion is not None, "only a model with a metrics model beside the network has one"
-        x = np.stack([feature_vector(m, tuple(self.companion["features"])) for m in metrics])
-        raw = RAW_FUNCTIONS[self.companion["arch"]](self.companion_tensors, x)
+        raw = model_log_odds(self.companion["arch"], self.companion_tensors, tuple(self.companion["features"]), x)
         return 1.0 / (1.0 + np.exp(-raw / float(self.companion["temperature"])))
+
+    def companion_weights(self, x: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:
+        """Per scan: the metrics model's weight in the combination and the review band, those chosen for
+        files with one scan direction where the scan has one and the model file has them."""
+        assert self.companion is not None, "only a model with a metrics model beside the network has one"
+
+        def weight_and_band(part: dict[str, Any]) -> tuple[float, tuple[float, float]]:
+            return float(part["weight"]), (float(part["review_band"][0]), float(part["review_band"][1]))
+
+        both = weight_and_band(self.companion)
+        one = weight_and_band(self.companion["one_direction"]) if "one_direction" in self.companion else both
+        alone = one_direction_rows(tuple(self.companion["features"]), x)
+        chosen = [one if a else both for a in alone]
+        return np.array([w for w, _ in chosen]), [band for _, band in chosen]
 
     def familiarity_of(self, features: torch.Tensor) -> list[dict[str, Any] | None] | None:
         """Per scan: its familiarity score, the model's limit and whether it lies beyond (None: no check)."""

@@ -73,6 +73,12 @@ SCALE_FREE_FEATURES: tuple[str, ...] = (
     "line_break_band",
 )
 FEATURE_SETS = {"all": FEATURES, "scale-free": SCALE_FREE_FEATURES}
+# Metrics only a file with both scan directions has. Many files hold one (Asylum's often only the
+# retrace channels, image exports always): a model trained with these metrics and given the median in
+# their place judges such a file with a part of its evidence missing, so a metrics model also holds a
+# second model trained without them (`ONE_DIRECTION_PREFIX` arrays) for those files.
+BOTH_DIRECTIONS = frozenset({"trace_retrace_mismatch"})
+ONE_DIRECTION_PREFIX = "one_direction."
 
 
 def feature_set(name: str) -> tuple[str, ...]:
@@ -118,6 +124,20 @@ def scan_features(scan: Scan, features: tuple[str, ...] = FEATURES) -> np.ndarra
     return feature_vector(measure(scan, read_retrace(scan)), features)
 
 
+def one_direction_features(features: tuple[str, ...]) -> tuple[str, ...]:
+    """The features a model for files with one scan direction sees."""
+    return tuple(name for name in features if name not in BOTH_DIRECTIONS)
+
+
+def has_one_direction_model(tensors: dict[str, Any]) -> bool:
+    return any(name.startswith(ONE_DIRECTION_PREFIX) for name in tensors)
+
+
+def one_direction_tensors(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of the model for files with one scan direction (empty when the file has none)."""
+    return {k[len(ONE_DIRECTION_PREFIX) :]: v for k, v in tensors.items() if k.startswith(ONE_DIRECTION_PREFIX)}
+
+
 # --- the two models as plain arrays ---------------------------------------------------------------
 
 
@@ -150,6 +170,26 @@ def trees_raw(tensors: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
 
 
 RAW_FUNCTIONS = {LOGISTIC: logistic_raw, BOOSTED: trees_raw}
+
+
+def one_direction_rows(features: tuple[str, ...], x: np.ndarray) -> np.ndarray:
+    """True for the feature rows (in `features` order) that lack a both-direction metric: their file
+    holds one scan direction."""
+    both = [i for i, name in enumerate(features) if name in BOTH_DIRECTIONS]
+    return np.isnan(x[:, both]).any(axis=1) if both else np.zeros(len(x), dtype=bool)
+
+
+def model_log_odds(arch: str, tensors: dict[str, np.ndarray], features: tuple[str, ...], x: np.ndarray) -> np.ndarray:
+    """Log-odds of "bad" for feature rows `x` (in `features` order). A row without a both-direction
+    metric (its file holds one scan direction) is judged by the one-direction model when the file has
+    one, else by the main model with the training median in the metric's place."""
+    raw = RAW_FUNCTIONS[arch](tensors, x)
+    one = one_direction_tensors(tensors)
+    alone = one_direction_rows(features, x)
+    if one and alone.any():
+        keep = [i for i, name in enumerate(features) if name not in BOTH_DIRECTIONS]
+        raw[alone] = RAW_FUNCTIONS[arch](one, x[alone][:, keep])
+    return raw
 
 
 # --- the Classifier interface ----------------------------------------------------------------------
@@ -188,7 +228,7 @@ class MetricsClassifier:
 
     def log_odds(self, batch: torch.Tensor) -> np.ndarray:
         x = batch.detach().cpu().numpy().astype(np.float64).reshape(len(batch), -1)
-        return RAW_FUNCTIONS[self.arch](self.tensors, x)
+        return model_log_odds(self.arch, self.tensors, self.features, x)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Temperature-scaled (N, 2) probabilities of good and bad."""
@@ -219,11 +259,15 @@ def check_metrics_metadata(meta: dict[str, Any], tensors: dict[str, np.ndarray],
     if unknown:
         raise ModelError(path, f"model uses metrics this afmwatch does not measure: {', '.join(unknown)}")
     needed = LOGISTIC_TENSORS if meta["arch"] == LOGISTIC else TREE_TENSORS
-    absent = [k for k in needed if k not in tensors]
-    if absent:
-        raise ModelError(path, f"{meta['arch']} model file lacks arrays: {', '.join(absent)}")
-    if meta["arch"] == LOGISTIC and len(tensors["coef"]) != len(meta["features"]):
-        raise ModelError(path, f"{len(tensors['coef'])} coefficients for {len(meta['features'])} features")
+    parts = [("", tensors, tuple(meta["features"]))]
+    if has_one_direction_model(tensors):
+        parts.append((ONE_DIRECTION_PREFIX, one_direction_tensors(tensors), one_direction_features(meta["features"])))
+    for prefix, arrays, features in parts:
+        absent = [prefix + k for k in needed if k not in arrays]
+        if absent:
+            raise ModelError(path, f"{meta['arch']} model file lacks arrays: {', '.join(absent)}")
+        if meta["arch"] == LOGISTIC and len(arrays["coef"]) != len(features):
+            raise ModelError(path, f"{len(arrays['coef'])} {prefix}coefficients for {len(features)} features")
     if tuple(meta["class_names"]) != CLASS_NAMES:
         raise ModelError(path, f"class names {meta['class_names']!r}; afmwatch classifiers have {CLASS_NAMES}")
 

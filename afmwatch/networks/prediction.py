@@ -35,20 +35,22 @@ def decide(p_bad: float, review_band: tuple[float, float]) -> str:
 def to_predictions(
     probabilities: torch.Tensor,
     class_names: tuple[str, ...],
-    review_band: tuple[float, float],
+    review_band: tuple[float, float] | list[tuple[float, float]],
     parts: list[dict[str, float]] | None = None,
     familiarity: list[dict[str, Any] | None] | None = None,
 ) -> list[Prediction]:
     """Predictions from (N, classes) probabilities: the more probable label, its probability as the
-    confidence, and the decision with the review band applied to P(bad)."""
+    confidence, and the decision with the review band applied to P(bad) (one band, or one per row)."""
     bad = class_names.index("bad")
     results = []
-    for i, row in enumerate(probabilities.tolist()):
+    rows = probabilities.tolist()
+    bands = review_band if isinstance(review_band, list) else [review_band] * len(rows)
+    for i, row in enumerate(rows):
         label_index = max(range(len(row)), key=row.__getitem__)
         results.append(
             Prediction(
                 label=class_names[label_index],
-                decision=decide(row[bad], review_band),
+                decision=decide(row[bad], bands[i]),
                 confidence=float(row[label_index]),
                 probabilities={name: float(p) for name, p in zip(class_names, row)},
                 parts=parts[i] if parts else {},

@@ -23,8 +23,10 @@ from afmwatch.config import ReadingConfig
 from afmwatch.judge import judge_paths
 from afmwatch.networks.classifier import COMPANION_PREFIX, Classifier
 from afmwatch.networks.families import load_classifier
-from afmwatch.networks.metrics_model import MetricsClassifier, feature_vector
+from afmwatch.networks.metrics_model import MetricsClassifier, feature_vector, has_one_direction_model
 from afmwatch.networks.model_file import ModelError, load_model_file, save_model_file
+from afmwatch.quality import measure
+from afmwatch.readers import read_frames
 from afmwatch.training.calibration import choose_review_band
 from afmwatch.training.data import collect_files, fingerprint
 from afmwatch.training.metrics import classification_metrics
@@ -58,10 +60,14 @@ def part_probabilities(
     batch_size: int = 32,
 ) -> dict[str, Any]:
     """P(bad) of each part for every readable labelled scan under `data`: the network's as `classify`
-    computes it (`judge_paths`), the metrics model's from the same scan's quality metrics."""
+    computes it (`judge_paths`), the metrics model's from the same scan's quality metrics, and (where
+    the metrics model has a one-direction model) the metrics model's for the scan measured without its
+    retrace, as a file that holds one direction would be ("metrics_one_direction")."""
     files, _ = collect_files(data)
+    task_reading = network.reading_config(reading)
     judged = judge_paths(network, [f.path for f in files], reading=reading, batch_size=batch_size)
-    labels, p_network, rows, unreadable = [], [], [], []
+    labels, p_network, rows, alone_rows, unreadable = [], [], [], [], []
+    one_direction = has_one_direction_model(metrics_model.tensors)
     for item, result in zip(files, judged):
         if result.verdict is None or result.verdict.probabilities is None or result.quality is None:
             unreadable.append({"path": str(item.path), "reason": result.error})
@@ -69,13 +75,53 @@ def part_probabilities(
         labels.append(item.label)
         p_network.append(result.verdict.probabilities["bad"])
         rows.append(feature_vector(result.quality, metrics_model.features))
-    p_metrics = metrics_model.probabilities(torch.from_numpy(np.stack(rows)))[:, 1].numpy() if rows else np.zeros(0)
+        if one_direction:
+            alone = result.quality
+            if alone.get("trace_retrace_mismatch") is not None:  # measured with its retrace: again without
+                alone = measure(read_frames(item.path, task_reading)[0])
+            alone_rows.append(feature_vector(alone, metrics_model.features))
+
+    def p_metrics(x: list[np.ndarray]) -> np.ndarray:
+        if not x:
+            return np.zeros(0)
+        return np.asarray(metrics_model.probabilities(torch.from_numpy(np.stack(x)))[:, 1].numpy(), dtype=np.float64)
+
     return {
         "labels": np.array(labels, dtype=int),
         "network": np.array(p_network),
-        "metrics": np.asarray(p_metrics, dtype=np.float64),
+        "metrics": p_metrics(rows),
+        "metrics_one_direction": p_metrics(alone_rows) if one_direction else None,
         "unreadable": unreadable,
         "files": files,
+    }
+
+
+def choose_combination(
+    p_network: np.ndarray, p_metrics: np.ndarray, labels: np.ndarray, weight: float | None
+) -> dict[str, Any]:
+    """The metrics model's weight (lowest log-loss, unless given) and the review band for the combined
+    P(bad) of these scans, with how each part and the combination score on them."""
+    losses = {w: _log_loss(mix(p_network, p_metrics, w), labels) for w in WEIGHTS}
+    chosen = float(weight) if weight is not None else min(losses, key=losses.__getitem__)
+    combined = mix(p_network, p_metrics, chosen)
+    band = choose_review_band(combined, labels)
+    in_band = (combined >= band[0]) & (combined <= band[1])
+
+    def summary(p: np.ndarray) -> dict[str, Any]:
+        m = classification_metrics(labels, p)
+        return {k: m[k] for k in ("balanced_accuracy", "accuracy", "roc_auc", "confusion_matrix")} | {
+            "log_loss": round(_log_loss(p, labels), 4)
+        }
+
+    return {
+        "weight": chosen,
+        "weight_chosen_by": "given" if weight is not None else "lowest log-loss on these scans",
+        "log_loss_by_weight": {str(w): round(v, 4) for w, v in losses.items()},
+        "review_band": list(band),
+        "review_fraction": float(in_band.mean()),
+        "network": summary(p_network),
+        "metrics_model": summary(p_metrics),
+        "combined": summary(combined),
     }
 
 
@@ -101,28 +147,10 @@ def combine_models(
     labels = parts["labels"]
     if len(set(labels.tolist())) < 2:
         raise ValueError(f"{data}: need labelled good and bad scans to choose the weight")
-    losses = {w: _log_loss(mix(parts["network"], parts["metrics"], w), labels) for w in WEIGHTS}
-    chosen = float(weight) if weight is not None else min(losses, key=losses.__getitem__)
-    combined = mix(parts["network"], parts["metrics"], chosen)
-    band = choose_review_band(combined, labels)
-    in_band = (combined >= band[0]) & (combined <= band[1])
-
-    def summary(p: np.ndarray) -> dict[str, Any]:
-        m = classification_metrics(labels, p)
-        return {k: m[k] for k in ("balanced_accuracy", "accuracy", "roc_auc", "confusion_matrix")} | {
-            "log_loss": round(_log_loss(p, labels), 4)
-        }
-
+    chosen = choose_combination(parts["network"], parts["metrics"], labels, weight)
     report: dict[str, Any] = {
         "data": {"folder": str(data), **fingerprint(parts["files"], Path(data)), "unreadable": parts["unreadable"]},
-        "weight": chosen,
-        "weight_chosen_by": "given" if weight is not None else "lowest log-loss on these scans",
-        "log_loss_by_weight": {str(w): round(v, 4) for w, v in losses.items()},
-        "review_band": list(band),
-        "review_fraction": float(in_band.mean()),
-        "network": summary(parts["network"]),
-        "metrics_model": summary(parts["metrics"]),
-        "combined": summary(combined),
+        **chosen,
         "network_file": {"path": str(network_path), "sha256": network.sha256, "name": network.name},
         "metrics_file": {
             "path": str(metrics_path),
@@ -132,6 +160,11 @@ def combine_models(
         },
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if parts["metrics_one_direction"] is not None:
+        one = choose_combination(parts["network"], parts["metrics_one_direction"], labels, weight)
+        report["one_direction"] = {
+            k: one[k] for k in ("weight", "review_band", "review_fraction", "metrics_model", "combined")
+        }
     tensors, meta = load_model_file(network_path)
     metrics_tensors, _ = load_model_file(metrics_path)
     tensors.update({COMPANION_PREFIX + k: v for k, v in metrics_tensors.items()})
@@ -142,8 +175,9 @@ def combine_models(
             "arch": metrics_model.arch,
             "features": list(metrics_model.features),
             "temperature": metrics_model.temperature,
-            "weight": chosen,
-            "review_band": list(band),
+            "weight": report["weight"],
+            "review_band": report["review_band"],
+            **({"one_direction": report["one_direction"]} if "one_direction" in report else {}),
             "report": {
                 k: report[k]
                 for k in (
@@ -165,8 +199,8 @@ def combine_models(
     log.info(
         "models_combined",
         out=str(out),
-        weight=chosen,
-        review_band=list(band),
+        weight=report["weight"],
+        review_band=report["review_band"],
         balanced_accuracy=report["combined"]["balanced_accuracy"],
     )
     return report

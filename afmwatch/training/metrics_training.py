@@ -18,15 +18,22 @@ from afmwatch import __version__
 from afmwatch.config import ReadingConfig
 from afmwatch.networks.metrics_model import (
     BOOSTED,
+    BOTH_DIRECTIONS,
     LOG_FEATURES,
     LOGISTIC,
     METRICS_ARCHS,
-    RAW_FUNCTIONS,
+    ONE_DIRECTION_PREFIX,
     feature_set,
+    feature_vector,
+    model_log_odds,
+    one_direction_features,
     save_metrics_model,
-    scan_features,
 )
+from afmwatch.quality import measure_directions
+from afmwatch.readers import read_retrace
+from afmwatch.scan import Scan
 from afmwatch.training.data import LabelledFile, fingerprint
+from afmwatch.training.metrics import classification_metrics
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.report import write_report
 from afmwatch.training.run import (
@@ -107,15 +114,27 @@ def fit_model(arch: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[d
     raise ValueError(f"unknown metrics model {arch!r} (choose {', '.join(METRICS_ARCHS)})")
 
 
-def fit_and_score(
-    arch: str, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, seed: int
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Train on `train_idx`; return the arrays and the validation log-odds."""
-    counts = np.bincount(y[train_idx], minlength=2)
-    if (counts == 0).any():
-        raise ValueError(f"the training part lacks a class (good: {counts[0]}, bad: {counts[1]} scans)")
-    tensors, _ = fit_model(arch, x[train_idx], y[train_idx], seed)
-    return tensors, RAW_FUNCTIONS[arch](tensors, x[val_idx])
+def fit_directions(
+    arch: str, x: np.ndarray, x_alone: np.ndarray, y: np.ndarray, features: tuple[str, ...], seed: int = 0
+) -> dict[str, np.ndarray]:
+    """The model on feature rows `x`, and beside it (`ONE_DIRECTION_PREFIX` arrays) one trained on the
+    same scans measured without their retrace (`x_alone`, without the both-direction metrics), for files
+    that hold one scan direction; none when no training scan has a both-direction metric. Both are
+    logistic fits (or boosted trees) of the same labels, so the main model's temperature serves both."""
+    tensors, _ = fit_model(arch, x, y, seed)
+    both = [i for i, name in enumerate(features) if name in BOTH_DIRECTIONS]
+    if both and not np.isnan(x[:, both]).all():
+        keep = [i for i, name in enumerate(features) if name not in BOTH_DIRECTIONS]
+        one, _ = fit_model(arch, x_alone[:, keep], y, seed)
+        tensors.update({ONE_DIRECTION_PREFIX + k: v for k, v in one.items()})
+    return tensors
+
+
+def scan_features_directions(scan: Scan, features: tuple[str, ...]) -> np.ndarray:
+    """The scan's feature vector with its retrace, then the one without it (`measure_directions`):
+    the rows both models of a metrics model train on, from one measurement."""
+    both, alone = measure_directions(scan, read_retrace(scan))
+    return np.concatenate([feature_vector(both, features), feature_vector(alone, features)])
 
 
 def two_class_logits(log_odds: np.ndarray) -> np.ndarray:
@@ -123,16 +142,42 @@ def two_class_logits(log_odds: np.ndarray) -> np.ndarray:
     return np.stack([np.zeros_like(log_odds), log_odds], axis=1)
 
 
-def metrics_fit_part(x: np.ndarray, labels: np.ndarray, options: TrainOptions) -> FitPart:
-    """The metrics model's fit of one split on feature rows `x`, as `training.run` calls it (no
-    epochs; the validation logits from its log-odds)."""
+def one_direction_note(
+    arch: str, tensors: dict[str, np.ndarray], features: tuple[str, ...], x_alone: np.ndarray, y: np.ndarray
+) -> str | None:
+    """How the one-direction model does on the validation scans measured without their retrace."""
+    if not len(y) or len(set(y.tolist())) < 2 or not any(k.startswith(ONE_DIRECTION_PREFIX) for k in tensors):
+        return None
+    alone = x_alone.copy()
+    alone[:, [i for i, name in enumerate(features) if name in BOTH_DIRECTIONS]] = np.nan
+    p_bad = 1.0 / (1.0 + np.exp(-model_log_odds(arch, tensors, features, alone)))
+    metrics = classification_metrics(y, p_bad)
+    return (
+        f"one-direction model (files without a retrace; without {', '.join(sorted(BOTH_DIRECTIONS))}): "
+        f"balanced accuracy {metrics['balanced_accuracy']:.3f}, ROC AUC {metrics['roc_auc']:.3f} on the "
+        "validation scans measured without their retrace"
+    )
+
+
+def metrics_fit_part(rows: np.ndarray, labels: np.ndarray, options: TrainOptions, features: tuple[str, ...]) -> FitPart:
+    """The metrics model's fit of one split, as `training.run` calls it (no epochs; the validation
+    logits from its log-odds). `rows`: `scan_features_directions` of each scan."""
     labels = np.asarray(labels, dtype=int)
+    x, x_alone = rows[:, : len(features)], rows[:, len(features) :]
 
     def fit_part(train_idx: np.ndarray, val_idx: np.ndarray, desc: str) -> FitResult:
         assert options.arch is not None, "a metrics model is only trained under its own name"
         started = time.monotonic()
-        tensors, raw = fit_and_score(options.arch, x, labels, train_idx, val_idx, options.seed)
+        counts = np.bincount(labels[train_idx], minlength=2)
+        if (counts == 0).any():
+            raise ValueError(f"the training part lacks a class (good: {counts[0]}, bad: {counts[1]} scans)")
+        tensors = fit_directions(
+            options.arch, x[train_idx], x_alone[train_idx], labels[train_idx], features, options.seed
+        )
+        raw = model_log_odds(options.arch, tensors, features, x[val_idx])
         notes = [f"scikit-learn {options.arch}"]
+        note = one_direction_note(options.arch, tensors, features, x_alone[val_idx], labels[val_idx])
+        notes += [note] if note else []
         return FitResult(tensors, [], None, two_class_logits(raw), seconds=time.monotonic() - started, notes=notes)
 
     return fit_part
@@ -146,9 +191,13 @@ def read_folder(
     one split. Training and cross-validation both start here, so they fit the same model."""
     features = feature_set(options.metrics_features)
     files, rows, labels, notes, skipped = load_training_data(
-        data, options, partial(scan_features, features=features), ReadingConfig(data_area=options.data_area), progress
+        data,
+        options,
+        partial(scan_features_directions, features=features),
+        ReadingConfig(data_area=options.data_area),
+        progress,
     )
-    return features, files, labels, notes, skipped, metrics_fit_part(np.stack(rows), labels, options)
+    return features, files, labels, notes, skipped, metrics_fit_part(np.stack(rows), labels, options, features)
 
 
 def cross_validate_folder(data: Path, options: TrainOptions, progress: bool = True) -> tuple[int, dict[str, Any]]:
@@ -193,6 +242,8 @@ def train_metrics_folder(
         log10_features=sorted(LOG_FEATURES & set(features)),
         pipeline={"data_area": options.data_area, "features": list(features)},
     )
+    if any(k.startswith(ONE_DIRECTION_PREFIX) for k in tensors):
+        metadata["one_direction_features"] = list(one_direction_features(features))
     save_metrics_model(out, tensors, metadata)
     report.update(
         model=str(out),
@@ -205,6 +256,9 @@ def train_metrics_folder(
     )
     if options.arch == LOGISTIC:
         report["coefficients"] = dict(zip(features, np.round(tensors["coef"], 4).tolist()))
+        if ONE_DIRECTION_PREFIX + "coef" in tensors:
+            one = np.round(tensors[ONE_DIRECTION_PREFIX + "coef"], 4).tolist()
+            report["one_direction_coefficients"] = dict(zip(one_direction_features(features), one))
     report["validation_files"] = validation_files(report, files, labels, options)
     write_report(report, out)
     log.info(
