@@ -60,8 +60,14 @@ default-model: $(STAMP)
 		> $(DEFAULT_MODEL_DATA)/combine.json
 	$(PY) -m afmwatch evaluate --model $(DEFAULT_MODEL_DATA)/default-classifier.safetensors \
 		--data $(DEFAULT_MODEL_DATA)/test --out $(DEFAULT_MODEL_DATA)/evaluation --device cpu
+	# the same test scans as files that hold one scan direction (no retrace/ folder beside them)
+	mkdir -p $(DEFAULT_MODEL_DATA)/test-one-direction
+	cp -r $(DEFAULT_MODEL_DATA)/test/good $(DEFAULT_MODEL_DATA)/test/bad $(DEFAULT_MODEL_DATA)/test-one-direction/
+	$(PY) -m afmwatch evaluate --model $(DEFAULT_MODEL_DATA)/default-classifier.safetensors \
+		--data $(DEFAULT_MODEL_DATA)/test-one-direction --out $(DEFAULT_MODEL_DATA)/evaluation-one-direction --device cpu
 	cp $(DEFAULT_MODEL_DATA)/default-classifier.safetensors models/default-classifier.safetensors
 	cp $(DEFAULT_MODEL_DATA)/evaluation/evaluation.json models/default-classifier.evaluation.json
+	cp $(DEFAULT_MODEL_DATA)/evaluation-one-direction/evaluation.json models/default-classifier.evaluation-one-direction.json
 	cp $(DEFAULT_MODEL_DATA)/network.report.json models/default-classifier.report.json
 	cp $(DEFAULT_MODEL_DATA)/metrics.report.json models/default-classifier.metrics-model.report.json
 	cp $(DEFAULT_MODEL_DATA)/combine.json models/default-classifier.combine.json
