@@ -129,6 +129,25 @@ def test_evaluate_reports_metrics_interval_and_plots(tmp_path, make_classifier_f
         assert (out / name).stat().st_size > 100
 
 
+def test_evaluate_counts_the_files_that_hold_one_scan_direction(tmp_path, make_classifier_file, capsys):
+    """A lab sees how many of its files were judged without a trace/retrace comparison."""
+    import shutil
+
+    from afmwatch.synth.sets import generate_classify_set
+
+    data = tmp_path / "set"
+    generate_classify_set(data, 8, seed=12, size=64, gwy=False, previews=False)
+    for path in sorted((data / "retrace" / "good").glob("*.tif"))[:3]:
+        path.unlink()  # three good scans lose their retrace
+    shutil.rmtree(data / "retrace" / "bad", ignore_errors=True)  # and every bad one
+    model = make_classifier_file(tmp_path / "m.safetensors", arch="compact", crop=32)
+    assert main(["evaluate", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "e")]) == 0
+    assert "files with one scan direction (no trace/retrace comparison): 7 of 8" in capsys.readouterr().out
+    report = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert report["decisions"]["one_direction"] == 7
+    assert [row["one_direction"] for row in report["files"] if row["true"] == "good"].count(False) == 1
+
+
 def test_evaluate_compares_several_models_on_the_same_scans(tmp_path, make_classifier_file, capsys):
     from afmwatch.synth.sets import generate_classify_set
 

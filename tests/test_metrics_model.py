@@ -274,6 +274,19 @@ def test_compare_and_auto_cross_validate_the_metrics_model_that_is_trained(label
         check_options(TrainOptions(arch="compact", metrics_features="roughness"))  # not a failed candidate
 
 
+def _logistic_metadata(name: str) -> dict:
+    """The metadata a metrics-logistic file over every metric needs."""
+    return {
+        "name": name,
+        "arch": LOGISTIC,
+        "features": list(FEATURES),
+        "pipeline": {"data_area": "auto", "features": list(FEATURES)},
+        "class_names": ["good", "bad"],
+        "temperature": 1.0,
+        "review_band": [0.4, 0.6],
+    }
+
+
 def test_forward_limit_times_a_model_file_of_either_kind(rng, tmp_path, make_classifier_file):
     """daemon_e2e's forward limit of a metrics model file (no network module: it once raised
     AttributeError on `classifier.model`) goes through the protocol's probabilities."""
@@ -282,15 +295,7 @@ def test_forward_limit_times_a_model_file_of_either_kind(rng, tmp_path, make_cla
 
     x, y = _rows(rng, 40)
     tensors, _ = fit_model(LOGISTIC, x, y)
-    meta = {
-        "name": "metrics",
-        "arch": LOGISTIC,
-        "features": list(FEATURES),
-        "pipeline": {"data_area": "auto", "features": list(FEATURES)},
-        "class_names": ["good", "bad"],
-        "temperature": 1.0,
-        "review_band": [0.4, 0.6],
-    }
+    meta = _logistic_metadata("metrics")
     metrics_file = save_metrics_model(tmp_path / "metrics.safetensors", tensors, meta)
     network_file = make_classifier_file(tmp_path / "network.safetensors")
     for path in (metrics_file, network_file):
@@ -392,14 +397,6 @@ def test_a_one_direction_model_of_the_wrong_size_is_refused(rng, tmp_path):
     x, y = _rows(rng, 60)
     tensors = fit_directions(LOGISTIC, x, x.copy(), y, FEATURES)
     tensors[ONE_DIRECTION_PREFIX + "coef"] = tensors[ONE_DIRECTION_PREFIX + "coef"][:-1]
-    meta = {
-        "name": "broken",
-        "arch": LOGISTIC,
-        "features": list(FEATURES),
-        "pipeline": {"data_area": "auto", "features": list(FEATURES)},
-        "class_names": ["good", "bad"],
-        "temperature": 1.0,
-        "review_band": [0.4, 0.6],
-    }
+    meta = _logistic_metadata("broken")
     with pytest.raises(ModelError, match="one_direction.coefficients"):
         save_metrics_model(tmp_path / "broken.safetensors", tensors, meta)

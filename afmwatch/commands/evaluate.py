@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         f"decided by a quality rule: {d['decided_by_rule']}; unlike the training scans: {d['unfamiliar']}; "
         f"the model alone: balanced accuracy {_fmt(alone['balanced_accuracy'])}"
     )
+    print(
+        f"files with one scan direction (no trace/retrace comparison): {d['one_direction']} of {len(report['files'])}"
+    )
     if others:
         print("on the same scans:")
         for row in report["comparison"]:

@@ -171,11 +171,8 @@ class Classifier:
         assert self.companion is not None, "only a model with a metrics model beside the network has one"
         return np.stack([feature_vector(m, tuple(self.companion["features"])) for m in metrics])
 
-    def companion_p_bad(self, metrics: list[dict[str, Any]]) -> np.ndarray:
-        """P(bad) of the metrics model stored beside the network, for each scan's metrics."""
-        return self.companion_p_bad_of(self.companion_features(metrics))
-
     def companion_p_bad_of(self, x: np.ndarray) -> np.ndarray:
+        """P(bad) of the metrics model stored beside the network, for feature rows `x`."""
         assert self.companion is not None, "only a model with a metrics model beside the network has one"
         raw = model_log_odds(self.companion["arch"], self.companion_tensors, tuple(self.companion["features"]), x)
         return 1.0 / (1.0 + np.exp(-raw / float(self.companion["temperature"])))

@@ -63,6 +63,8 @@ def evaluate_folder(
                 "parts": verdict.parts,
                 "rule": verdict.rule["metric"] if verdict.rule else None,
                 "unfamiliar": bool(verdict.familiarity and verdict.familiarity["unfamiliar"]),
+                # no trace/retrace comparison: the file holds one direction (or the two differ in shape)
+                "one_direction": (result.quality or {}).get("trace_retrace_mismatch") is None,
                 "reasons": list(verdict.reasons),
             }
         )
@@ -113,6 +115,7 @@ def evaluate_folder(
             "good_sorted_bad_fraction": by_truth["good"]["bad"] / good_total if good_total else None,
             "decided_by_rule": sum(1 for r in rows if r["rule"]),
             "unfamiliar": sum(1 for r in rows if r["unfamiliar"]),
+            "one_direction": sum(1 for r in rows if r["one_direction"]),
         },
         "files": rows,
         "afmwatch_version": __version__,
