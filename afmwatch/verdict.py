@@ -127,15 +127,21 @@ def _combine_parts(predictions: Sequence[PredictionLike], rule: str) -> dict[str
     return {name: sum(f[name] for f in frames) / len(frames) for name in names}
 
 
-def model_reason(decision: str, probabilities: Mapping[str, float], parts: Mapping[str, float]) -> str:
+ONE_DIRECTION_NOTE = "one scan direction: no trace/retrace check"
+
+
+def model_reason(
+    decision: str, probabilities: Mapping[str, float], parts: Mapping[str, float], one_direction: bool = False
+) -> str:
     """ "network: bad, P(bad) 0.97", or with a metrics model beside the network
-    "model: review, P(bad) 0.55 (network 0.97, metrics model 0.13)"."""
+    "model: review, P(bad) 0.55 (network 0.97, metrics model 0.13)", noting when the scan had one scan
+    direction (the metrics model then judged it without the trace/retrace comparison)."""
     p_bad = probabilities["bad"]
     if len(parts) <= 1:
         source = next(iter(parts), "network")
-        return f"{source}: {decision}, P(bad) {p_bad:.2f}"
+        return f"{source}: {decision}, P(bad) {p_bad:.2f}" + (f" ({ONE_DIRECTION_NOTE})" if one_direction else "")
     inside = ", ".join(f"{name} {value:.2f}" for name, value in parts.items())
-    return f"model: {decision}, P(bad) {p_bad:.2f} ({inside})"
+    return f"model: {decision}, P(bad) {p_bad:.2f} ({inside}" + (f"; {ONE_DIRECTION_NOTE})" if one_direction else ")")
 
 
 UNFAMILIAR_REASON = "unlike the scans this model was trained on"
@@ -175,7 +181,9 @@ def decide(
     if predictions:
         model_decision, label, confidence, probabilities = _combine_frames(predictions, policy.multiframe_rule)
         parts = _combine_parts(predictions, policy.multiframe_rule)
-        model_reasons = [model_reason(model_decision, probabilities, parts)]
+        # only a model that sees the metrics judges differently without the retrace
+        one_direction = "metrics model" in parts and (metrics or {}).get("trace_retrace_mismatch") is None
+        model_reasons = [model_reason(model_decision, probabilities, parts, one_direction)]
         familiarity = _familiarity(predictions)
         if familiarity and familiarity["unfamiliar"] and model_decision != Decision.REVIEW:
             model_reasons.insert(

@@ -8,7 +8,14 @@ from afmwatch.config import RuleConfig
 from afmwatch.networks.prediction import Prediction
 from afmwatch.verdict import Policy, caption, decide, failed, rules_block
 
-CLEAN = {"completeness": 1.0, "lines_acquired": 256, "lines_set": 256, "scar_fraction": 0.0}
+CLEAN = {
+    "completeness": 1.0,
+    "lines_acquired": 256,
+    "lines_set": 256,
+    "scar_fraction": 0.0,
+    "trace_retrace_mismatch": 0.2,  # a file with both directions
+}
+ONE_DIRECTION = {name: value for name, value in CLEAN.items() if name != "trace_retrace_mismatch"}
 SCARRED = {**CLEAN, "scar_fraction": 0.12}  # fires the default review rule on scars (8-20 % of lines)
 ABORTED = {**CLEAN, "completeness": 100 / 256, "lines_acquired": 100}
 
@@ -31,6 +38,21 @@ def test_the_network_decides_when_no_rule_fires_and_says_so_in_words():
     assert verdict.reasons == ("network: bad, P(bad) 0.97",)
     good = decide([prediction("good", 0.02)], CLEAN)
     assert good.decision == "good" and good.reasons == ("network: good, P(bad) 0.02",)
+
+
+def test_the_reason_says_when_the_metrics_judged_a_scan_with_one_direction():
+    """An operator sees that the trace/retrace check could not apply (the file held one direction)."""
+    parts = {"network": 0.10, "metrics model": 0.12}
+    alone = decide([prediction("good", 0.11, parts)], ONE_DIRECTION)
+    assert alone.reasons == (
+        "model: good, P(bad) 0.11 (network 0.10, metrics model 0.12; one scan direction: no trace/retrace check)",
+    )
+    both = decide([prediction("good", 0.11, parts)], CLEAN)
+    assert both.reasons == ("model: good, P(bad) 0.11 (network 0.10, metrics model 0.12)",)
+    network = decide([prediction("good", 0.10)], ONE_DIRECTION)  # the network alone never sees the retrace
+    assert network.reasons == ("network: good, P(bad) 0.10",)
+    metrics_only = decide([prediction("good", 0.12, {"metrics model": 0.12})], ONE_DIRECTION)
+    assert metrics_only.reasons == ("metrics model: good, P(bad) 0.12 (one scan direction: no trace/retrace check)",)
 
 
 def test_a_review_rule_never_softens_the_networks_bad():
