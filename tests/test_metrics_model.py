@@ -400,3 +400,12 @@ def test_a_one_direction_model_of_the_wrong_size_is_refused(rng, tmp_path):
     meta = _logistic_metadata("broken")
     with pytest.raises(ModelError, match="one_direction.coefficients"):
         save_metrics_model(tmp_path / "broken.safetensors", tensors, meta)
+
+
+def test_the_measure_directions_benchmark_prints_a_ratio_per_size(capsys):
+    from benchmarks.measure_directions import main
+
+    assert main(["--scans", "1", "--sizes", "64,96"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == ["64", "96"]
+    assert all(float(row.split()[-1]) > 0 for row in rows)
