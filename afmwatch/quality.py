@@ -9,6 +9,7 @@ as instruments leave an aborted scan) count as missing and are left out of every
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -900,6 +901,16 @@ def line_breaks(surf: Surface) -> dict[str, float | None]:
     weaker = np.minimum(profile[strongest][:, None], profile[strongest][None, :])
     band = float(weaker[pairs].max()) if pairs.any() else 0.0
     return {"line_break": float(profile.max()), "line_break_band": max(band, 0.0)}  # max: the edges' zeros
+
+
+# Metrics only a file with both scan directions has (many hold one: Asylum's often only the retrace
+# channels, image exports always).
+BOTH_DIRECTIONS = frozenset({"trace_retrace_mismatch"})
+
+
+def holds_one_direction(metrics: Mapping[str, Any]) -> bool:
+    """Whether these metrics were measured without a retrace (no both-direction metric)."""
+    return any(metrics.get(name) is None for name in BOTH_DIRECTIONS)
 
 
 def measure(scan: Scan, retrace: Scan | None = None) -> dict[str, float | int | None]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from afmwatch.config import Config, RuleConfig
+from afmwatch.quality import holds_one_direction
 from afmwatch.rules import apply_rules, rule_to_dict
 
 
@@ -182,7 +183,7 @@ def decide(
         model_decision, label, confidence, probabilities = _combine_frames(predictions, policy.multiframe_rule)
         parts = _combine_parts(predictions, policy.multiframe_rule)
         # only a model that sees the metrics judges differently without the retrace
-        one_direction = "metrics model" in parts and (metrics or {}).get("trace_retrace_mismatch") is None
+        one_direction = "metrics model" in parts and holds_one_direction(metrics or {})
         model_reasons = [model_reason(model_decision, probabilities, parts, one_direction)]
         familiarity = _familiarity(predictions)
         if familiarity and familiarity["unfamiliar"] and model_decision != Decision.REVIEW:

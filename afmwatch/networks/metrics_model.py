@@ -22,7 +22,7 @@ import torch
 from afmwatch.config import ReadingConfig
 from afmwatch.networks.model_file import ModelError, file_sha256, save_model_file
 from afmwatch.networks.prediction import CLASS_NAMES, Prediction, to_predictions
-from afmwatch.quality import METRICS, measure
+from afmwatch.quality import BOTH_DIRECTIONS, METRICS, measure
 from afmwatch.readers import read_retrace
 from afmwatch.scan import Scan
 
@@ -73,11 +73,9 @@ SCALE_FREE_FEATURES: tuple[str, ...] = (
     "line_break_band",
 )
 FEATURE_SETS = {"all": FEATURES, "scale-free": SCALE_FREE_FEATURES}
-# Metrics only a file with both scan directions has. Many files hold one (Asylum's often only the
-# retrace channels, image exports always): a model trained with these metrics and given the median in
-# their place judges such a file with a part of its evidence missing, so a metrics model also holds a
-# second model trained without them (`ONE_DIRECTION_PREFIX` arrays) for those files.
-BOTH_DIRECTIONS = frozenset({"trace_retrace_mismatch"})
+# A model trained with the both-direction metrics (`quality.BOTH_DIRECTIONS`) and given the median in
+# their place judges a file that holds one direction with a part of its evidence missing, so a metrics
+# model also holds a second model trained without them (`ONE_DIRECTION_PREFIX` arrays) for those files.
 ONE_DIRECTION_PREFIX = "one_direction."
 
 
@@ -124,9 +122,16 @@ def scan_features(scan: Scan, features: tuple[str, ...] = FEATURES) -> np.ndarra
     return feature_vector(measure(scan, read_retrace(scan)), features)
 
 
+def direction_columns(features: tuple[str, ...]) -> tuple[list[int], list[int]]:
+    """Indices into `features` of the both-direction metrics, and of the rest (what a model for files
+    with one scan direction sees)."""
+    both = [i for i, name in enumerate(features) if name in BOTH_DIRECTIONS]
+    return both, [i for i in range(len(features)) if i not in both]
+
+
 def one_direction_features(features: tuple[str, ...]) -> tuple[str, ...]:
     """The features a model for files with one scan direction sees."""
-    return tuple(name for name in features if name not in BOTH_DIRECTIONS)
+    return tuple(features[i] for i in direction_columns(features)[1])
 
 
 def has_one_direction_model(tensors: dict[str, Any]) -> bool:
@@ -175,7 +180,7 @@ RAW_FUNCTIONS = {LOGISTIC: logistic_raw, BOOSTED: trees_raw}
 def one_direction_rows(features: tuple[str, ...], x: np.ndarray) -> np.ndarray:
     """True for the feature rows (in `features` order) that lack a both-direction metric: their file
     holds one scan direction."""
-    both = [i for i, name in enumerate(features) if name in BOTH_DIRECTIONS]
+    both, _ = direction_columns(features)
     return np.isnan(x[:, both]).any(axis=1) if both else np.zeros(len(x), dtype=bool)
 
 
@@ -187,8 +192,7 @@ def model_log_odds(arch: str, tensors: dict[str, np.ndarray], features: tuple[st
     one = one_direction_tensors(tensors)
     alone = one_direction_rows(features, x)
     if one and alone.any():
-        keep = [i for i, name in enumerate(features) if name not in BOTH_DIRECTIONS]
-        raw[alone] = RAW_FUNCTIONS[arch](one, x[alone][:, keep])
+        raw[alone] = RAW_FUNCTIONS[arch](one, x[alone][:, direction_columns(features)[1]])
     return raw
 
 

@@ -25,7 +25,7 @@ from afmwatch.networks.classifier import COMPANION_PREFIX, Classifier
 from afmwatch.networks.families import load_classifier
 from afmwatch.networks.metrics_model import MetricsClassifier, feature_vector, has_one_direction_model
 from afmwatch.networks.model_file import ModelError, load_model_file, save_model_file
-from afmwatch.quality import measure
+from afmwatch.quality import holds_one_direction, measure
 from afmwatch.readers import read_frames
 from afmwatch.training.calibration import choose_review_band
 from afmwatch.training.data import collect_files, fingerprint
@@ -77,7 +77,7 @@ def part_probabilities(
         rows.append(feature_vector(result.quality, metrics_model.features))
         if one_direction:
             alone = result.quality
-            if alone.get("trace_retrace_mismatch") is not None:  # measured with its retrace: again without
+            if not holds_one_direction(alone):  # measured with its retrace: again without it
                 alone = measure(read_frames(item.path, task_reading)[0])
             alone_rows.append(feature_vector(alone, metrics_model.features))
 

@@ -16,6 +16,7 @@ from afmwatch.config import ReadingConfig
 from afmwatch.judge import judge_paths
 from afmwatch.networks.prediction import CLASS_NAMES
 from afmwatch.networks.protocol import ClassifierModel
+from afmwatch.quality import holds_one_direction
 from afmwatch.rules import rule_to_dict
 from afmwatch.training.data import collect_files, fingerprint
 from afmwatch.training.metrics import bootstrap_interval, classification_metrics
@@ -64,7 +65,7 @@ def evaluate_folder(
                 "rule": verdict.rule["metric"] if verdict.rule else None,
                 "unfamiliar": bool(verdict.familiarity and verdict.familiarity["unfamiliar"]),
                 # no trace/retrace comparison: the file holds one direction (or the two differ in shape)
-                "one_direction": (result.quality or {}).get("trace_retrace_mismatch") is None,
+                "one_direction": holds_one_direction(result.quality or {}),
                 "reasons": list(verdict.reasons),
             }
         )

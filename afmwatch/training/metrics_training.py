@@ -18,18 +18,19 @@ from afmwatch import __version__
 from afmwatch.config import ReadingConfig
 from afmwatch.networks.metrics_model import (
     BOOSTED,
-    BOTH_DIRECTIONS,
     LOG_FEATURES,
     LOGISTIC,
     METRICS_ARCHS,
     ONE_DIRECTION_PREFIX,
+    direction_columns,
     feature_set,
     feature_vector,
+    has_one_direction_model,
     model_log_odds,
     one_direction_features,
     save_metrics_model,
 )
-from afmwatch.quality import measure_directions
+from afmwatch.quality import BOTH_DIRECTIONS, measure_directions
 from afmwatch.readers import read_retrace
 from afmwatch.scan import Scan
 from afmwatch.training.data import LabelledFile, fingerprint
@@ -122,9 +123,8 @@ def fit_directions(
     that hold one scan direction; none when no training scan has a both-direction metric. Both are
     logistic fits (or boosted trees) of the same labels, so the main model's temperature serves both."""
     tensors, _ = fit_model(arch, x, y, seed)
-    both = [i for i, name in enumerate(features) if name in BOTH_DIRECTIONS]
+    both, keep = direction_columns(features)
     if both and not np.isnan(x[:, both]).all():
-        keep = [i for i, name in enumerate(features) if name not in BOTH_DIRECTIONS]
         one, _ = fit_model(arch, x_alone[:, keep], y, seed)
         tensors.update({ONE_DIRECTION_PREFIX + k: v for k, v in one.items()})
     return tensors
@@ -146,11 +146,9 @@ def one_direction_note(
     arch: str, tensors: dict[str, np.ndarray], features: tuple[str, ...], x_alone: np.ndarray, y: np.ndarray
 ) -> str | None:
     """How the one-direction model does on the validation scans measured without their retrace."""
-    if not len(y) or len(set(y.tolist())) < 2 or not any(k.startswith(ONE_DIRECTION_PREFIX) for k in tensors):
+    if not len(y) or len(set(y.tolist())) < 2 or not has_one_direction_model(tensors):
         return None
-    alone = x_alone.copy()
-    alone[:, [i for i, name in enumerate(features) if name in BOTH_DIRECTIONS]] = np.nan
-    p_bad = 1.0 / (1.0 + np.exp(-model_log_odds(arch, tensors, features, alone)))
+    p_bad = 1.0 / (1.0 + np.exp(-model_log_odds(arch, tensors, features, x_alone)))  # no mismatch: its model
     metrics = classification_metrics(y, p_bad)
     return (
         f"one-direction model (files without a retrace; without {', '.join(sorted(BOTH_DIRECTIONS))}): "
@@ -242,7 +240,7 @@ def train_metrics_folder(
         log10_features=sorted(LOG_FEATURES & set(features)),
         pipeline={"data_area": options.data_area, "features": list(features)},
     )
-    if any(k.startswith(ONE_DIRECTION_PREFIX) for k in tensors):
+    if has_one_direction_model(tensors):
         metadata["one_direction_features"] = list(one_direction_features(features))
     save_metrics_model(out, tensors, metadata)
     report.update(
