@@ -75,9 +75,12 @@ def protocol_rate(classifier: Any, batch: int, device: str, min_seconds: float, 
     return repeat_rate(lambda: model.probabilities(x), batch, min_seconds, min_calls)  # returns on the CPU: synced
 
 
-def networks(image_size: int = IMAGE_SIZE) -> list[tuple[str, Any, int, int]]:
+def networks(
+    image_sizes: tuple[int, ...] = (IMAGE_SIZE,), names: tuple[str, ...] | None = None
+) -> list[tuple[str, Any, int, int]]:
     """(label, module, input channels, crop) for the default model (when present and a network, at its
-    own input size) and every registry entry (at `image_size`)."""
+    own input size) and every registry entry (or those in `names`) at each of `image_sizes` (what a
+    larger input costs: the pixels a thin band keeps against the time they take)."""
     from afmwatch.networks.architectures import ARCHITECTURES
     from afmwatch.networks.classifier import Classifier
     from afmwatch.networks.families import load_classifier
@@ -96,17 +99,22 @@ def networks(image_size: int = IMAGE_SIZE) -> list[tuple[str, Any, int, int]]:
             )
         )
     for name, arch in ARCHITECTURES.items():
-        found.append((name, arch.build(2, image_size, None), arch.channels, image_size))
+        if names is None or name in names:
+            found.extend((name, arch.build(2, size, None), arch.channels, size) for size in image_sizes)
     return found
 
 
 def measure(
-    batch_sizes: tuple[int, ...], min_seconds: float, min_calls: int, image_size: int = IMAGE_SIZE
+    batch_sizes: tuple[int, ...],
+    min_seconds: float,
+    min_calls: int,
+    image_sizes: tuple[int, ...] = (IMAGE_SIZE,),
+    names: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
     import torch
 
     rows = []
-    for label, model, channels, crop in networks(image_size):
+    for label, model, channels, crop in networks(image_sizes, names):
         weights = sum(p.numel() for p in model.parameters())
         for device in devices():
             for batch in batch_sizes:
@@ -132,9 +140,9 @@ def measure(
 def markdown(rows: list[dict[str, Any]], batch_sizes: tuple[int, ...], min_seconds: float) -> str:
     headers = ["network", "weights", "input", "device"] + [f"batch {b}" for b in batch_sizes]
     lines = []
-    seen: dict[tuple[str, str], list[Any]] = {}
+    seen: dict[tuple[str, str, tuple[int, ...]], list[Any]] = {}
     for row in rows:
-        key = (row["network"], row["device"])
+        key = (row["network"], row["device"], tuple(row["input"]))
         if key not in seen:
             c, h, w = row["input"]
             seen[key] = [row["network"], f"{row['weights'] / 1e6:.2f} M", f"{c}×{h}×{w}", row["device"]]
@@ -151,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     p = parser("Raw forward throughput of every classifier network.")
     p.add_argument("--batch-sizes", default=None, help="comma-separated (default 1,2,4,8,16,32,64)")
     p.add_argument("--seconds", type=float, default=2.0, help="least time per measurement (default 2)")
+    p.add_argument(
+        "--image-sizes",
+        default=None,
+        help=f"comma-separated input sizes of the registry networks (default {IMAGE_SIZE})",
+    )
+    p.add_argument("--networks", default=None, help="comma-separated registry names (default: every one)")
     args = p.parse_args(argv)
     setup(args)
     if args.batch_sizes:
@@ -158,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         batch_sizes = QUICK_BATCH_SIZES if args.quick else BATCH_SIZES
     min_seconds, min_calls = (0.0, 1) if args.quick else (args.seconds, 3)
-    rows = measure(batch_sizes, min_seconds, min_calls, QUICK_IMAGE_SIZE if args.quick else IMAGE_SIZE)
+    if args.image_sizes:
+        image_sizes = tuple(int(size) for size in args.image_sizes.split(","))
+    else:
+        image_sizes = (QUICK_IMAGE_SIZE if args.quick else IMAGE_SIZE,)
+    names = tuple(args.networks.split(",")) if args.networks else None
+    rows = measure(batch_sizes, min_seconds, min_calls, image_sizes, names)
     return report(
         args,
         "forward",

@@ -6,12 +6,15 @@
 #   2. `afmwatch classify` on the real samples on CPU and on CUDA: same decisions, P(bad) within 1e-3;
 #   3. `afmwatch train` of the compact network on 600 synthetic scans, 2 epochs, CPU vs CUDA (wall time);
 #   4. the forward limit (every network, CPU and CUDA), and the daemon end to end on CUDA (BENCHMARKS-gpu.md);
-#   5. (GPU_STEPS=default) the default model's network trained on CUDA at 256 and 512 px, two seeds each.
+#   5. (GPU_STEPS=default) the default model's network trained on CUDA at 256 and 512 px, two seeds each;
+#   6. (GPU_STEPS=sizes) the compact network's forward rate at 256 and 384 px, CPU and CUDA.
 set -uo pipefail
 OUT="${OUT:-$PWD/gpu-out}"
 mkdir -p "$OUT" /tmp/gpu
 exec > >(tee "$OUT/session.log") 2>&1
-if [ -d .whl ]; then
+if [ -d .whl/site ]; then  # the wheels unpacked here (NSFopen's 26 MB of examples left out)
+  export PYTHONPATH="$PWD/.whl/site:$PWD"
+elif [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH="/tmp/site:$PWD"
 else
@@ -86,17 +89,27 @@ step "default-model networks on cuda: 256 and 512 px, seeds 0 and 1"
 mkdir -p "$OUT/default"
 timed "synth ${DM_N:-9600}" sh -c "python3 -m afmwatch synth classify --out /tmp/gpu/dm --n ${DM_N:-9600} --seed 1 \
   --no-gwy --no-previews --workers 16 >/dev/null 2>&1"
+# the same scans as the 2-core machine draws (compare with build/default-model/train/manifest.json there)
+sha256sum /tmp/gpu/dm/manifest.json
+runs=()
 for run in ${DM_RUNS:-256:0 512:0 256:1 512:1}; do  # size:seed
   set -- ${run/:/ }
   ( timed "train $1 px seed $2" timeout "${TRAIN_LIMIT:-420}" python3 -m afmwatch train --data /tmp/gpu/dm \
       --out "$OUT/default/net-$1-s$2.safetensors" --arch compact --resize "$1" --image-size "$1" --epochs "${DM_EPOCHS:-20}" \
       --batch-size 32 --optimizer adam --lr 0.001 --scheduler step --jitter 0.1 --level-polynomial 2 --seed "$2" \
       --threads 4 --device "${DM_DEVICE:-cuda}" > "$OUT/default/train-$1-s$2.log" 2>&1 ) &
+  runs+=($!)
 done
-wait
+wait "${runs[@]}"  # these runs only: a bare `wait` also waits for the tee above, which never ends
 grep -h "balanced\|train .* px" "$OUT"/default/*.log | tail -20
 # the machine returns only a few files: one archive
 tar czf "$OUT/default.tgz" -C "$OUT" default && rm -rf "$OUT/default"
+fi
+
+if want sizes; then
+step "forward rate of the compact network at 256 and 384 px, cpu and cuda"
+timeout 120 python3 -m benchmarks.forward_limit --image-sizes 256,384 --networks compact --batch-sizes 1,8,32 \
+  --seconds 1 --markdown "$OUT/BENCHMARKS-sizes.md" --json /tmp/gpu/sizes.json
 fi
 
 tar czf "$OUT/results.tgz" -C /tmp/gpu --exclude train --exclude dm --exclude '*.safetensors' . 2>/dev/null
