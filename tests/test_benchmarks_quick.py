@@ -70,6 +70,20 @@ def test_forward_limit_times_every_registry_network(quick):
     assert {r["batch"] for r in rows} == {1, 2}
 
 
+def test_forward_limit_times_chosen_networks_at_each_input_size(tmp_path):
+    """What a larger input costs (the default's network went from 256 to 384 px): each named network at
+    each size, in rows of their own."""
+    from benchmarks.forward_limit import main
+
+    results = tmp_path / "forward.json"
+    argv = ["--quick", "--image-sizes", "32,48", "--networks", "compact", "--batch-sizes", "1"]
+    assert main([*argv, "--markdown", str(tmp_path / "B.md"), "--json", str(results)]) == 0
+    rows = [r for r in json.loads(results.read_text())["rows"] if not r["network"].startswith("shipped")]
+    assert sorted((r["network"], r["input"][1]) for r in rows) == [("compact", 32), ("compact", 48)]
+    assert all(r["images_per_s"] > 0 for r in rows)
+    assert "1×32×32" in (tmp_path / "B.md").read_text() and "1×48×48" in (tmp_path / "B.md").read_text()
+
+
 def test_read_limit_and_naive_loop_rates(quick):
     results = quick[1]
     (read,) = [r for r in results["read"]["rows"] if r["model"] == "convnet"]

@@ -354,8 +354,10 @@ def _synth_metrics(
 
 @pytest.mark.parametrize(("artefact", "surface", "metric", "sign"), SYNTH_METRIC)
 def test_metric_follows_the_synthetic_artefact_severity(artefact, surface, metric, sign):
+    """The mean over three scans rises with the severity (one scan's noise can reorder two close steps)."""
     values = [
-        sign * _synth_metrics(artefact, severity, surface, typical=True)[metric] for severity in (0.0, 0.3, 0.6, 1.0)
+        sign * np.mean([_synth_metrics(artefact, severity, surface, seed, typical=True)[metric] for seed in (5, 6, 7)])
+        for severity in (0.0, 0.3, 0.6, 1.0)
     ]
     assert all(a < b for a, b in zip(values, values[1:])), values
 

@@ -30,16 +30,20 @@ class ReaderCrashed(AfmwatchError):
     """The worker process reading a file died (a reader library crashed, or the system killed it)."""
 
 
-def _start_worker(log_level: str) -> None:
+def _start_worker(log_level: str, service: int) -> None:
     """In each worker: one thread for any numeric library (one worker per core already), leave
     SIGINT/SIGTERM to the service, which drains its work and then shuts the workers down, and exit
     if the service dies without doing so (kill -9, out of memory): a worker would otherwise wait
-    for work forever, holding its memory."""
+    for work forever, holding its memory. `service` is the service's PID, passed in rather than read
+    here: a worker still starting when the service died is already re-parented, and would watch its
+    new parent forever."""
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="afmwatch-parent-watch", daemon=True).start()
+    if os.getppid() != service:
+        os._exit(0)
+    threading.Thread(target=_exit_with_parent, args=(service,), name="afmwatch-parent-watch", daemon=True).start()
     from afmwatch.log import configure_logging
 
     configure_logging(log_level, json_lines=True)
@@ -74,7 +78,10 @@ class ReaderProcesses:
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the service has threads running, and a forked copy of their locks can hang
         pool = ProcessPoolExecutor(
-            self.count, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(self.log_level,)
+            self.count,
+            mp_context=get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(self.log_level, os.getpid()),
         )
         list(pool.map(_warm_up, range(self.count)))
         return pool
