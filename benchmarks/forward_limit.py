@@ -172,11 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         batch_sizes = QUICK_BATCH_SIZES if args.quick else BATCH_SIZES
     min_seconds, min_calls = (0.0, 1) if args.quick else (args.seconds, 3)
-    if args.image_sizes:
-        image_sizes = tuple(int(size) for size in args.image_sizes.split(","))
-    else:
-        image_sizes = (QUICK_IMAGE_SIZE if args.quick else IMAGE_SIZE,)
+    try:
+        image_sizes = tuple(int(size) for size in args.image_sizes.split(",")) if args.image_sizes else None
+    except ValueError:
+        p.error(f"--image-sizes: comma-separated whole numbers of pixels, not {args.image_sizes!r}")
+    image_sizes = image_sizes or (QUICK_IMAGE_SIZE if args.quick else IMAGE_SIZE,)
     names = tuple(args.networks.split(",")) if args.networks else None
+    from afmwatch.networks.architectures import ARCHITECTURES
+
+    unknown = sorted(set(names or ()) - set(ARCHITECTURES))
+    if unknown:  # a typo would otherwise time nothing and say nothing
+        p.error(f"--networks: no network named {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)}")
     rows = measure(batch_sizes, min_seconds, min_calls, image_sizes, names)
     return report(
         args,

@@ -70,7 +70,7 @@ def test_forward_limit_times_every_registry_network(quick):
     assert {r["batch"] for r in rows} == {1, 2}
 
 
-def test_forward_limit_times_chosen_networks_at_each_input_size(tmp_path):
+def test_forward_limit_times_chosen_networks_at_each_input_size(tmp_path, capsys):
     """What a larger input costs (the default's network went from 256 to 384 px): each named network at
     each size, in rows of their own."""
     from benchmarks.forward_limit import main
@@ -82,6 +82,9 @@ def test_forward_limit_times_chosen_networks_at_each_input_size(tmp_path):
     assert sorted((r["network"], r["input"][1]) for r in rows) == [("compact", 32), ("compact", 48)]
     assert all(r["images_per_s"] > 0 for r in rows)
     assert "1×32×32" in (tmp_path / "B.md").read_text() and "1×48×48" in (tmp_path / "B.md").read_text()
+    with pytest.raises(SystemExit):  # a misspelt network is refused, not silently left out
+        main(["--quick", "--networks", "compcat", "--markdown", str(tmp_path / "B.md")])
+    assert "no network named compcat" in capsys.readouterr().err
 
 
 def test_read_limit_and_naive_loop_rates(quick):
