@@ -29,7 +29,7 @@ from afmwatch.synth.imaging import draw_imaging, feedback_shadow, instrument_noi
 from afmwatch.synth.scans import LINES_MIX
 from afmwatch.synth.surfaces import Surface, deposited_shapes, domains, grains, particles
 from afmwatch.synth.tips import blunt_tip_image, dilate, double_tip_image, parabolic_tip
-from afmwatch.synth.visibility import VISIBLE_NOISE_MULTIPLE, VISIBLE_TRIES, is_visible, try_severities, visibility
+from afmwatch.synth.visibility import VISIBLE_NOISE_MULTIPLE, visibility
 
 
 def levelled(z: np.ndarray, order: int = 2) -> np.ndarray:
@@ -697,33 +697,29 @@ def test_visibility_measures_a_local_change_in_noise_units_and_ignores_line_offs
     patch[20:25, 16:32] += 4.0  # 5 lines by an eighth of the row, 4 noise RMS
     assert visibility(before, patch, 1.0) == pytest.approx(4.0, rel=0.02)
     assert visibility(before, patch, 2.0) == pytest.approx(2.0, rel=0.02)
-    assert not is_visible(visibility(before, patch, 2.0)) and is_visible(visibility(before, patch, 1.0))
     wider = np.hstack([before, rng.normal(0, 5.0, (64, 40))])  # drift's margin beyond the image is cut
     assert visibility(wider, patch, 1.0) == pytest.approx(4.0, rel=0.02)
-    assert try_severities(0.5)[0] == 0.5 and try_severities(0.5)[-1] == pytest.approx(1.0)
 
 
-def test_a_rejectable_tip_change_is_drawn_again_until_it_shows_and_nothing_else_changes():
-    """Sparse fibres leave most bands over bare mica: such a draw is hidden and drawn again. What the
-    record says is what the scan shows: the trace differs from the same scan without the artefact by
-    the recorded visibility (the noise, background and shadows are the same draws)."""
-    records, redrawn = [], 0
-    for seed in range(12):
-        made = synth_scan(file_rng(seed, 1), 128, surface="fibres", artefacts=[("tip_change", 0.55)])
-        reference = synth_scan(file_rng(seed, 1), 128, surface="fibres", artefacts=[("tip_change", 0.0)])
-        record = made.params["artefacts"][0]
-        noise = made.params["noise_rms_nm"]
-        shown = visibility(reference.trace, made.trace, noise)
-        assert record["draws"] == 1 or record["severity"] > 0.55  # a later draw is more severe
-        assert record["visibility"] >= VISIBLE_NOISE_MULTIPLE or record["draws"] == VISIBLE_TRIES
-        assert shown == pytest.approx(record["visibility"], rel=0.1)
-        redrawn += record["draws"] > 1
-        records.append(record)
-    assert redrawn >= 1
-    assert np.mean([r["visibility"] >= VISIBLE_NOISE_MULTIPLE for r in records]) >= 0.9
+def test_visibility_recorded_is_what_the_scan_shows():
+    """A rejectable tip change records how far it shows above the noise: the trace differs from the same
+    scan drawn without it by that much (noise, background and shadows are the same draws). Over sparse
+    fibres a band often lies on bare mica and hardly shows; over particles it always does."""
+    shown = {}
+    for kind in ("fibres", "particles"):
+        shown[kind] = []
+        for seed in range(8):
+            made = synth_scan(file_rng(seed, 1), 128, surface=kind, artefacts=[("tip_change", 0.55)])
+            reference = synth_scan(file_rng(seed, 1), 128, surface=kind, artefacts=[("tip_change", 0.0)])
+            record = made.params["artefacts"][0]
+            measured = visibility(reference.trace, made.trace, made.params["noise_rms_nm"])
+            assert measured == pytest.approx(record["visibility"], rel=0.1, abs=0.05)
+            shown[kind].append(record["visibility"])
+    assert min(shown["particles"]) >= VISIBLE_NOISE_MULTIPLE
+    assert min(shown["fibres"]) < VISIBLE_NOISE_MULTIPLE
 
 
-def test_traces_on_good_scans_are_not_drawn_again():
+def test_traces_on_good_scans_record_no_visibility():
     made = synth_scan(file_rng(3, 0), 128, surface="fibres", artefacts=[("tip_change", 0.05)])
     assert made.label == "good"
-    assert "visibility" not in made.params["artefacts"][0] and "draws" not in made.params["artefacts"][0]
+    assert "visibility" not in made.params["artefacts"][0]

@@ -17,7 +17,7 @@ from afmwatch.scan import Scan
 from afmwatch.synth.artefacts import ARTEFACTS, STAGES, applicable
 from afmwatch.synth.imaging import draw_imaging, feedback_shadow, instrument_noise, tip_limited
 from afmwatch.synth.surfaces import SURFACES, Surface
-from afmwatch.synth.visibility import SURFACE_DEPENDENT_STAGES, is_visible, try_severities, visibility
+from afmwatch.synth.visibility import SURFACE_DEPENDENT_STAGES, visibility
 
 GOOD, BAD = "good", "bad"
 BAD_SEVERITY = (0.5, 1.0)  # a microscopist rejects the scan
@@ -155,35 +155,6 @@ def _raw_background(rng: np.random.Generator, shape: tuple[int, int], surface: S
     }
 
 
-def _draw_until_seen(
-    name: str,
-    before: np.ndarray,
-    drawn: np.ndarray,
-    params: dict[str, Any],
-    severity: float,
-    rng: np.random.Generator,
-    surf: Surface,
-    imaging: dict[str, Any],
-) -> tuple[np.ndarray, dict[str, Any], float]:
-    """A rejectable artefact that the noise hides (`visibility`) is drawn again, more severe each try,
-    from generators spawned off `rng` (the scan's other draws stay as they were); the first draw that
-    shows is kept, else the one that shows most. Returns the image, the artefact's record with its
-    `visibility` (noise RMS) and `draws`, and the severity drawn."""
-    noise = imaging["noise_rms_nm"]
-    best = (visibility(before, drawn, noise), drawn, params, severity)
-    draws = 1
-    for tried in try_severities(severity)[1:]:
-        if is_visible(best[0]):
-            break
-        out, tried_params = ARTEFACTS[name].function(before, rng.spawn(1)[0], tried, surf)
-        draws += 1
-        score = visibility(before, out, noise)
-        if score > best[0]:
-            best = (score, out, tried_params, tried)
-    score, out, params, severity = best
-    return out, {**params, "visibility": round(min(score, 1e6), 2), "draws": draws}, severity
-
-
 def synth_scan(
     rng: np.random.Generator,
     size: int | tuple[int, int] | None = 256,
@@ -232,7 +203,7 @@ def synth_scan(
             before = z
             z, params = ARTEFACTS[name].function(before, stage_rng, severity, surf)
             if stage in SURFACE_DEPENDENT_STAGES and severity >= BAD_SEVERITY[0]:
-                z, params, severity = _draw_until_seen(name, before, z, params, severity, stage_rng, surf, imaging)
+                params["visibility"] = round(min(visibility(before, z, imaging["noise_rms_nm"]), 1e6), 2)
             if record:
                 records.append({"name": name, "severity": round(severity, 4), "stage": stage, **params})
         return z

@@ -266,8 +266,8 @@ def generate_classify_set(
             "previews": "previews/<label>/",
         },
         "severity": "0 none .. 1 ruined; bad scans carry at least one artefact at 0.5 or more, "
-        "good scans at most one below 0.1; a rejectable tip or drift artefact is drawn again (at most 8 "
-        "draws, severity rising) until it changes a stretch of the image by 3 noise RMS ('visibility', 'draws')",
+        "good scans at most one below 0.1; a rejectable tip or drift artefact records its 'visibility': the "
+        "largest change it made to a stretch of 5 lines by 1/8 line, in noise RMS",
     }
     path = _write_manifest(out, header, files)
     log.info("synth_classify_done", out=str(out), n=n, manifest=str(path))
