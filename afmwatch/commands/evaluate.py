@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"files with one scan direction (no trace/retrace comparison): {d['one_direction']} of {len(report['files'])}"
     )
+    if report["synthetic"]:
+        _print_synthetic(report["synthetic"])
     if others:
         print("on the same scans:")
         for row in report["comparison"]:
@@ -112,6 +114,24 @@ def _summary(report: dict) -> dict:
         "roc_auc": m["roc_auc"],
         "review": report["decisions"]["review"],
     }
+
+
+def _print_synthetic(breakdown: dict) -> None:
+    """Per fault, per surface and by visibility: n, sorted good / review / bad, labelled wrong."""
+    print("synthetic set (manifest.json): n, sorted good / review / bad, labelled wrong at P(bad) 0.5")
+    sections = (
+        ("bad scans by the fault that ruined them", breakdown["bad_by_fault"]),
+        ("good scans by surface", breakdown["good_by_surface"]),
+        (
+            f"bad scans by how their faults show (at {breakdown['visible_at_noise_rms']:g} noise RMS)",
+            breakdown["bad_by_visibility"],
+        ),
+    )
+    for title, groups in sections:
+        if groups:
+            print(f"  {title}:")
+        for name, c in groups.items():
+            print(f"    {name:<34} {c['n']:>4}  {c['good']} / {c['review']} / {c['bad']}  wrong {c['labelled_wrong']}")
 
 
 def _fmt(value: float | None) -> str:

@@ -21,6 +21,7 @@ from afmwatch.rules import rule_to_dict
 from afmwatch.training.data import collect_files, fingerprint
 from afmwatch.training.metrics import bootstrap_interval, classification_metrics
 from afmwatch.training.report import write_json, write_plots
+from afmwatch.training.synthetic_breakdown import synthetic_breakdown
 from afmwatch.verdict import Policy
 
 log = structlog.get_logger(__name__)
@@ -118,6 +119,8 @@ def evaluate_folder(
             "unfamiliar": sum(1 for r in rows if r["unfamiliar"]),
             "one_direction": sum(1 for r in rows if r["one_direction"]),
         },
+        # on a synthetic set (its manifest.json): decisions per fault, per surface and by how faults show
+        "synthetic": synthetic_breakdown(rows, data),
         "files": rows,
         "afmwatch_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
