@@ -118,7 +118,9 @@ def _summary(report: dict) -> dict:
 
 def _print_synthetic(breakdown: dict) -> None:
     """Per fault, per surface and by visibility: n, sorted good / review / bad, labelled wrong."""
-    print("synthetic set (manifest.json): n, sorted good / review / bad, labelled wrong at P(bad) 0.5")
+    print(
+        "synthetic set (manifest.json): n, sorted good / review / bad, labelled wrong (the labels balanced accuracy counts)"
+    )
     sections = (
         ("bad scans by the fault that ruined them", breakdown["bad_by_fault"]),
         ("good scans by surface", breakdown["good_by_surface"]),
