@@ -39,6 +39,7 @@ from afmwatch.writers import write_gwy, write_tiff
 log = structlog.get_logger(__name__)
 
 MANIFEST = "manifest.json"
+GENERATOR = "afmwatch.synth"  # the manifest's "generator": a folder this module wrote
 DENOISE_SCAN_NM = 10000.0  # Gwyddion's example: 10 µm particles at 256 px
 
 
@@ -193,14 +194,21 @@ def _written_paths(files: list[dict]) -> set[str]:
     return found
 
 
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of a set this module wrote into `folder`; None where there is none, it cannot be
+    read, or another program wrote it."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("generator") == GENERATOR else None
+
+
 def _remove_stale(out: Path, files: list[dict]) -> None:
     """Delete what an earlier generation into the same folder wrote and this one did not (a larger
     --n before, or previews now off), so good/ and bad/ hold exactly the set the manifest describes."""
-    try:
-        previous = json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return
-    if previous.get("generator") != "afmwatch.synth":
+    previous = read_manifest(out)
+    if previous is None:
         return
     stale = _written_paths(previous.get("files", [])) - _written_paths(files)
     for relative in sorted(stale):
@@ -211,7 +219,7 @@ def _remove_stale(out: Path, files: list[dict]) -> None:
 
 def _write_manifest(out: Path, header: dict[str, Any], files: list[dict]) -> Path:
     _remove_stale(out, files)
-    manifest = {"generator": "afmwatch.synth", "version": __version__, **header, "files": files}
+    manifest = {"generator": GENERATOR, "version": __version__, **header, "files": files}
     path = out / MANIFEST
     atomic_write_bytes(path, json.dumps(_json_ready(manifest), indent=1).encode())
     return path

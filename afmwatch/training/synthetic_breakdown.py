@@ -8,11 +8,11 @@ scan counts under the artefact that ruined it (its most severe), a good one unde
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from afmwatch.synth.scans import BAD_SEVERITY
+from afmwatch.synth.sets import read_manifest
 from afmwatch.synth.visibility import SURFACE_DEPENDENT_STAGES, VISIBLE_NOISE_MULTIPLE
 
 DECISIONS = ("good", "review", "bad")
@@ -21,17 +21,12 @@ DECISIONS = ("good", "review", "bad")
 PLAIN, SEEN, FAINT = "adds heights of its own", "surface-dependent, seen", "surface-dependent, faint"
 
 
-def read_synthetic_manifest(folder: Path) -> dict[str, dict[str, Any]] | None:
-    """The manifest's entries by resolved trace path, or None where `folder` holds no afmwatch
-    classification set's manifest (or an unreadable one)."""
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("generator") != "afmwatch.synth":
-        return None
-    entries = manifest.get("files")
-    if manifest.get("kind") != "classify" or not isinstance(entries, list):
+def synthetic_entries(folder: Path) -> dict[str, dict[str, Any]] | None:
+    """A classification set's manifest entries by resolved trace path, or None where `folder` holds no
+    afmwatch classification set's manifest (or an unreadable one)."""
+    manifest = read_manifest(folder)
+    entries = manifest.get("files") if manifest else None
+    if manifest is None or manifest.get("kind") != "classify" or not isinstance(entries, list):
         return None
     return {
         str((folder / entry["tiff"]).resolve()): entry
@@ -70,7 +65,7 @@ def _count(rows: list[dict[str, Any]]) -> dict[str, int]:
 def synthetic_breakdown(rows: list[dict[str, Any]], folder: str | Path) -> dict[str, Any] | None:
     """Decisions (`evaluate_folder`'s file rows) counted per fault of the bad scans, per surface of the
     good ones, and per `fault_visibility`; None where `folder` is not a synthetic set."""
-    entries = read_synthetic_manifest(Path(folder))
+    entries = synthetic_entries(Path(folder))
     if entries is None:
         return None
     matched = [(row, entries[key]) for row in rows if (key := str(Path(row["path"]).resolve())) in entries]
