@@ -80,7 +80,8 @@ fi
 
 if want default; then
 # The default model's network (make default-model's recipe) trained on CUDA, beside the same recipe at
-# 512 px, each with two seeds, four runs at once on the one GPU (DM_RUNS="256:0 512:0" picks size:seed). The
+# 512 px, each with two seeds, four runs at once on the one GPU (DM_RUNS="256:0 512:0" picks size:seed; a run
+# may add :epochs:arch:scheduler, e.g. "384:1:20:compact:cosine"). The
 # networks come back in $OUT/default.tgz. On a lent H100 (2026-11-27) the 9600 scans took 70 s and a 256-px
 # run 109 s of training with four at once; the 512-px runs had not finished after 420 s.
 # `models combine` with the metrics model and `evaluate` run on the 2-core machine (models/README.md).
@@ -92,12 +93,14 @@ timed "synth ${DM_N:-9600}" sh -c "python3 -m afmwatch synth classify --out /tmp
 # the same scans as the 2-core machine draws (compare with build/default-model/train/manifest.json there)
 sha256sum /tmp/gpu/dm/manifest.json
 runs=()
-for run in ${DM_RUNS:-256:0 512:0 256:1 512:1}; do  # size:seed
-  set -- ${run/:/ }
-  ( timed "train $1 px seed $2" timeout "${TRAIN_LIMIT:-420}" python3 -m afmwatch train --data /tmp/gpu/dm \
-      --out "$OUT/default/net-$1-s$2.safetensors" --arch compact --resize "$1" --image-size "$1" --epochs "${DM_EPOCHS:-20}" \
-      --batch-size 32 --optimizer adam --lr 0.001 --scheduler step --jitter 0.1 --level-polynomial 2 --seed "$2" \
-      --threads 4 --device "${DM_DEVICE:-cuda}" > "$OUT/default/train-$1-s$2.log" 2>&1 ) &
+for run in ${DM_RUNS:-256:0 512:0 256:1 512:1}; do  # size:seed[:epochs[:arch[:scheduler]]]
+  IFS=: read -r size seed epochs arch sched <<< "$run"
+  epochs=${epochs:-${DM_EPOCHS:-20}} arch=${arch:-compact} sched=${sched:-step}
+  name="$arch-$size-s$seed-$sched$epochs"
+  ( timed "train $name" timeout "${TRAIN_LIMIT:-420}" python3 -m afmwatch train --data /tmp/gpu/dm \
+      --out "$OUT/default/net-$name.safetensors" --arch "$arch" --resize "$size" --image-size "$size" --epochs "$epochs" \
+      --batch-size 32 --optimizer adam --lr 0.001 --scheduler "$sched" --jitter 0.1 --level-polynomial 2 --seed "$seed" \
+      --threads "${DM_THREADS:-4}" --device "${DM_DEVICE:-cuda}" > "$OUT/default/train-$name.log" 2>&1 ) &
   runs+=($!)
 done
 wait "${runs[@]}"  # these runs only: a bare `wait` also waits for the tee above, which never ends

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,18 @@ def test_training_lowers_the_loss_and_beats_chance_on_held_out_scans():
         predicted = model(batch).argmax(1).numpy()
     assert classification_metrics(held_labels, predicted.astype(float))["balanced_accuracy"] >= 0.75
     assert report["temperature"] > 0 and 0 <= report["review_band"][0] <= 0.5 <= report["review_band"][1] <= 1
+
+
+def test_cosine_schedule_lowers_the_learning_rate_along_a_half_cosine_over_all_epochs():
+    arrays, labels = _toy_set(16, seed=2)
+    options = TrainOptions(**dict(TINY, epochs=4, scheduler="cosine"))
+    spec = train_module.make_spec(options, None)
+    _, report = train_network_arrays(
+        arrays, labels, [str(i) for i in range(16)], [None] * 16, options, spec, progress=False
+    )
+    rates = [h["lr"] for h in report["history"]]
+    expected = [options.lr * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]  # 1, 0.85, 0.5, 0.15 x lr
+    assert rates == pytest.approx(expected)
 
 
 def test_ctrl_c_keeps_the_best_model_so_far(monkeypatch):

@@ -36,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument(
         "--scheduler",
-        choices=["step", "plateau", "none"],
+        choices=["step", "plateau", "cosine", "none"],
         default=d.scheduler,
-        help="step: lr x0.1 every 7 epochs; plateau: x0.1 after 3 epochs without better validation loss",
+        help="step: lr x0.1 every 7 epochs; plateau: x0.1 after 3 epochs without better validation loss; "
+        "cosine: lr falls along a half cosine to 0 over all epochs",
     )
     parser.add_argument(
         "--val-fraction",

@@ -17,7 +17,7 @@ class TrainOptions:
     weight_decay: float = 0.0
     batch_size: int = 16
     epochs: int = 15
-    scheduler: str = "step"  # step (size 7, gamma 0.1) | plateau (patience 3) | none
+    scheduler: str = "step"  # step (size 7, gamma 0.1) | plateau (patience 3) | cosine | none
     val_fraction: float = 0.25
     folds: int = 0  # K >= 2: stratified cross-validation before the final training
     seed: int = 0

@@ -66,9 +66,11 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, options: TrainOptions) -> 
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=STEP_SIZE, gamma=STEP_GAMMA)
     if options.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=PLATEAU_PATIENCE)
+    if options.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(options.epochs, 1))
     if options.scheduler == "none":
         return None
-    raise ValueError(f"unknown scheduler {options.scheduler!r} (step, plateau or none)")
+    raise ValueError(f"unknown scheduler {options.scheduler!r} (step, plateau, cosine or none)")
 
 
 def _evaluate(
