@@ -37,6 +37,31 @@ def test_the_features_are_what_the_last_linear_layer_sees():
     assert torch.allclose(features, torch.relu(model[0](x))) and torch.allclose(logits, model(x))
 
 
+def test_features_of_a_lazy_stack_equal_those_of_the_whole_stack_and_it_is_built_a_batch_at_a_time():
+    """After training, the familiarity check takes every training scan's features: stacking them all at
+    once doubled the memory of a 19,200-scan training and got it killed after its last epoch."""
+    from afmwatch.networks.architectures import get_architecture
+    from afmwatch.training.train import LazyStack, _stack, make_spec
+
+    options = TrainOptions(arch="compact", image_size=32, resize=32)
+    spec = make_spec(options, None)
+    model = get_architecture("compact").build(2, 32, None).eval()
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(0, 1, (32, 32)).astype(np.float32) for _ in range(23)]
+    asked: list[int] = []
+
+    class Watched(LazyStack):
+        def __getitem__(self, rows: slice) -> torch.Tensor:
+            batch = super().__getitem__(rows)
+            asked.append(len(batch))
+            return batch
+
+    lazy = familiarity.features_of(model, Watched(arrays, spec), batch_size=8)
+    whole = familiarity.features_of(model, _stack(arrays, spec, None), batch_size=8)
+    assert lazy.shape == whole.shape == (23, whole.shape[1]) and np.allclose(lazy, whole, atol=1e-6)
+    assert asked == [8, 8, 7]  # never more than one batch built at once
+
+
 def test_training_stores_the_check_and_every_prediction_carries_it(tmp_path):
     data = tmp_path / "set"
     generate_classify_set(data, 64, seed=21, size=64, gwy=False, previews=False, retrace=False)

@@ -11,7 +11,7 @@ precision matrix and the limit are stored in the model file beside the weights (
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -22,6 +22,15 @@ from afmwatch.networks.architectures import last_linear
 TENSOR_PREFIX = "familiarity."
 DEFAULT_QUANTILE = 0.99
 MIN_SCANS = 40  # fewer training scans than this give no usable covariance: no familiarity check
+
+
+class Inputs(Protocol):
+    """Network inputs that can be taken a slice at a time: a (N, C, H, W) tensor, or a lazy stack that
+    builds each slice when asked (thousands of 384-px scans stacked at once would double training's memory)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: slice) -> torch.Tensor: ...
 
 
 def logits_and_features(model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +93,7 @@ def scores(tensors: dict[str, torch.Tensor], features: np.ndarray | torch.Tensor
     return np.sqrt(nearest / x.shape[1])
 
 
-def features_of(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+def features_of(model: nn.Module, inputs: Inputs, batch_size: int = 64) -> np.ndarray:
     """Penultimate-layer features of `inputs` (N, C, H, W) in evaluation mode, batch by batch."""
     device = next(model.parameters()).device
     was_training = model.training
@@ -102,9 +111,9 @@ def features_of(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) ->
 
 def fit_for_model(
     model: nn.Module,
-    train_inputs: torch.Tensor,
+    train_inputs: Inputs,
     train_labels: np.ndarray,
-    held_out_inputs: torch.Tensor,
+    held_out_inputs: Inputs,
     quantile: float = DEFAULT_QUANTILE,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """The familiarity check of a trained network (None when there are too few scans to fit it)."""
