@@ -21,7 +21,9 @@ ARCH_OPTIONS="${ARCH_OPTIONS:-{\"channels\": [16, 32, 64, 96], \"blocks\": 2\}}"
 # a dry run of the script on any machine: DEVICE=cpu PER_KIND=1 STEPS=5 TRAIN_SECONDS=0 OUT=/tmp/dry bash ...
 mkdir -p "$OUT"
 exec > >(tee "$OUT/denoiser.log") 2>&1
-if [ -d "${WHEELS:-.whl}" ]; then
+if [ -d "${WHEELS:-.whl}/site" ]; then  # the wheels unpacked here, as for gpu_session.sh
+  export PYTHONPATH="${WHEELS:-.whl}/site:$PWD"
+elif [ -d "${WHEELS:-.whl}" ]; then
   site="$(mktemp -d)"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "${WHEELS:-.whl}"/*.whl || exit 1
   export PYTHONPATH="$site:$PWD"
