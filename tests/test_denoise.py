@@ -23,7 +23,7 @@ from afmwatch.durable import sha256_file
 from afmwatch.networks.model_file import ModelError, save_model_file
 from afmwatch.readers import read_scan
 from afmwatch.scan import Scan
-from afmwatch.synth.surfaces import SURFACES, lattice
+from afmwatch.synth.surfaces import SURFACES
 from afmwatch.writers import write_tiff
 
 PIXEL_NM = 39.0625
@@ -382,31 +382,12 @@ def test_noise_estimate_sees_white_row_and_one_over_f_noise_but_not_a_smooth_sur
 def test_synthetic_pairs_cover_every_surface_kind_and_are_reproducible():
     pairs = synthetic_pairs(1, seed=3, size=64)
     assert [p.name.rsplit("-", 1)[1] for p in pairs] == list(SURFACE_KINDS)
-    kinds = {"grains", "domains", "blend", "substrate", "terraces", "grid", "fibres", "particles", "lattice"}
-    assert kinds <= set(SURFACE_KINDS)
+    assert {"grains", "domains", "blend", "substrate", "terraces", "grid", "fibres", "particles"} <= set(SURFACE_KINDS)
     again = synthetic_pair(3, 2, SURFACE_KINDS[2], 64)
     np.testing.assert_array_equal(again.noisy, pairs[2].noisy)
     for pair in pairs:
         ratio = np.std(pair.noisy - pair.clean) / height_range(pair.clean)
         assert 0.001 < ratio < 0.6, pair.name  # drawn in 0.3-25 % of the range, scars on top
-
-
-def test_lattice_surfaces_show_the_period_they_were_drawn_with():
-    # the spectrum's strongest peak sits at the lattice's period, whatever the symmetry and angle
-    for index, symmetry in enumerate(("lines", "square", "hexagonal", "oblique")):
-        rng = np.random.default_rng(index)
-        surface = lattice(rng, 256, symmetry=symmetry, period_px=8.0, material="atomic")
-        assert surface.height.shape == (256, 256) and np.isfinite(surface.height).all()
-        relief = surface.params["relief_nm"]  # the lattice's corrugation; defects add up to that again each way
-        assert 0.99 * relief < np.ptp(surface.height) < 3.01 * relief
-        spectrum = np.abs(np.fft.fft2(surface.height - surface.height.mean()))
-        spectrum[0, 0] = 0
-        ky, kx = np.unravel_index(np.argmax(spectrum), spectrum.shape)
-        k = np.hypot(np.fft.fftfreq(256)[ky], np.fft.fftfreq(256)[kx])
-        period = 1 / k
-        low, high = (6.0, 10.0) if symmetry != "oblique" else (5.0, 12.0)  # oblique: two lengths
-        assert low < period < high, (symmetry, period)
-        assert surface.pixel_size_nm == pytest.approx(surface.params["period_nm"] / 8.0)
 
 
 def test_guard_passes_a_denoiser_that_removes_only_the_noise():

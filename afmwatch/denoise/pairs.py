@@ -1,8 +1,8 @@
 """Noisy/clean pairs: the data a denoiser learns from and is measured on.
 
 `synthetic_pairs` draws them over every surface kind of the synthetic generator (`afmwatch.synth`:
-grains, domains, blends, substrates, terraces, gratings, fibres, particles), Gwyddion's particles on a
-flat substrate, and lattices: atomic and molecular lattices and sinusoidal gratings a few pixels a period, at the scan sizes each kind is drawn with, imaged by a tip of finite size, with the
+grains, domains, blends, substrates, terraces, gratings, fibres, particles, and Gwyddion's particles on a
+flat substrate), at the scan sizes each kind is drawn with, imaged by a tip of finite size, with the
 noise real instruments add: white noise, 1/f noise along the row, row offsets, segments of line noise
 and a few short scars, in random proportions, from far below to well above the features' height.
 A denoiser trained on these has seen every kind of surface it is offered, so it has no reason to paint
@@ -18,11 +18,10 @@ import numpy as np
 from afmwatch.synth.artefacts import line_noise_field
 from afmwatch.synth.imaging import draw_imaging, feedback_shadow, instrument_noise, tip_limited
 from afmwatch.synth.scans import file_rng
-from afmwatch.synth.surfaces import SURFACES, deposited_shapes, lattice, log_uniform
+from afmwatch.synth.surfaces import SURFACES, deposited_shapes, log_uniform
 
-# besides the generator's kinds: Gwyddion's example (round particles on a flat substrate, `afmwatch synth
-# denoise`) and periodic surfaces at high resolution (`lattice`; not in the classifier's generator yet)
-SURFACE_KINDS: tuple[str, ...] = (*SURFACES, "deposits", "lattice")
+# Gwyddion's example (round particles on a flat substrate, `afmwatch synth denoise`) besides the generator's kinds
+SURFACE_KINDS: tuple[str, ...] = (*SURFACES, "deposits")
 # total noise RMS as a fraction of the clean image's height range (0.5-99.5 percentile): from a clean scan
 # of a tall grating (0.3 %) to a scan where the noise hides the smaller features (25 %)
 NOISE_TO_RANGE = (0.003, 0.25)
@@ -48,8 +47,6 @@ def clean_surface(rng: np.random.Generator, kind: str, size: int) -> tuple[np.nd
     """A clean synthetic scan (height in nm, pixel size in nm) of one surface kind, as a good tip records it."""
     if kind == "deposits":
         surface = deposited_shapes(rng, size, "particles")
-    elif kind == "lattice":
-        surface = lattice(rng, size)
     elif kind in SURFACES:
         surface = SURFACES[kind](rng, size)
     else:
