@@ -28,6 +28,14 @@ def _escaped_names(_logger: Any, _method: str, event: MutableMapping[str, Any]) 
     return {key: clean(value) if isinstance(value, str) else value for key, value in event.items()}
 
 
+def log_to_stderr_until_configured() -> None:
+    """Before a program configures logging, structlog prints to stdout, where a command's results go
+    (`evaluate --json` after a library call in the same process printed a log line into its JSON).
+    Point that default at stderr; a later `configure_logging` decides everything else."""
+    if not structlog.is_configured():
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())))
+
+
 def configure_logging(level: str = "info", json_lines: bool | None = None) -> None:
     """Configure structlog once, at the program's edge."""
     if json_lines is None:
