@@ -31,9 +31,13 @@ def _escaped_names(_logger: Any, _method: str, event: MutableMapping[str, Any]) 
 def log_to_stderr_until_configured() -> None:
     """Before a program configures logging, structlog prints to stdout, where a command's results go
     (`evaluate --json` after a library call in the same process printed a log line into its JSON).
-    Point that default at stderr; a later `configure_logging` decides everything else."""
+    Point that default at stderr, and at info level (a library's debug lines, one per file read, are
+    noise on a user's terminal); a later `configure_logging` decides everything else."""
     if not structlog.is_configured():
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())))
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+            logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
+        )
 
 
 def configure_logging(level: str = "info", json_lines: bool | None = None) -> None:

@@ -19,3 +19,9 @@ def test_library_log_lines_go_to_stderr_before_logging_is_configured(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout == "RESULT\n"
     assert "synth_classify" in done.stderr
+
+
+def test_library_debug_lines_stay_silent_before_logging_is_configured(samples):
+    script = f"from afmwatch.readers import read_scan\nread_scan({str(samples / 'jpk/sample_0.jpk')!r})\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout == "" and done.stderr == ""
