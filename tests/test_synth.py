@@ -723,3 +723,44 @@ def test_traces_on_good_scans_record_no_visibility():
     made = synth_scan(file_rng(3, 0), 128, surface="fibres", artefacts=[("tip_change", 0.05)])
     assert made.label == "good"
     assert "visibility" not in made.params["artefacts"][0]
+
+
+def test_accepted_settling_changes_only_the_first_lines_and_never_the_label():
+    """The scan-start settling is drawn from a generator of its own: with it, a scan is the same scan
+    (same label, same artefacts) plus a band at the top that fades out, shifted sideways and tilted."""
+    for index in range(6):
+        label = "good" if index % 2 == 0 else "bad"
+        plain = synth_scan(file_rng(33, index), 256, label)
+        settled = synth_scan(file_rng(33, index), 256, label, accepted_rate=1.0)
+        assert settled.label == plain.label and settled.params["artefacts"] == plain.params["artefacts"]
+        assert "accepted_flaws" not in plain.params
+        (flaw,) = settled.params["accepted_flaws"]
+        assert flaw["name"] == "settling" and 3 <= flaw["lines"] <= 0.12 * 256 + 1
+        difference = np.abs(settled.trace.astype(float) - plain.trace.astype(float))
+        changed_rows = difference.max(axis=1)
+        # the first line moves by the settling's offset and tilt; two band lengths later it has faded
+        assert changed_rows[0] > 0.1 * abs(flaw["height_offset_nm"])
+        assert changed_rows[3 * flaw["lines"] :].max() < 0.01 * abs(flaw["height_offset_nm"]) + 1e-3
+        assert np.allclose(settled.retrace[-10:], plain.retrace[-10:], atol=1e-3)  # both directions carry it
+        assert np.abs(settled.retrace[0] - plain.retrace[0]).max() > 0.1 * abs(flaw["height_offset_nm"])
+    assert synth_scan(file_rng(33, 0), 128, "good", accepted_rate=0.0).params == (
+        synth_scan(file_rng(33, 0), 128, "good").params
+    )
+
+
+def test_accepted_flaws_in_sets_are_drawn_alike_for_good_and_bad_and_recorded(tmp_path):
+    out = tmp_path / "set"
+    args = ["synth", "classify", "--out", str(out), "--n", "40", "--size", "64", "--seed", "4", "--no-gwy"]
+    assert main([*args, "--no-previews", "--accepted-flaws", "0.5"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["accepted_flaws"] == {"rate": 0.5, "kinds": ["settling"]}
+    settled = {
+        label: sum(1 for f in manifest["files"] if f["label"] == label and f.get("accepted_flaws"))
+        for label in ("good", "bad")
+    }
+    assert settled["good"] >= 4 and settled["bad"] >= 4, settled  # about 10 of 20 each
+    plain = tmp_path / "plain"
+    assert main([*args[:3], str(plain), *args[4:], "--no-previews"]) == 0
+    assert "accepted_flaws" not in json.loads((plain / "manifest.json").read_text())
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        generate_classify_set(tmp_path / "x", 2, accepted=1.5)

@@ -66,6 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="also write each scan's retrace under retrace/ (default on)",
     )
+    classify.add_argument(
+        "--accepted-flaws",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance (0-1) that a scan, good or bad alike, starts with the settling band microscopists "
+        "accept (creep and feedback settling over the first 3-12 %% of the lines; default 0)",
+    )
     denoise = sets.add_parser("denoise", help="denoising pairs: clean/ and noisy/ (Gwyddion's NN example)")
     _common(denoise, 20)
     denoise.add_argument("--size", type=_size, default=256, help="pixels per side (default 256)")
@@ -97,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
                 previews=args.previews,
                 retrace=args.retrace,
                 workers=args.workers,
+                accepted=args.accepted_flaws,
             )
         else:
             manifest = generate_denoise_set(

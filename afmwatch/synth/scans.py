@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from afmwatch.scan import Scan
+from afmwatch.synth.accepted import add_accepted, side_rng
 from afmwatch.synth.artefacts import ARTEFACTS, STAGES, applicable
 from afmwatch.synth.imaging import draw_imaging, feedback_shadow, instrument_noise, tip_limited
 from afmwatch.synth.surfaces import SURFACES, Surface
@@ -163,13 +164,16 @@ def synth_scan(
     surface: str | None = None,
     artefacts: list[tuple[str, float]] | None = None,
     surface_params: dict[str, Any] | None = None,
+    accepted_rate: float = 0.0,
 ) -> SynthScan:
     """Make one scan, `size` pixels square, (lines, points), or None for a shape drawn from
     `LINES_MIX`. Without `label` it is drawn (good or bad); without `surface` a kind is drawn; without
     `artefacts` they are planned from the label. Explicit `artefacts` set the label to bad when any is
     at a severity of 0.5 or more, unless `label` is given. `surface_params` pins the surface's own
     parameters (`scan_size_nm`, `grain_size_nm`, ...: the generator's overrides), e.g. to calibrate a
-    metric on one kind of film."""
+    metric on one kind of film. `accepted_rate` is the chance of a flaw microscopists accept
+    (`afmwatch.synth.accepted`), drawn from a generator of its own: the scan is otherwise the same."""
+    accepted_rng = side_rng(rng)
     label = label or (str(rng.choice([GOOD, BAD])) if artefacts is None else None)
     kind = surface or str(rng.choice(list(SURFACES)))
     if kind not in SURFACES:
@@ -211,6 +215,7 @@ def synth_scan(
     z = apply("surface", imaged, rng)
     z = apply("tip", z, rng)
     z = apply("geometry", z, rng)[:, :cols]
+    z, accepted = add_accepted(z, accepted_rng, accepted_rate, surf)
     background, background_params = _raw_background(rng, z.shape, surf)
     directions = []
     for direction, direction_seed in zip(("trace", "retrace"), rng.integers(0, 2**63, 2)):
@@ -244,6 +249,7 @@ def synth_scan(
         "label": label,
         "surface": {"kind": kind, **surf.params},
         "artefacts": records,
+        **({"accepted_flaws": accepted} if accepted else {}),
         "noise_rms_nm": imaging["noise_rms_nm"],
         "imaging": imaging,
         "background": background_params,

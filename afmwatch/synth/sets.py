@@ -89,11 +89,13 @@ def _caption(label: str, params: dict[str, Any]) -> str:
     return f"{label}: {params['surface']['kind']}" + (f" | {artefacts}" if artefacts else "")
 
 
-def classify_file(out: Path, seed: int, index: int, size: int | None, gwy: bool, previews: bool, retrace: bool) -> dict:
+def classify_file(
+    out: Path, seed: int, index: int, size: int | None, gwy: bool, previews: bool, retrace: bool, accepted: float = 0.0
+) -> dict:
     """Generate and write file `index` of a classification set (even index good, odd bad); `size`
-    None draws its shape."""
+    None draws its shape; `accepted` is the chance of a flaw microscopists accept."""
     label = GOOD if index % 2 == 0 else BAD
-    scan = synth_scan(file_rng(seed, index), size, label)
+    scan = synth_scan(file_rng(seed, index), size, label, accepted_rate=accepted)
     name = f"s{seed}-{index:05d}-{scan.params['surface']['kind']}"
     metadata = scan.metadata
     if retrace:
@@ -242,16 +244,20 @@ def generate_classify_set(
     previews: bool = True,
     retrace: bool = True,
     workers: int = 1,
+    accepted: float = 0.0,
 ) -> Path:
     """Write a labelled set of `n` scans (half good, half bad) under `out`; returns the manifest path.
 
     `size` makes every scan that many pixels square; None draws each scan's lines and points from
     `LINES_MIX` (what a set for training a classifier should do: pixel counts then say nothing of
-    the label)."""
+    the label). `accepted` is each scan's chance of a flaw microscopists accept (`afmwatch.synth.accepted`:
+    the scan-start settling), good and bad alike."""
     _check_set(n, size)
+    if not 0.0 <= accepted <= 1.0:
+        raise ValueError(f"the chance of an accepted flaw must be between 0 and 1, got {accepted}")
     out = Path(out)
     log.info("synth_classify_start", out=str(out), n=n, seed=seed, size=size, workers=workers)
-    files = _run(classify_file, ((out, seed, i, size, gwy, previews, retrace) for i in range(n)), workers)
+    files = _run(classify_file, ((out, seed, i, size, gwy, previews, retrace, accepted) for i in range(n)), workers)
     sizes = (
         "fixed"
         if size is not None
@@ -266,6 +272,7 @@ def generate_classify_set(
         "n": n,
         "size": size if size is not None else "auto",
         "sizes": sizes,
+        **({"accepted_flaws": {"rate": accepted, "kinds": ["settling"]}} if accepted else {}),
         "labels": {GOOD: sum(f["label"] == GOOD for f in files), BAD: sum(f["label"] == BAD for f in files)},
         "layout": {
             "scans": "good/, bad/",
