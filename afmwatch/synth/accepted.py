@@ -9,14 +9,12 @@ show it teaches a model that any disturbed band is a fault.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from afmwatch.synth.artefacts import Params
 from afmwatch.synth.surfaces import Surface
-
-Params = dict[str, Any]
 
 
 def settling(z: np.ndarray, rng: np.random.Generator, surface: Surface) -> tuple[np.ndarray, Params]:
