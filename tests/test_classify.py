@@ -148,6 +148,23 @@ def test_evaluate_counts_the_files_that_hold_one_scan_direction(tmp_path, make_c
     assert [row["one_direction"] for row in report["files"] if row["true"] == "good"].count(False) == 1
 
 
+def test_evaluate_says_when_only_one_class_was_given(tmp_path, make_classifier_file, capsys):
+    """A lab that checks only its good scans must not read their recall as a balanced accuracy."""
+    import shutil
+
+    from afmwatch.synth.sets import generate_classify_set
+
+    data = tmp_path / "set"
+    generate_classify_set(data, 8, seed=12, size=64, gwy=False, previews=False, retrace=False)
+    model = make_classifier_file(tmp_path / "m.safetensors", arch="compact", crop=32)
+    assert main(["evaluate", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "both")]) == 0
+    assert "scans given: the balanced accuracy is their recall" not in capsys.readouterr().out
+    shutil.rmtree(data / "bad")
+    (data / "bad").mkdir()  # the folder layout kept, no bad scans in it
+    assert main(["evaluate", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "good")]) == 0
+    assert "only good scans given: the balanced accuracy is their recall" in capsys.readouterr().out
+
+
 def test_evaluate_compares_several_models_on_the_same_scans(tmp_path, make_classifier_file, capsys):
     from afmwatch.synth.sets import generate_classify_set
 

@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         + (f" (95% bootstrap interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
         + f", accuracy {_fmt(m['accuracy'])}, ROC AUC {_fmt(m['roc_auc'])}"
     )
+    present = [name for name, row in zip(("good", "bad"), m["confusion_matrix"]) if sum(row)]
+    if len(present) == 1:
+        print(f"  only {present[0]} scans given: the balanced accuracy is their recall, not a two-class measure")
     for name in ("good", "bad"):
         print(f"  {name}: precision {_fmt(m['precision'][name])}, recall {_fmt(m['recall'][name])}")
     print(f"confusion (rows true good/bad, columns predicted good/bad): {m['confusion_matrix']}")
