@@ -42,8 +42,9 @@ bench: $(STAMP)
 # on synthetic scans (seed 1, every surface and artefact kind at 128-1024 lines, a scan-start settling band
 # in 30 % of them, good and bad alike), combined in one file with
 # the weight and review band chosen on scans neither saw (seed 2001), evaluated on a third set (seed 1001).
-# The network sees 384 px (a thin band keeps its lines): about 25 minutes of training on 2 CPU cores, about
-# an hour for the whole target (the shipped network: 46 minutes on 2 busy cores); DEFAULT_MODEL_DEVICE=cuda
+# The network sees 384 px (a thin band keeps its lines), its learning rate falls along a half cosine: about
+# 25 minutes of training on 2 quiet CPU cores, about an hour for the whole target (the shipped network: 48
+# minutes on 2 cores shared with the metrics model for its first half); DEFAULT_MODEL_DEVICE=cuda
 # trains it on a GPU (the previous default's network took 390 s on an H100).
 # Data and reports in build/default-model, the model to models/ (card: models/README.md).
 DEFAULT_MODEL_DATA := build/default-model
@@ -55,7 +56,7 @@ default-model: $(STAMP)
 	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/test --n 400 --seed 1001 $(SYNTH_FLAGS)
 	$(PY) -m afmwatch train --data $(DEFAULT_MODEL_DATA)/train --out $(DEFAULT_MODEL_DATA)/network.safetensors \
 		--arch compact --resize 384 --image-size 384 --epochs 20 --batch-size 32 --optimizer adam --lr 0.001 \
-		--scheduler step --jitter 0.1 --level-polynomial 2 --seed 1 --threads 2 --device $(DEFAULT_MODEL_DEVICE)
+		--scheduler cosine --jitter 0.1 --level-polynomial 2 --seed 1 --threads 2 --device $(DEFAULT_MODEL_DEVICE)
 	$(PY) -m afmwatch train --data $(DEFAULT_MODEL_DATA)/train --out $(DEFAULT_MODEL_DATA)/metrics.safetensors \
 		--arch metrics-logistic --metrics-features scale-free --seed 0 --folds 5 --threads 2
 	$(PY) -m afmwatch models --json combine $(DEFAULT_MODEL_DATA)/network.safetensors \
