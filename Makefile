@@ -45,7 +45,7 @@ bench: $(STAMP)
 # The network sees 384 px (a thin band keeps its lines), its learning rate falls along a half cosine: about
 # 25 minutes of training on 2 quiet CPU cores, about an hour for the whole target (the shipped network: 48
 # minutes on 2 cores shared with the metrics model for its first half); DEFAULT_MODEL_DEVICE=cuda
-# trains it on a GPU (the previous default's network took 390 s on an H100).
+# trains it on a GPU (the 2026-11-27 evening default's network, 384 px with the step rate, took 390 s on an H100).
 # Data and reports in build/default-model, the model to models/ (card: models/README.md).
 DEFAULT_MODEL_DATA := build/default-model
 SYNTH_FLAGS := --no-gwy --no-previews --workers 2 --accepted-flaws 0.3
