@@ -26,13 +26,14 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import SplineTransformer, StandardScaler
+from sklearn.preprocessing import SplineTransformer
 
 from afmwatch.config import ReadingConfig
-from afmwatch.networks.metrics_model import direction_columns, feature_set
+from afmwatch.networks.metrics_model import LOGISTIC, direction_columns, feature_set, logistic_raw, one_direction_rows
 from afmwatch.readers import read_scan
 from afmwatch.scan import ScanError
-from afmwatch.training.metrics_training import scan_features_directions
+from afmwatch.training.metrics import classification_metrics
+from afmwatch.training.metrics_training import fit_model, scan_features_directions
 from afmwatch.training.options import TrainOptions
 from afmwatch.training.run import load_training_data
 
@@ -54,26 +55,27 @@ def measured(folder: Path, cache: Path) -> tuple[np.ndarray, np.ndarray, list[st
 
 
 def fit(model: str, x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Log-odds of bad for new rows; missing metrics take the training median (as the shipped model)."""
+    """Log-odds of bad for new rows. "logistic" is the shipped fit itself (`fit_model`); the additive
+    model fills missing metrics with the training median as that one does."""
+    if model == "logistic":
+        tensors, _ = fit_model(LOGISTIC, x, y)
+        return partial(logistic_raw, tensors)
     x = np.where(np.isnan(x).all(axis=0), 0.0, x)
     median = np.nanmedian(x, axis=0)
 
     def filled(a: np.ndarray) -> np.ndarray:
         return np.where(np.isnan(a), median, a)
 
-    if model == "logistic":
-        pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000))
-    else:
-        shapes = SplineTransformer(degree=1, n_knots=6, knots="quantile", extrapolation="constant")
-        c = float(model.split("C=")[1])
-        pipeline = make_pipeline(shapes, LogisticRegression(C=c, class_weight="balanced", max_iter=5000))
+    shapes = SplineTransformer(degree=1, n_knots=6, knots="quantile", extrapolation="constant")
+    c = float(model.split("C=")[1])
+    pipeline = make_pipeline(shapes, LogisticRegression(C=c, class_weight="balanced", max_iter=5000))
     pipeline.fit(filled(x), y)
     return lambda a: pipeline.decision_function(filled(a))
 
 
 def balanced_accuracy(y: np.ndarray, log_odds: np.ndarray) -> float:
-    said_bad = log_odds > 0
-    return float(0.5 * (said_bad[y == 1].mean() + (~said_bad[y == 0]).mean()))
+    """The project's measure, labels at P(bad) 0.5."""
+    return classification_metrics(y, 1 / (1 + np.exp(-log_odds)))["balanced_accuracy"]
 
 
 def network_log_odds(evaluation: Path, paths: list[str]) -> np.ndarray:
@@ -123,8 +125,7 @@ def main() -> None:
         except ScanError:
             continue  # not an image (thermal.nid)
     x = np.stack(rows)
-    both_cols = [i for i in range(n) if i not in keep]
-    one_direction = np.isnan(x[:, both_cols]).any(axis=1)
+    one_direction = one_direction_rows(FEATURES, x[:, :n])
     for model in MODELS:
         both, alone = fit(model, xt[:, :n], yt), fit(model, xt[:, n:][:, keep], yt)
         log_odds = np.where(one_direction, alone(x[:, n:][:, keep]), both(x[:, :n]))
