@@ -48,7 +48,10 @@ bench: $(STAMP)
 # trains it on a GPU (the 2026-11-27 evening default's network, 384 px with the step rate, took 390 s on an H100).
 # Data and reports in build/default-model, the model to models/ (card: models/README.md).
 DEFAULT_MODEL_DATA := build/default-model
-SYNTH_FLAGS := --no-gwy --no-previews --workers 2 --accepted-flaws 0.3
+# the eight surface kinds the shipped default learned on: a film with holes (the ninth kind) was measured
+# and not shipped (models/README.md, "Alternatives measured"); naming them keeps these scans as they were
+DEFAULT_MODEL_SURFACES := particles,terraces,grains,fibres,grid,domains,blend,substrate
+SYNTH_FLAGS := --no-gwy --no-previews --workers 2 --accepted-flaws 0.3 --surfaces $(DEFAULT_MODEL_SURFACES)
 default-model: $(STAMP)
 	rm -rf $(DEFAULT_MODEL_DATA)
 	$(PY) -m afmwatch synth classify --out $(DEFAULT_MODEL_DATA)/train --n 9600 --seed 1 $(SYNTH_FLAGS)

@@ -89,8 +89,9 @@ if want default; then
 step "default-model networks on cuda: 256 and 512 px, seeds 0 and 1"
 mkdir -p "$OUT/default"
 timed "synth ${DM_N:-9600}" sh -c "python3 -m afmwatch synth classify --out /tmp/gpu/dm --n ${DM_N:-9600} --seed 1 \
-  --no-gwy --no-previews --workers 16 --accepted-flaws 0.3 >/dev/null 2>&1"
-# the same scans as the 2-core machine draws (compare with build/default-model/train/manifest.json there)
+  --no-gwy --no-previews --workers 16 --accepted-flaws 0.3 \
+  --surfaces particles,terraces,grains,fibres,grid,domains,blend,substrate >/dev/null 2>&1"
+# the same scans as the 2-core machine draws (the Makefile's DEFAULT_MODEL_SURFACES; compare with build/default-model/train/manifest.json there)
 sha256sum /tmp/gpu/dm/manifest.json
 runs=()
 for run in ${DM_RUNS:-256:0 512:0 256:1 512:1}; do  # size:seed[:epochs[:arch[:scheduler]]]

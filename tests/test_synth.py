@@ -764,3 +764,73 @@ def test_accepted_flaws_in_sets_are_drawn_alike_for_good_and_bad_and_recorded(tm
     assert "accepted_flaws" not in json.loads((plain / "manifest.json").read_text())
     with pytest.raises(ValueError, match="between 0 and 1"):
         generate_classify_set(tmp_path / "x", 2, accepted=1.5)
+
+
+def test_film_with_holes_has_round_holes_of_the_drawn_depth_and_rims():
+    """Dewetting films and films with pinholes (like nid/image.nid): holes cover about the drawn fraction,
+    go down by the drawn depth, and a rim, when drawn, stands above the film around each hole."""
+    holes = SURFACES["holes"]
+    seen_rims = seen_partial = 0
+    for seed in range(12):
+        surface = holes(np.random.default_rng(seed), 256)
+        p = surface.params
+        assert surface.kind == "holes" and surface.feature_height_nm == pytest.approx(p["depth_nm"])
+        assert 3 <= p["film_nm"] <= 100 and p["depth_nm"] <= p["film_nm"] * (1 + 1e-9)
+        film = np.median(surface.height)  # most of the area is film
+        inside = surface.height < film - 0.5 * p["depth_nm"]
+        # holes are carved until they cover the drawn fraction; the last one may overshoot (at most 0.28 of
+        # the frame: a radius of 0.3 of its side)
+        covered = np.mean(inside)
+        assert 0.9 * p["fraction"] <= covered <= p["fraction"] + 0.3, (seed, covered, p["fraction"])
+        floor = np.median(surface.height[inside])  # the floor of the holes, walls aside
+        assert floor == pytest.approx(film - p["depth_nm"], abs=0.25 * p["depth_nm"]), seed
+        assert ndimage.label(inside)[1] >= 1
+        rim_nm = p["rim_height"] * p["depth_nm"]
+        if rim_nm > 8 * p["roughness_nm"]:  # a rim that roughness alone cannot mimic
+            seen_rims += 1
+            assert surface.height[~inside].max() > film + 0.6 * rim_nm, seed
+        seen_partial += not p["through"]
+    assert seen_rims and seen_partial
+
+
+def test_a_film_with_holes_is_drawn_among_the_kinds_and_can_go_bad():
+    """The ninth surface kind takes part in the sets: tip changes and the other featured faults apply to it."""
+    assert "holes" in SURFACES and "tip_change" in applicable("holes") and "blank" in applicable("holes")
+    bad = synth_scan(file_rng(3, 0), 128, "bad", surface="holes")
+    assert bad.label == "bad" and bad.params["artefacts"]
+    assert np.all(np.isfinite(bad.trace)) and np.all(np.isfinite(bad.retrace))
+
+
+def test_a_recipe_that_names_its_surface_kinds_keeps_its_scans(tmp_path, capsys):
+    """`--surfaces` with the eight kinds the shipped default learned on draws the scans the generator drew
+    before the ninth kind (holes) existed: the first files of the default's test set (seed 1001), as that
+    generator wrote them; every kind drawn is one named; an unknown kind is refused by name."""
+    eight = "particles,terraces,grains,fibres,grid,domains,blend,substrate"
+    out = tmp_path / "named"
+    assert main(["synth", "classify", "--out", str(out), "--n", "6", "--seed", "1001", "--surfaces", eight,
+                 "--no-gwy", "--no-previews", "--accepted-flaws", "0.3"]) == 0  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["surfaces"] == eight.split(",")
+    drawn = [
+        (f["name"], [a["name"] for a in f["artefacts"]], f["lines_set"], f["points_set"]) for f in manifest["files"]
+    ]
+    assert drawn == [
+        ("s1001-00000-substrate", [], 128, 128),
+        ("s1001-00001-substrate", ["aborted"], 256, 256),
+        ("s1001-00002-terraces", [], 512, 512),
+        ("s1001-00003-grid", ["blank"], 512, 1024),
+        ("s1001-00004-substrate", ["streaks"], 512, 512),
+        ("s1001-00005-blend", ["tip_change", "clipped"], 128, 256),
+    ]
+    assert manifest["files"][1]["scan_size_nm"] == pytest.approx(6619.76, abs=0.01)
+
+    two = tmp_path / "two"
+    assert main(["synth", "classify", "--out", str(two), "--n", "12", "--size", "64", "--surfaces", "holes,grid",
+                 "--no-gwy", "--no-previews"]) == 0  # fmt: skip
+    kinds = {f["surface"]["kind"] for f in json.loads((two / "manifest.json").read_text())["files"]}
+    assert kinds == {"holes", "grid"}
+    assert json.loads((two / "manifest.json").read_text())["surfaces"] == ["grid", "holes"]  # SURFACES order
+
+    capsys.readouterr()
+    assert main(["synth", "classify", "--out", str(tmp_path / "x"), "--n", "2", "--surfaces", "grains,craters"]) == 1
+    assert "craters" in capsys.readouterr().err

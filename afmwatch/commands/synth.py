@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="chance (0-1) that a scan, good or bad alike, starts with the settling band microscopists "
         "accept (creep and feedback settling over the first 3-12 %% of the lines; default 0)",
     )
+    classify.add_argument(
+        "--surfaces",
+        default=None,
+        metavar="KIND,...",
+        help="surface kinds to draw from, comma-separated (default: every kind; README, 'Good surfaces'); "
+        "a recipe that names them keeps its scans when a kind is added",
+    )
     denoise = sets.add_parser("denoise", help="denoising pairs: clean/ and noisy/ (Gwyddion's NN example)")
     _common(denoise, 20)
     denoise.add_argument("--size", type=_size, default=256, help="pixels per side (default 256)")
@@ -106,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
                 retrace=args.retrace,
                 workers=args.workers,
                 accepted=args.accepted_flaws,
+                surfaces=None
+                if args.surfaces is None
+                else tuple(k.strip() for k in args.surfaces.split(",") if k.strip()),
             )
         else:
             manifest = generate_denoise_set(

@@ -20,8 +20,20 @@ from afmwatch.synth.imaging import draw_imaging, feedback_shadow, instrument_noi
 from afmwatch.synth.scans import file_rng
 from afmwatch.synth.surfaces import SURFACES, deposited_shapes, log_uniform
 
-# Gwyddion's example (round particles on a flat substrate, `afmwatch synth denoise`) besides the generator's kinds
-SURFACE_KINDS: tuple[str, ...] = (*SURFACES, "deposits")
+# The kinds the shipped denoisers were trained on (models/DENOISERS.md), named so that a kind added to the
+# generator later (holes) does not change their recipe: Gwyddion's example (round particles on a flat
+# substrate, `afmwatch synth denoise`) besides eight of the generator's kinds
+SURFACE_KINDS: tuple[str, ...] = (
+    "particles",
+    "terraces",
+    "grains",
+    "fibres",
+    "grid",
+    "domains",
+    "blend",
+    "substrate",
+    "deposits",
+)
 # total noise RMS as a fraction of the clean image's height range (0.5-99.5 percentile): from a clean scan
 # of a tall grating (0.3 %) to a scan where the noise hides the smaller features (25 %)
 NOISE_TO_RANGE = (0.003, 0.25)

@@ -466,7 +466,7 @@ class Artefact:
     drawn: bool = True  # planned for synthetic sets; False: kept for tests and metrics only
 
 
-FEATURED = ("particles", "terraces", "grains", "fibres", "grid", "domains", "blend")  # not "substrate"
+FEATURED = ("particles", "terraces", "grains", "fibres", "grid", "domains", "blend", "holes")  # not "substrate"
 STAGES = ("surface", "tip", "geometry", "scan", "background", "range", "acquisition")
 
 ARTEFACTS: dict[str, Artefact] = {

@@ -165,6 +165,7 @@ def synth_scan(
     artefacts: list[tuple[str, float]] | None = None,
     surface_params: dict[str, Any] | None = None,
     accepted_rate: float = 0.0,
+    kinds: tuple[str, ...] | None = None,
 ) -> SynthScan:
     """Make one scan, `size` pixels square, (lines, points), or None for a shape drawn from
     `LINES_MIX`. Without `label` it is drawn (good or bad); without `surface` a kind is drawn; without
@@ -172,10 +173,11 @@ def synth_scan(
     at a severity of 0.5 or more, unless `label` is given. `surface_params` pins the surface's own
     parameters (`scan_size_nm`, `grain_size_nm`, ...: the generator's overrides), e.g. to calibrate a
     metric on one kind of film. `accepted_rate` is the chance of a flaw microscopists accept
-    (`afmwatch.synth.accepted`), drawn from a generator of its own: the scan is otherwise the same."""
+    (`afmwatch.synth.accepted`), drawn from a generator of its own: the scan is otherwise the same.
+    `kinds` are the surface kinds drawn from when `surface` is not given (default: every kind)."""
     accepted_rng = side_rng(rng)
     label = label or (str(rng.choice([GOOD, BAD])) if artefacts is None else None)
-    kind = surface or str(rng.choice(list(SURFACES)))
+    kind = surface or str(rng.choice(list(kinds or SURFACES)))
     if kind not in SURFACES:
         raise ValueError(f"unknown surface {kind!r}; choose from {', '.join(SURFACES)}")
     if size is None:

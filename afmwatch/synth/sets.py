@@ -33,7 +33,7 @@ from afmwatch.level import level_array
 from afmwatch.render import write_preview
 from afmwatch.synth.artefacts import line_noise_field
 from afmwatch.synth.scans import BAD, GOOD, LINES_MIX, NON_SQUARE, file_rng, synth_scan
-from afmwatch.synth.surfaces import DENOISE_SHAPES, deposited_shapes
+from afmwatch.synth.surfaces import DENOISE_SHAPES, SURFACES, deposited_shapes
 from afmwatch.writers import write_gwy, write_tiff
 
 log = structlog.get_logger(__name__)
@@ -90,12 +90,21 @@ def _caption(label: str, params: dict[str, Any]) -> str:
 
 
 def classify_file(
-    out: Path, seed: int, index: int, size: int | None, gwy: bool, previews: bool, retrace: bool, accepted: float = 0.0
+    out: Path,
+    seed: int,
+    index: int,
+    size: int | None,
+    gwy: bool,
+    previews: bool,
+    retrace: bool,
+    accepted: float = 0.0,
+    kinds: tuple[str, ...] | None = None,
 ) -> dict:
     """Generate and write file `index` of a classification set (even index good, odd bad); `size`
-    None draws its shape; `accepted` is the chance of a flaw microscopists accept."""
+    None draws its shape; `accepted` is the chance of a flaw microscopists accept; `kinds` the surface
+    kinds drawn from (None: every kind)."""
     label = GOOD if index % 2 == 0 else BAD
-    scan = synth_scan(file_rng(seed, index), size, label, accepted_rate=accepted)
+    scan = synth_scan(file_rng(seed, index), size, label, accepted_rate=accepted, kinds=kinds)
     name = f"s{seed}-{index:05d}-{scan.params['surface']['kind']}"
     metadata = scan.metadata
     if retrace:
@@ -245,19 +254,30 @@ def generate_classify_set(
     retrace: bool = True,
     workers: int = 1,
     accepted: float = 0.0,
+    surfaces: tuple[str, ...] | None = None,
 ) -> Path:
     """Write a labelled set of `n` scans (half good, half bad) under `out`; returns the manifest path.
 
     `size` makes every scan that many pixels square; None draws each scan's lines and points from
     `LINES_MIX` (what a set for training a classifier should do: pixel counts then say nothing of
     the label). `accepted` is each scan's chance of a flaw microscopists accept (`afmwatch.synth.accepted`:
-    the scan-start settling), good and bad alike."""
+    the scan-start settling), good and bad alike. `surfaces` are the surface kinds drawn from, in
+    `SURFACES` order (None: every kind; a recipe that names them keeps its scans when a kind is added)."""
     _check_set(n, size)
+    wanted = tuple(SURFACES) if surfaces is None else tuple(surfaces)
+    unknown = [k for k in wanted if k not in SURFACES]
+    if unknown or not wanted:
+        raise ValueError(
+            f"unknown surface kinds: {', '.join(unknown) or '(none given)'}; choose from {', '.join(SURFACES)}"
+        )
+    kinds = tuple(k for k in SURFACES if k in wanted)
     if not 0.0 <= accepted <= 1.0:
         raise ValueError(f"the chance of an accepted flaw must be between 0 and 1, got {accepted}")
     out = Path(out)
     log.info("synth_classify_start", out=str(out), n=n, seed=seed, size=size, workers=workers)
-    files = _run(classify_file, ((out, seed, i, size, gwy, previews, retrace, accepted) for i in range(n)), workers)
+    files = _run(
+        classify_file, ((out, seed, i, size, gwy, previews, retrace, accepted, kinds) for i in range(n)), workers
+    )
     sizes = (
         "fixed"
         if size is not None
@@ -273,6 +293,7 @@ def generate_classify_set(
         "size": size if size is not None else "auto",
         "sizes": sizes,
         **({"accepted_flaws": {"rate": accepted, "kinds": ["settling"]}} if accepted else {}),
+        "surfaces": list(kinds),
         "labels": {GOOD: sum(f["label"] == GOOD for f in files), BAD: sum(f["label"] == BAD for f in files)},
         "layout": {
             "scans": "good/, bad/",

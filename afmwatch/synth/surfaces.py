@@ -399,6 +399,79 @@ def blend(rng: np.random.Generator, size: int, **overrides: Any) -> Surface:
     )
 
 
+def _carve(
+    depth: np.ndarray, rim: np.ndarray, cy: float, cx: float, radius_px: float, wall_px: float, rim_px: float
+) -> None:
+    """One hole in `depth` (0 on the film, 1 at the bottom; the deepest hole wins where two overlap) and
+    its rim in `rim` (a Gaussian ridge just outside the edge, peak 1)."""
+    rows, cols = depth.shape
+    reach = radius_px + 2 * wall_px + 3 * rim_px + 1
+    y0, y1 = max(int(cy - reach), 0), min(int(cy + reach) + 2, rows)
+    x0, x1 = max(int(cx - reach), 0), min(int(cx + reach) + 2, cols)
+    if y0 >= y1 or x0 >= x1:
+        return
+    d = np.hypot(np.arange(y0, y1)[:, None] - cy, np.arange(x0, x1)[None, :] - cx) - radius_px
+    window = depth[y0:y1, x0:x1]
+    np.maximum(window, 0.5 * (1.0 - np.tanh(d / wall_px)), out=window)
+    if rim_px > 0:
+        ridge = rim[y0:y1, x0:x1]
+        np.maximum(ridge, np.exp(-0.5 * ((d - wall_px - rim_px) / rim_px) ** 2), out=ridge)
+
+
+def holes(rng: np.random.Generator, size: int, **overrides: Any) -> Surface:
+    """A thin film with holes: a dewetting polymer film or a film with pinholes, round holes of many sizes
+    (a few to tens across the frame) down to the substrate or part way, often with a raised rim of the
+    material that left the hole, and a little roughness on the film and on the floor."""
+    cols, points, scan_nm, pixel = _frame(rng, size, overrides, 500, 50000)
+    across = log_uniform(rng, 4, 40)  # mean hole diameters across the frame
+    radius_px = max(0.5 * scan_nm / across / pixel, 2.0)
+    spread = rng.uniform(0.2, 0.7)  # log-normal spread of the radii: young holes beside grown ones
+    fraction = overrides.get("fraction") or rng.uniform(0.05, 0.4)
+    film_nm = overrides.get("film_nm") or log_uniform(rng, 3, 100)
+    through = rng.random() < 0.7  # down to the substrate, else part way into the film
+    depth_nm = film_nm * (1.0 if through else rng.uniform(0.3, 0.8))
+    rim_height = rng.uniform(0.05, 0.5) if rng.random() < 0.6 else 0.0  # of the depth
+    wall = rng.uniform(0.05, 0.2)  # the wall's width relative to the radius
+    rim_width = rng.uniform(0.1, 0.4)
+    # holes one after another until they cover the drawn fraction (checked now and then: overlaps merge)
+    expected = fraction * size * cols / (np.pi * radius_px**2 * np.exp(2 * spread**2))
+    check_every = max(1, int(expected / 20))
+    largest = min(2.5 * radius_px, 0.3 * min(size, cols))
+    depth = np.zeros((size, cols))
+    rim = np.zeros((size, cols))
+    count = 0
+    while count < 3000:
+        r = float(np.clip(radius_px * rng.lognormal(0.0, spread), 1.0, largest))
+        cy, cx = rng.uniform(0, 1, 2) * (size, cols)
+        _carve(depth, rim, cy, cx, r, max(0.6, wall * r), rim_width * r if rim_height else 0.0)
+        count += 1
+        if count % check_every == 0 and np.mean(depth > 0.5) >= fraction:
+            break
+    roughness = _fft_gaussian(rng.standard_normal((size, cols)), rng.uniform(1.0, 4.0))
+    roughness_nm = rng.uniform(0.01, 0.05) * film_nm
+    roughness *= roughness_nm / (roughness.std() or 1.0)
+    height = -depth_nm * depth + rim_height * depth_nm * rim * (1.0 - depth) + roughness
+    return Surface(
+        height,
+        pixel,
+        "holes",
+        depth_nm,
+        2 * radius_px * pixel,
+        {
+            "hole_diameter_nm": 2 * radius_px * pixel,
+            "holes": count,
+            "fraction": fraction,
+            "film_nm": film_nm,
+            "depth_nm": depth_nm,
+            "through": through,
+            "rim_height": rim_height,
+            "radius_spread": spread,
+            "roughness_nm": roughness_nm,
+        },
+        points,
+    )
+
+
 def _fft_gaussian(image: np.ndarray, sigma_px: float) -> np.ndarray:
     """Gaussian blur by FFT (periodic edges): constant cost however wide the blur."""
     ky = np.fft.fftfreq(image.shape[0])[:, None]
@@ -519,4 +592,5 @@ SURFACES: dict[str, Callable[..., Surface]] = {
     "domains": domains,
     "blend": blend,
     "substrate": substrate,
+    "holes": holes,
 }
