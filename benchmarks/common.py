@@ -146,9 +146,11 @@ def synthetic_scans(n: int, size: int = 256, cache: Path = DEFAULT_CACHE, seed: 
     `afmwatch.synth`, generated once and kept in `cache`. File i is the same in every set of this
     seed and size, so a larger cached set serves a smaller request."""
     from afmwatch.synth.sets import generate_classify_set
+    from afmwatch.synth.surfaces import SURFACES
 
     cache.mkdir(parents=True, exist_ok=True)
-    stem = f"classify-s{seed}-{size}px-n"
+    # keyed by the number of surface kinds too: a set cached before the generator gained one is not served
+    stem = f"classify-s{seed}-{size}px-k{len(SURFACES)}-n"
     usable = [f for f in cache.glob(f"{stem}*") if _set_size(f) >= n]
     if usable:
         folder = min(usable, key=_set_size)
